@@ -1,0 +1,560 @@
+//! The configuration file, in the Prometheus dialect: plain data, defaults and validation.
+//!
+//! What this is: serde structs that mirror Prometheus' `config.Config` for the parts an agent uses
+//! (`global`, `scrape_configs`, `remote_write`), environment expansion, and the checks Prometheus
+//! makes at load time. Every error names the file, line and reason, as `promtool check config`
+//! does. What this is not: anything that runs; [`crate::app`] builds the pipeline from a [`Config`].
+//!
+//! Unknown fields are errors (`deny_unknown_fields`), as in Prometheus' strict YAML unmarshal, and
+//! so are duplicate keys (serde-saphyr's default).
+
+pub mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub use common::{ByteSize, Duration, HttpClientConfig, TlsConfig};
+
+use crate::relabel::RelabelConfig;
+use crate::remote_write::RemoteWriteConfig;
+
+/// A config that failed to load. Not retryable: the file must be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this schema, or a check failed.
+    #[error("{path}:{line}:{column}: {reason}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line, 0 if unknown.
+        line: u64,
+        /// 1-based column, 0 if unknown.
+        column: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Defaults for every job, and the external labels.
+    #[serde(default)]
+    pub global: GlobalConfig,
+    /// The scrape jobs.
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// Where samples go. None configured: trawl prints what it scrapes to stdout.
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
+}
+
+/// The `global` block.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Default scrape interval (Prometheus: 1m).
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: Duration,
+    /// Default scrape timeout (Prometheus: 10s, capped at the interval); filled in by [`load_str`].
+    #[serde(default)]
+    pub scrape_timeout: Option<Duration>,
+    /// Accepted for compatibility with Prometheus server configs; trawl evaluates no rules.
+    #[serde(default)]
+    pub evaluation_interval: Option<Duration>,
+    /// Labels added to every sample sent by remote write (series labels win on a clash).
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    /// Default per-scrape body size limit (0 = none).
+    #[serde(default)]
+    pub body_size_limit: ByteSize,
+    /// Default per-scrape sample limit (0 = none).
+    #[serde(default)]
+    pub sample_limit: u64,
+    /// Default per-series label count limit (0 = none).
+    #[serde(default)]
+    pub label_limit: u64,
+    /// Default label name length limit (0 = none).
+    #[serde(default)]
+    pub label_name_length_limit: u64,
+    /// Default label value length limit (0 = none).
+    #[serde(default)]
+    pub label_value_length_limit: u64,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: default_scrape_interval(),
+            scrape_timeout: Some(default_scrape_timeout()),
+            evaluation_interval: None,
+            external_labels: BTreeMap::new(),
+            body_size_limit: ByteSize(0),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+}
+
+fn default_scrape_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_scrape_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// One entry of `scrape_configs`, after defaults from `global` are filled in by [`load_str`].
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The job name, also the `job` label and the scrape pool name. Unique.
+    pub job_name: Spanned<String>,
+    /// Keep the target's own `job`/`instance`/... labels on a clash instead of renaming them
+    /// `exported_*`.
+    #[serde(default)]
+    pub honor_labels: bool,
+    /// Use the timestamps the target exposes (Prometheus' default: true).
+    #[serde(default = "default_true")]
+    pub honor_timestamps: bool,
+    /// Stale-mark series with explicit timestamps too.
+    #[serde(default)]
+    pub track_timestamps_staleness: bool,
+    /// `http` or `https`.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Path of the metrics page (default `/metrics`).
+    #[serde(default)]
+    pub metrics_path: Option<String>,
+    /// URL parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    /// How often to scrape (default: global).
+    #[serde(default)]
+    pub scrape_interval: Option<Duration>,
+    /// Per-scrape timeout (default: global, capped at the interval).
+    #[serde(default)]
+    pub scrape_timeout: Option<Duration>,
+    /// Ask for gzip (Prometheus' default: true).
+    #[serde(default = "default_true")]
+    pub enable_compression: bool,
+    /// More samples than this after metric relabeling fails the scrape (0 = none).
+    #[serde(default)]
+    pub sample_limit: Option<u64>,
+    /// More labels than this on a series fails the scrape (0 = none).
+    #[serde(default)]
+    pub label_limit: Option<u64>,
+    /// A label name longer than this fails the scrape (0 = none).
+    #[serde(default)]
+    pub label_name_length_limit: Option<u64>,
+    /// A label value longer than this fails the scrape (0 = none).
+    #[serde(default)]
+    pub label_value_length_limit: Option<u64>,
+    /// A body larger than this (uncompressed) fails the scrape (0 = none).
+    #[serde(default)]
+    pub body_size_limit: Option<ByteSize>,
+    /// More targets than this after relabeling fails all scrapes of the job (0 = none).
+    #[serde(default)]
+    pub target_limit: u64,
+    /// Fixed target lists.
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    /// Target lists read from JSON or YAML files, re-read when they change.
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Rules applied to discovered targets.
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Rules applied to every scraped series.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// `basic_auth` for the targets.
+    #[serde(default)]
+    pub basic_auth: Option<common::BasicAuth>,
+    /// `authorization` for the targets.
+    #[serde(default)]
+    pub authorization: Option<common::Authorization>,
+    /// Legacy bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Legacy bearer token file.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS for https targets.
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    /// Whether to follow redirects.
+    #[serde(default)]
+    pub follow_redirects: Option<bool>,
+    /// Accepted for compatibility; trawl speaks HTTP/1.1 to targets.
+    #[serde(default)]
+    pub enable_http2: Option<bool>,
+}
+
+impl ScrapeConfig {
+    /// The job name.
+    pub fn job(&self) -> &str {
+        &self.job_name.value
+    }
+    /// The HTTP client settings for this job's targets.
+    pub fn http_client_config(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+            proxy_url: None,
+            follow_redirects: self.follow_redirects,
+            enable_http2: self.enable_http2,
+        }
+    }
+    /// The scheme, `http` unless set.
+    pub fn scheme(&self) -> &str {
+        self.scheme.as_deref().unwrap_or("http")
+    }
+    /// The metrics path, `/metrics` unless set.
+    pub fn metrics_path(&self) -> &str {
+        self.metrics_path.as_deref().unwrap_or("/metrics")
+    }
+    /// The effective scrape interval (filled in by [`load_str`]).
+    pub fn interval(&self) -> Duration {
+        self.scrape_interval.unwrap_or_default()
+    }
+    /// The effective scrape timeout (filled in by [`load_str`]).
+    pub fn timeout(&self) -> Duration {
+        self.scrape_timeout.unwrap_or_default()
+    }
+}
+
+/// A `static_configs` entry: target addresses and labels for all of them.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    /// `host:port` addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Labels attached to every target of the group.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A `file_sd_configs` entry.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// File paths; the last path element may be a glob (`*.json`).
+    pub files: Vec<String>,
+    /// How often to re-read even without a change notice (Prometheus: 5m).
+    #[serde(default = "default_file_sd_refresh")]
+    pub refresh_interval: Duration,
+}
+
+fn default_file_sd_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    load_str(&text, path)
+}
+
+/// Checks a config given as text; `path` is used in error messages and to resolve relative paths.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |line: u64, column: u64, reason: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        column,
+        reason,
+    };
+    let expanded =
+        expand_env(text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
+    let mut cfg: Config = serde_saphyr::from_str(&expanded).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        invalid(line, column, yaml_reason(&e))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(&mut cfg, base).map_err(|(line, reason)| invalid(line, 0, reason))?;
+    Ok(cfg)
+}
+
+/// The reason of a serde-saphyr error without its location prefix and snippet, which we render
+/// ourselves as `file:line:column:`.
+fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    let msg = e.without_snippet().to_string();
+    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    // "line 3 column 5: unknown field ..." → "unknown field ..."
+    match msg.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((loc, reason)) if loc.contains("column") => reason.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+/// Fills defaults from `global` and makes the checks Prometheus makes in `config.Load`.
+fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
+    let g = &mut cfg.global;
+    match g.scrape_timeout {
+        Some(t) if t > g.scrape_interval => {
+            return Err((
+                0,
+                format!("global scrape timeout greater than scrape interval ({t} > {})", g.scrape_interval),
+            ));
+        }
+        Some(_) => {}
+        None => g.scrape_timeout = Some(default_scrape_timeout().min(g.scrape_interval)),
+    }
+    let g = &cfg.global;
+    let global_timeout = g.scrape_timeout.unwrap_or_else(default_scrape_timeout);
+    for name in g.external_labels.keys() {
+        if !crate::labels::is_valid_label_name(name) {
+            return Err((0, format!("{name:?} is not a valid label name in external_labels")));
+        }
+    }
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for sc in &mut cfg.scrape_configs {
+        let line = sc.job_name.referenced.line();
+        let job = sc.job_name.value.clone();
+        if job.is_empty() {
+            return Err((line, "job_name is empty".into()));
+        }
+        if let Some(first) = seen.insert(job.clone(), line) {
+            return Err((
+                line,
+                format!("found multiple scrape configs with job name {job:?} (first at line {first})"),
+            ));
+        }
+        let interval = *sc.scrape_interval.get_or_insert(g.scrape_interval);
+        if sc.scrape_timeout.is_none() {
+            // Prometheus: the global timeout, capped at the job's interval.
+            sc.scrape_timeout = Some(global_timeout.min(interval));
+        }
+        let timeout = sc.timeout();
+        if timeout > interval {
+            return Err((
+                line,
+                format!(
+                    "scrape timeout greater than scrape interval for scrape config with job name {job:?}"
+                ),
+            ));
+        }
+        if interval.get().is_zero() {
+            return Err((line, format!("scrape interval of job {job:?} must be positive")));
+        }
+        match sc.scheme.as_deref() {
+            None | Some("http") | Some("https") => {}
+            Some(other) => {
+                return Err((line, format!("invalid scheme {other:?} in job {job:?}: want http or https")));
+            }
+        }
+        if let Some(p) = &sc.metrics_path
+            && !p.starts_with('/')
+        {
+            return Err((line, format!("metrics_path {p:?} of job {job:?} must start with /")));
+        }
+        sc.sample_limit.get_or_insert(g.sample_limit);
+        sc.label_limit.get_or_insert(g.label_limit);
+        sc.label_name_length_limit.get_or_insert(g.label_name_length_limit);
+        sc.label_value_length_limit.get_or_insert(g.label_value_length_limit);
+        sc.body_size_limit.get_or_insert(g.body_size_limit);
+        for sd in &mut sc.file_sd_configs {
+            for f in &mut sd.files {
+                let p = Path::new(f.as_str());
+                if p.is_relative() {
+                    *f = base.join(p).to_string_lossy().into_owned();
+                }
+                let name = Path::new(f.as_str()).file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !(name.ends_with(".json") || name.ends_with(".yml") || name.ends_with(".yaml")) {
+                    return Err((
+                        line,
+                        format!("file_sd path {f:?} of job {job:?} must end in .json, .yml or .yaml"),
+                    ));
+                }
+            }
+        }
+        for st in &sc.static_configs {
+            for (k, _) in &st.labels {
+                if !crate::labels::is_valid_label_name(k) {
+                    return Err((
+                        line,
+                        format!("{k:?} is not a valid label name in static_configs of job {job:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Expands `${VAR}` and `${env:VAR}` in the raw file text, keeping line numbers.
+///
+/// Left exactly as written, because relabeling reads them: `$1`, `${1}` (a capture group),
+/// `$$` (an escaped `$`, which also protects what follows it: `$${VAR}` stays), and `${name}` when
+/// no environment variable `name` is set (it may be a named capture group). `${env:VAR}` is
+/// always expanded, to `""` when unset, as the OpenTelemetry Collector does. A value containing a
+/// newline is an error, since it would shift every line number after it and could inject YAML.
+pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (u64, String)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut line: u64 = 1;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        line += rest[..i].matches('\n').count() as u64;
+        rest = &rest[i..];
+        if rest.starts_with("$$") {
+            out.push_str("$$");
+            rest = &rest[2..];
+            continue;
+        }
+        let Some(body) = rest.strip_prefix("${") else {
+            out.push('$');
+            rest = &rest[1..];
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            out.push('$');
+            rest = &rest[1..];
+            continue;
+        };
+        let inner = &body[..end];
+        let (explicit, name) = match inner.strip_prefix("env:") {
+            Some(n) => (true, n),
+            None => (false, inner),
+        };
+        let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let value = if valid { lookup(name) } else { None };
+        match value {
+            Some(v) => {
+                if v.contains('\n') {
+                    return Err((line, format!("environment variable {name} contains a newline")));
+                }
+                out.push_str(&v);
+            }
+            None if explicit && valid => {
+                tracing::warn!(
+                    variable = name,
+                    line,
+                    "Environment variable is not set; expanding to an empty string."
+                );
+            }
+            None => out.push_str(&rest[..end + 3]),
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "NODE" => Some("node-a".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_expansion_table() {
+        // (input, expected, why)
+        let cases: &[(&str, &str, &str)] = &[
+            ("a ${NODE} b", "a node-a b", "plain ${VAR}"),
+            ("spec.nodeName=${env:NODE}", "spec.nodeName=node-a", "the OTel-style env: prefix"),
+            ("$1:$2", "$1:$2", "capture groups stay for relabeling"),
+            ("${1}x", "${1}x", "braced capture groups stay"),
+            ("$$", "$$", "an escaped dollar stays for relabeling to read"),
+            ("$${NODE}", "$${NODE}", "an escaped dollar protects what follows"),
+            ("${group}", "${group}", "an unset name may be a named capture group"),
+            ("${env:UNSET}", "", "env: always expands, to empty when unset"),
+            ("x${EMPTY}y", "xy", "a set but empty variable expands to empty"),
+            ("${NODE", "${NODE", "unterminated stays as written"),
+            ("cost $5", "cost $5", "a lone dollar stays"),
+        ];
+        for (input, want, why) in cases {
+            assert_eq!(expand_env(input, &env).unwrap(), *want, "{input:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn env_value_with_newline_is_an_error_with_line() {
+        let lookup = |_: &str| Some("a\nb".to_string());
+        let err = expand_env("x: 1\ny: ${V}\n", &lookup).unwrap_err();
+        assert_eq!(err.0, 2);
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        load_str(text, Path::new("/etc/trawl/trawl.yml"))
+    }
+
+    #[test]
+    fn defaults_follow_prometheus() {
+        let cfg =
+            load("scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_interval: 5s\n").unwrap();
+        assert_eq!(cfg.global.scrape_interval, Duration::from_secs(60));
+        let a = &cfg.scrape_configs[0];
+        assert_eq!((a.interval(), a.timeout()), (Duration::from_secs(60), Duration::from_secs(10)));
+        assert!(a.honor_timestamps && !a.honor_labels && a.enable_compression);
+        let b = &cfg.scrape_configs[1];
+        assert_eq!(b.timeout(), Duration::from_secs(5), "the global timeout is capped at the job's interval");
+        assert_eq!((a.scheme(), a.metrics_path()), ("http", "/metrics"));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        // (config, line, fragment of the reason, why)
+        let cases: &[(&str, u64, &str, &str)] = &[
+            ("global:\n  scrape_interval: 15s\n  bogus: 1\n", 3, "unknown field", "unknown field"),
+            (
+                "scrape_configs:\n  - job_name: a\n  - job_name: a\n",
+                3,
+                "multiple scrape configs",
+                "duplicate job",
+            ),
+            ("global:\n  scrape_interval: 15x\n", 2, "duration", "bad duration"),
+            (
+                "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n",
+                2,
+                "timeout greater",
+                "timeout over interval",
+            ),
+            ("scrape_configs:\n  - job_name: a\n    scheme: ftp\n", 2, "invalid scheme", "scheme"),
+            ("global: {}\nglobal: {}\n", 2, "duplicate", "duplicate keys, as Go's strict YAML"),
+        ];
+        for (text, line, frag, why) in cases {
+            let err = load(text).expect_err(why);
+            let ConfigError::Invalid { line: got, reason, .. } = &err else { panic!("{why}: {err}") };
+            assert_eq!(*got, *line, "{why}: {err}");
+            assert!(reason.contains(frag), "{why}: {err}");
+            assert!(err.to_string().starts_with(&format!("/etc/trawl/trawl.yml:{line}:")), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_sd_paths_resolve_against_the_config_dir() {
+        let cfg =
+            load("scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [targets/*.json]\n")
+                .unwrap();
+        assert_eq!(cfg.scrape_configs[0].file_sd_configs[0].files[0], "/etc/trawl/targets/*.json");
+    }
+}

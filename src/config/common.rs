@@ -1,0 +1,282 @@
+//! Config pieces shared by scrape jobs and remote-write endpoints: durations, sizes, auth, TLS.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration in Prometheus' syntax: `1y2w3d4h5m6s7ms`, units in descending order, each once.
+///
+/// `y` is 365 days and `w` 7 days, as in Prometheus' `model.ParseDuration` (humantime's `y` is
+/// 365.25 days, which is why this is our own parser).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// A duration of `secs` seconds.
+    pub const fn from_secs(secs: u64) -> Self {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+    /// A duration of `ms` milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Duration(std::time::Duration::from_millis(ms))
+    }
+    /// The std duration.
+    pub const fn get(self) -> std::time::Duration {
+        self.0
+    }
+    /// Parses Prometheus' duration syntax.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        // Units in the only order Prometheus accepts, with their length in milliseconds.
+        const UNITS: [(&str, u64); 7] = [
+            ("y", 365 * 24 * 3600 * 1000),
+            ("w", 7 * 24 * 3600 * 1000),
+            ("d", 24 * 3600 * 1000),
+            ("h", 3600 * 1000),
+            ("m", 60 * 1000),
+            ("s", 1000),
+            ("ms", 1),
+        ];
+        if s == "0" {
+            return Ok(Duration::default());
+        }
+        if s.is_empty() {
+            return Err("empty duration string".into());
+        }
+        let bad = || format!("not a valid duration string: {s:?}");
+        let mut rest = s;
+        let mut total_ms: u64 = 0;
+        let mut next_unit = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let idx = UNITS[next_unit..]
+                .iter()
+                .position(|(u, _)| *u == unit)
+                .map(|i| i + next_unit)
+                .ok_or_else(bad)?;
+            next_unit = idx + 1;
+            total_ms = n
+                .checked_mul(UNITS[idx].1)
+                .and_then(|v| total_ms.checked_add(v))
+                .ok_or_else(|| format!("duration out of range: {s:?}"))?;
+        }
+        Ok(Duration::from_millis(total_ms))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// Formats as Prometheus does (`1m30s`, `15s`, `0s`), so the targets API shows the same text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis() as u64;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, len) in [
+            ("y", 365 * 24 * 3600 * 1000u64),
+            ("w", 7 * 24 * 3600 * 1000),
+            ("d", 24 * 3600 * 1000),
+            ("h", 3600 * 1000),
+            ("m", 60 * 1000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= len {
+                write!(f, "{}{unit}", ms / len)?;
+                ms %= len;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Duration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A byte size in Prometheus' units syntax (`10MB`, `512KiB`, `1GB`; `0` means no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `<number><unit>` where unit is B, KB, MB, GB, TB, PB, EB (powers of 1024, as
+    /// Prometheus' `units.Base2Bytes` reads them) or the same with `iB`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("not a valid size: {s:?}"));
+        }
+        let n: u64 = s[..digits].parse().map_err(|_| format!("not a valid size: {s:?}"))?;
+        let mult: u64 = match &s[digits..] {
+            "" | "B" => 1,
+            "KB" | "KiB" | "K" | "k" | "kB" => 1 << 10,
+            "MB" | "MiB" | "M" => 1 << 20,
+            "GB" | "GiB" | "G" => 1 << 30,
+            "TB" | "TiB" | "T" => 1 << 40,
+            "PB" | "PiB" | "P" => 1 << 50,
+            "EB" | "EiB" | "E" => 1 << 60,
+            _ => return Err(format!("not a valid size: {s:?}")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size out of range: {s:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// HTTP basic auth, as Prometheus' `basic_auth` block.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password, inline.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file to read the password from (re-read on every request, so rotation works).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Prometheus' `authorization` block: a credentials string with a type (default `Bearer`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// The scheme, `Bearer` by default.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// The credentials, inline.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// A file to read the credentials from.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// Prometheus' `tls_config` block.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate bundle (PEM) to verify the server with.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Server name to verify instead of the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Skip server certificate verification (testing only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Minimum TLS version (`TLS12` or `TLS13`).
+    #[serde(default)]
+    pub min_version: Option<String>,
+}
+
+/// The HTTP client settings Prometheus shares between scrape configs and remote write
+/// (`common/config.HTTPClientConfig`): flattened into both.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpClientConfig {
+    /// `basic_auth` block.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization` block.
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// Legacy inline bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Legacy bearer token file, re-read on every request.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    /// Proxy URL (accepted for compatibility; not supported yet, rejected at validation if set).
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Whether to follow redirects (Prometheus' default is true).
+    #[serde(default)]
+    pub follow_redirects: Option<bool>,
+    /// Whether to enable HTTP/2 (accepted; trawl speaks HTTP/1.1).
+    #[serde(default)]
+    pub enable_http2: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_like_prometheus() {
+        // (input, expected ms, why)
+        let cases: &[(&str, Option<u64>, &str)] = &[
+            ("15s", Some(15_000), "plain seconds"),
+            ("1m30s", Some(90_000), "compound, descending units"),
+            ("1y", Some(365 * 86_400_000), "a year is 365 days, not 365.25"),
+            ("2w", Some(14 * 86_400_000), "weeks"),
+            ("100ms", Some(100), "milliseconds"),
+            ("0", Some(0), "bare zero is allowed"),
+            ("0s", Some(0), "zero with a unit"),
+            ("30s1m", None, "units must descend"),
+            ("1s1s", None, "each unit at most once"),
+            ("1.5s", None, "no fractions"),
+            ("s", None, "a number is required"),
+            ("10", None, "a unit is required except for 0"),
+            ("", None, "empty"),
+        ];
+        for (input, want, why) in cases {
+            let got = Duration::parse(input).ok().map(|d| d.0.as_millis() as u64);
+            assert_eq!(got, *want, "{input:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn duration_display_round_trips() {
+        for s in ["15s", "1m30s", "1h", "100ms", "0s", "1d2h"] {
+            assert_eq!(Duration::parse(s).unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("10MB").unwrap().0, 10 << 20);
+        assert_eq!(ByteSize::parse("512KiB").unwrap().0, 512 << 10);
+        assert_eq!(ByteSize::parse("0").unwrap().0, 0);
+        assert!(ByteSize::parse("ten").is_err());
+    }
+}

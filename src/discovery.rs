@@ -1,0 +1,290 @@
+//! Target discovery: `static_configs` and `file_sd_configs`, as target groups per job.
+//!
+//! What this is: the providers that turn config into discovered label sets (each with
+//! `__address__` plus its group's labels, and `__meta_filepath` for file SD), published on a watch
+//! channel per job so the scrape manager sees every change. What this is not: relabeling or
+//! scraping; see [`crate::relabel::populate_target`] and [`crate::scrape`].
+//!
+//! File SD re-reads a file when its modification time or size changes (checked every
+//! [`FILE_POLL_INTERVAL`]) and at `refresh_interval` regardless, as Prometheus does with fsnotify
+//! plus a periodic refresh. A file that fails to parse keeps its previous targets and logs an
+//! error, as Prometheus does; a file that disappears drops its targets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{FileSdConfig, ScrapeConfig};
+use crate::labels::{self, Labels};
+
+/// How often file SD checks its files for changes: fast enough that a changed target list is
+/// picked up within about a second, cheap enough (one `stat` per file) to be negligible.
+pub const FILE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// All label sets discovered for one job, in a stable order.
+pub type Discovered = Arc<Vec<Labels>>;
+
+/// A target group as Prometheus' file SD reads it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGroup {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// A file SD file that could not be used. Retryable: the file is read again when it changes.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSdError {
+    /// Reading failed.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The content is not a list of target groups.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The label sets of a `static_configs` list.
+pub fn static_targets(sc: &ScrapeConfig) -> Vec<Labels> {
+    let mut out = Vec::new();
+    for group in &sc.static_configs {
+        for t in &group.targets {
+            let mut l = Labels::from_pairs(group.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            l.set(labels::ADDRESS, t.as_str());
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Reads one file SD file (JSON or YAML by extension) into label sets.
+pub fn read_file(path: &Path) -> Result<Vec<Labels>, FileSdError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| FileSdError::Read { path: path.to_owned(), source })?;
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let groups: Vec<FileGroup> = if is_json {
+        serde_json::from_str(&text)
+            .map_err(|e| FileSdError::Parse { path: path.to_owned(), reason: e.to_string() })?
+    } else if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| FileSdError::Parse {
+            path: path.to_owned(),
+            reason: e.without_snippet().to_string(),
+        })?
+    };
+    let mut out = Vec::new();
+    let filepath = path.to_string_lossy();
+    for g in groups {
+        for (k, _) in &g.labels {
+            if !labels::is_valid_label_name(k) {
+                return Err(FileSdError::Parse {
+                    path: path.to_owned(),
+                    reason: format!("invalid label name {k:?}"),
+                });
+            }
+        }
+        for t in g.targets {
+            let mut l = Labels::from_pairs(g.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            l.set(labels::ADDRESS, t);
+            l.set("__meta_filepath", filepath.as_ref());
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// Expands a file SD pattern: a plain path, or a glob (`*`, `?`) in the last path element only,
+/// as Prometheus' `filepath.Glob` use allows in practice.
+fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
+    let p = Path::new(pattern);
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?', '[']) {
+        return vec![p.to_owned()];
+    }
+    let dir = p.parent().unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(|n| glob_match(name, n)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Shell-style match of `*` and `?` (no character classes; `[` matches literally).
+fn glob_match(pat: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Runs discovery for one job until `cancel`; publishes every change on the returned channel.
+pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receiver<Discovered> {
+    let statics = static_targets(sc);
+    let files = sc.file_sd_configs.clone();
+    let (tx, rx) = watch::channel(Arc::new(statics.clone()));
+    if files.is_empty() {
+        // Nothing will change: keep the sender alive until cancelled so receivers do not see a
+        // closed channel as "no targets".
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            drop(tx);
+        });
+        return rx;
+    }
+    let job = sc.job().to_owned();
+    tokio::spawn(async move {
+        let mut state = FileSdState::default();
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            let force = last_full.elapsed() >= min_refresh(&files);
+            if force {
+                last_full = tokio::time::Instant::now();
+            }
+            if state.poll(&job, &files, force) {
+                let mut all = statics.clone();
+                for groups in state.by_file.values() {
+                    all.extend(groups.1.iter().cloned());
+                }
+                let _ = tx.send(Arc::new(all));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(FILE_POLL_INTERVAL) => {}
+            }
+        }
+    });
+    rx
+}
+
+fn min_refresh(files: &[FileSdConfig]) -> std::time::Duration {
+    files.iter().map(|f| f.refresh_interval.get()).min().unwrap_or(std::time::Duration::from_secs(300))
+}
+
+/// What file SD last read: per file, its (mtime, size) stamp and label sets.
+#[derive(Default)]
+struct FileSdState {
+    by_file: BTreeMap<PathBuf, (Option<(SystemTime, u64)>, Vec<Labels>)>,
+    first: bool,
+}
+
+impl FileSdState {
+    /// Re-reads changed files; returns whether the target set changed.
+    fn poll(&mut self, job: &str, cfgs: &[FileSdConfig], force: bool) -> bool {
+        let mut changed = !self.first;
+        self.first = true;
+        let mut present = Vec::new();
+        for cfg in cfgs {
+            for pattern in &cfg.files {
+                present.extend(expand_pattern(pattern));
+            }
+        }
+        let before = self.by_file.len();
+        self.by_file.retain(|p, _| present.contains(p));
+        changed |= self.by_file.len() != before;
+        for path in present {
+            let stamp = std::fs::metadata(&path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+            let entry = self.by_file.get(&path);
+            if !force && entry.is_some_and(|e| e.0 == stamp) {
+                continue;
+            }
+            match read_file(&path) {
+                Ok(sets) => {
+                    if entry.is_none_or(|e| e.1 != sets) {
+                        changed = true;
+                    }
+                    self.by_file.insert(path, (stamp, sets));
+                }
+                Err(e) => {
+                    tracing::error!(job, error = %e, "Error reading file SD file; keeping its previous targets.");
+                    // Remember the stamp so a broken file is not re-read (and re-logged) every poll.
+                    let prev = self.by_file.remove(&path).map(|e| e.1).unwrap_or_default();
+                    self.by_file.insert(path, (stamp, prev));
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.json", "a.json"));
+        assert!(!glob_match("*.json", "a.yml"));
+        assert!(glob_match("t?.yml", "t1.yml"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn file_sd_json_and_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("a.json");
+        std::fs::write(&j, r#"[{"targets":["h:1","h:2"],"labels":{"env":"x"}}]"#).unwrap();
+        let got = read_file(&j).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].get("__address__"), Some("h:2"));
+        assert_eq!(got[0].get("env"), Some("x"));
+        assert_eq!(got[0].get("__meta_filepath"), Some(j.to_str().unwrap()));
+        let y = dir.path().join("b.yml");
+        std::fs::write(&y, "- targets: ['h:3']\n").unwrap();
+        assert_eq!(read_file(&y).unwrap()[0].get("__address__"), Some("h:3"));
+        std::fs::write(&y, "- targets: ['h:3']\n  bogus: 1\n").unwrap();
+        assert!(read_file(&y).is_err(), "unknown fields are errors, as in Prometheus");
+    }
+
+    #[test]
+    fn file_sd_keeps_previous_targets_on_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("a.json");
+        std::fs::write(&j, r#"[{"targets":["h:1"]}]"#).unwrap();
+        let cfgs = vec![FileSdConfig {
+            files: vec![dir.path().join("*.json").to_string_lossy().into_owned()],
+            refresh_interval: crate::config::Duration::from_secs(300),
+        }];
+        let mut st = FileSdState::default();
+        assert!(st.poll("j", &cfgs, false));
+        std::fs::write(&j, "[{").unwrap();
+        st.poll("j", &cfgs, true);
+        assert_eq!(st.by_file.values().next().unwrap().1.len(), 1, "previous targets kept");
+        std::fs::remove_file(&j).unwrap();
+        assert!(st.poll("j", &cfgs, false), "a removed file drops its targets");
+        assert!(st.by_file.is_empty());
+    }
+}

@@ -1,0 +1,222 @@
+//! Label sets: the vocabulary every stage shares.
+//!
+//! A [`Labels`] is kept sorted by name with unique names and no empty values, which is the invariant
+//! remote write demands (spec 1.0: "MUST be sorted", "MUST NOT have empty values") and the one
+//! Prometheus' `labels.Builder` enforces (setting a label to `""` deletes it). Keeping it sorted on
+//! every write makes encoding a straight copy and equality a slice compare.
+//!
+//! This is not the hot-path representation: per-sample work goes through borrowed slices and
+//! interned ids; `Labels` is what targets, relabel rules and the remote-write encoder agree on.
+
+use std::fmt;
+
+/// The metric name label.
+pub const METRIC_NAME: &str = "__name__";
+/// The label that carries a target's scrape address.
+pub const ADDRESS: &str = "__address__";
+/// The label that carries a target's scheme.
+pub const SCHEME: &str = "__scheme__";
+/// The label that carries a target's metrics path.
+pub const METRICS_PATH: &str = "__metrics_path__";
+/// Prefix of the labels that carry URL parameters.
+pub const PARAM_PREFIX: &str = "__param_";
+/// The label that carries a target's scrape interval.
+pub const SCRAPE_INTERVAL: &str = "__scrape_interval__";
+/// The label that carries a target's scrape timeout.
+pub const SCRAPE_TIMEOUT: &str = "__scrape_timeout__";
+/// The job label.
+pub const JOB: &str = "job";
+/// The instance label.
+pub const INSTANCE: &str = "instance";
+/// Labels with this prefix are internal and removed after target relabeling.
+pub const RESERVED_PREFIX: &str = "__";
+
+/// One label: a name and a non-empty value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label {
+    /// The label name.
+    pub name: String,
+    /// The label value; never empty inside a [`Labels`].
+    pub value: String,
+}
+
+/// A sorted set of labels with unique names and no empty values.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// An empty set.
+    pub const fn new() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Builds a set from pairs: sorted, a later duplicate name wins, empty values dropped.
+    pub fn from_pairs<N, V, I>(pairs: I) -> Self
+    where
+        N: Into<String>,
+        V: Into<String>,
+        I: IntoIterator<Item = (N, V)>,
+    {
+        let mut out = Labels::new();
+        for (n, v) in pairs {
+            out.set(n, v);
+        }
+        out
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.find(name).ok().map(|i| self.0[i].value.as_str())
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Sets `name` to `value`; an empty value removes the label, as Prometheus' builder does.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        match self.find(&name) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].value = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, Label { name, value }),
+        }
+    }
+
+    /// Removes `name`; returns its value if it was present.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.find(name).ok().map(|i| self.0.remove(i).value)
+    }
+
+    /// Keeps only the labels for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Label) -> bool) {
+        self.0.retain(|l| keep(l));
+    }
+
+    /// The labels in name order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    /// The labels as a sorted slice.
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|l| l.name.as_str().cmp(name))
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Formats as Prometheus does: `{a="1", b="2"}` with values escaped.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, l) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}=\"{}\"", l.name, escape_value(&l.value))?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Escapes a label value for the text format: `\`, `"` and newline.
+pub fn escape_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether `name` is a valid label name in the legacy (pre-UTF-8) scheme: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Whether `name` is a valid metric name in the legacy scheme: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_keeps_sorted_and_unique() {
+        let mut l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", "3")]);
+        l.set("b", "x");
+        let names: Vec<_> = l.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(l.get("b"), Some("x"));
+    }
+
+    #[test]
+    fn empty_value_deletes() {
+        let mut l = Labels::from_pairs([("a", "1"), ("b", "")]);
+        assert_eq!(l.len(), 1, "an empty value is never stored");
+        l.set("a", "");
+        assert!(l.is_empty(), "setting an empty value removes the label");
+    }
+
+    #[test]
+    fn display_escapes() {
+        let l = Labels::from_pairs([("a", "x\"y\\z\nw")]);
+        assert_eq!(l.to_string(), r#"{a="x\"y\\z\nw"}"#);
+    }
+
+    #[test]
+    fn name_validity() {
+        assert!(is_valid_label_name("_a1"));
+        assert!(!is_valid_label_name("1a"));
+        assert!(!is_valid_label_name("a:b"), "colons are for metric names only");
+        assert!(is_valid_metric_name("a:b"));
+        assert!(!is_valid_metric_name(""));
+    }
+}

@@ -1,0 +1,55 @@
+//! trawl: a Prometheus-compatible metrics scraper built to run as one small pod per node.
+//!
+//! # Overview
+//!
+//! A sample's path, in module order:
+//!
+//! ```text
+//!  config ──► discovery ──► relabel (targets) ──► scrape loop per target
+//!                                                   │ fetch: GET, gzip, body cap
+//!                                                   │ parse: exposition tokens, zero-copy
+//!                                                   │ labels + metric relabel (cached per series)
+//!                                                   │ staleness, up/scrape_* series
+//!                                                   ▼
+//!                                        ring: bounded hand-off (batches)
+//!                                                   │ fan-out: every endpoint gets every sample
+//!                                                   ▼
+//!                      remote_write: queue → encode (protobuf + snappy) → POST, retry, backoff
+//!                      (no remote_write configured: printed to stdout as exposition text)
+//! ```
+//!
+//! # Tasks
+//!
+//! Only [`app`] spawns long-lived tasks: one discovery task per job with file SD, one manager per
+//! job ([`scrape::run_job`]), one scrape loop per target, one fan-out task, the remote-write
+//! sender tasks of each endpoint, and the web server ([`admin`]).
+//!
+//! # Memory bounds
+//!
+//! - Scrape bodies: `body_size_limit` per target (after gzip decoding), buffers reused.
+//! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; scrape loops wait when it is full.
+//! - Remote write: `queue_config.capacity` samples per endpoint; the fan-out waits when full.
+//! - Series cache: per target, entries unused for two scrapes are freed.
+//!
+//! # Unsafe
+//!
+//! None: `unsafe_code` is denied crate-wide.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod discovery;
+pub mod encode;
+pub mod fetch;
+pub mod http_client;
+pub mod labels;
+pub mod parse;
+pub mod prompb;
+pub mod relabel;
+pub mod remote_write;
+pub mod ring;
+pub mod scrape;
+pub mod telemetry;
+
+/// The `User-Agent` trawl sends on scrapes and remote writes.
+pub const USER_AGENT: &str = concat!("trawl/", env!("CARGO_PKG_VERSION"));

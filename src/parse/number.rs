@@ -1,0 +1,277 @@
+//! Number tokens of the exposition formats: sample values with the syntax of Go's
+//! `strconv.ParseFloat` as Prometheus accepts it, and timestamps.
+//!
+//! This is not a general float parser: it only decides *which strings Prometheus accepts*
+//! and hands the hard part (correct rounding of long decimals) to `str::parse::<f64>`,
+//! which, like Go, rounds correctly.
+
+/// The NaN Prometheus stores for a written `NaN` (`value.NormalNaN` in prometheus/model/value).
+/// Distinct from the staleness marker `0x7ff0_0000_0000_0002`, so a target can never fake one.
+pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// Powers of ten that are exact in an f64 (10^22 is the largest; 5^22 < 2^53).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    1e19, 1e20, 1e21, 1e22,
+];
+
+/// Largest integer below which every integer is exact in an f64 (2^53).
+const MAX_EXACT_INT: u64 = 1 << 53;
+
+/// Parses a value token exactly as Prometheus' `parseFloat` does: Go `ParseFloat(s, 64)`
+/// after rejecting any `p`, `P` or `_`.
+///
+/// Accepted: `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`, and, in any case,
+/// `[+-]?inf`, `[+-]?infinity`, `nan` (Go does not accept a signed NaN). Hex floats, digit
+/// separators, empty mantissas and trailing junk are rejected. A decimal that overflows
+/// f64 is rejected, as Go returns `ErrRange` for it (underflow quietly gives 0, as in Go).
+/// NaN comes back as [`NORMAL_NAN_BITS`].
+#[inline]
+pub fn parse_value(s: &[u8]) -> Option<f64> {
+    let (neg, digits) = match s.first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    match digits.first() {
+        Some(c) if c.is_ascii_digit() || *c == b'.' => parse_decimal(neg, digits, s),
+        _ => parse_special(s),
+    }
+}
+
+/// `inf`, `infinity` (optionally signed) and unsigned `nan`, ASCII case-insensitive.
+fn parse_special(s: &[u8]) -> Option<f64> {
+    if s.eq_ignore_ascii_case(b"nan") {
+        return Some(f64::from_bits(NORMAL_NAN_BITS));
+    }
+    let (neg, rest) = match s.first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
+        Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY })
+    } else {
+        None
+    }
+}
+
+/// Decimal syntax check plus Clinger's fast path: a mantissa below 2^53 times an exact power
+/// of ten (|exp| <= 22) is one correctly rounded IEEE operation. That covers nearly every
+/// value real exporters write (`0`, `1234`, `0.25`, `1.5e-05`); the rest goes to the
+/// standard library.
+fn parse_decimal(neg: bool, d: &[u8], whole: &[u8]) -> Option<f64> {
+    let n = d.len();
+    let mut i = 0;
+    let mut mant: u64 = 0;
+    let mut sig = 0u32; // significant digits kept in `mant`
+    let mut truncated = false; // more than 19 significant digits
+    let mut exp: i64 = 0; // decimal exponent adjustment of `mant`
+    let mut saw_digit = false;
+    while i < n && d[i].is_ascii_digit() {
+        let v = u64::from(d[i] - b'0');
+        saw_digit = true;
+        if mant == 0 && v == 0 {
+            // Leading zero: no effect.
+        } else if sig < 19 {
+            mant = mant * 10 + v;
+            sig += 1;
+        } else {
+            truncated = true;
+            exp += 1;
+        }
+        i += 1;
+    }
+    if i < n && d[i] == b'.' {
+        i += 1;
+        while i < n && d[i].is_ascii_digit() {
+            let v = u64::from(d[i] - b'0');
+            saw_digit = true;
+            if mant == 0 && v == 0 {
+                exp -= 1;
+            } else if sig < 19 {
+                mant = mant * 10 + v;
+                sig += 1;
+                exp -= 1;
+            } else {
+                truncated = true;
+            }
+            i += 1;
+        }
+    }
+    if !saw_digit {
+        return None;
+    }
+    if i < n && (d[i] == b'e' || d[i] == b'E') {
+        i += 1;
+        let eneg = match d.get(i) {
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            _ => false,
+        };
+        let start = i;
+        let mut e: i64 = 0;
+        while i < n && d[i].is_ascii_digit() {
+            // Saturate: anything past 10^6 is already far outside f64's range.
+            if e < 1_000_000 {
+                e = e * 10 + i64::from(d[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        exp += if eneg { -e } else { e };
+    }
+    if i != n {
+        return None;
+    }
+    if mant == 0 {
+        return Some(if neg { -0.0 } else { 0.0 });
+    }
+    if !truncated && mant <= MAX_EXACT_INT && (-22..=22).contains(&exp) {
+        let m = mant as f64;
+        let f = if exp >= 0 { m * POW10[exp as usize] } else { m / POW10[(-exp) as usize] };
+        return Some(if neg { -f } else { f });
+    }
+    // The syntax was checked above, so this is ASCII and the standard parser accepts it.
+    let f: f64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
+    if f.is_infinite() {
+        // Go's ParseFloat returns ErrRange for overflow, and Prometheus fails on any error.
+        return None;
+    }
+    Some(f)
+}
+
+/// Parses a Prometheus text timestamp: the lexer only takes `[0-9]+`, then Go's
+/// `ParseInt(s, 10, 64)` rejects overflow. Milliseconds since the epoch.
+#[inline]
+pub fn parse_int_timestamp(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Converts OpenMetrics timestamp seconds to milliseconds as Prometheus does:
+/// `int64(ts * 1000)`, truncating toward zero. Go leaves out-of-range conversions
+/// implementation-defined; Rust's `as` saturates, which is at least deterministic.
+#[inline]
+pub fn seconds_to_millis(secs: f64) -> i64 {
+    (secs * 1000.0) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits(s: &str) -> Option<u64> {
+        parse_value(s.as_bytes()).map(f64::to_bits)
+    }
+
+    #[test]
+    fn accepts_go_syntax() {
+        for (s, v) in [
+            ("0", 0.0),
+            ("1", 1.0),
+            ("-1", -1.0),
+            ("+1", 1.0),
+            ("1.", 1.0),
+            (".5", 0.5),
+            ("+.5", 0.5),
+            ("1e3", 1000.0),
+            ("1E+3", 1000.0),
+            ("1.5e-3", 0.0015),
+            ("0000000000000000000000000000000000000000001.2e-1", 0.12),
+            ("4.9351e-05", 4.9351e-05),
+            ("7.424100000000001e-05", 7.424100000000001e-05),
+            ("9223372036854775808", 9223372036854775808.0),
+            ("12345678901234567890123", 12345678901234567890123.0),
+            ("1e-400", 0.0),
+            ("0e999999999999", 0.0),
+        ] {
+            assert_eq!(parse_value(s.as_bytes()), Some(v), "{s}");
+        }
+        assert_eq!(bits("-0"), Some((-0.0f64).to_bits()));
+        for s in ["Inf", "+Inf", "inf", "INFINITY", "+infinity", "iNf"] {
+            assert_eq!(parse_value(s.as_bytes()), Some(f64::INFINITY), "{s}");
+        }
+        for s in ["-Inf", "-inf", "-Infinity"] {
+            assert_eq!(parse_value(s.as_bytes()), Some(f64::NEG_INFINITY), "{s}");
+        }
+        for s in ["NaN", "nan", "NAN", "nAn"] {
+            assert_eq!(bits(s), Some(NORMAL_NAN_BITS), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_prometheus_rejects() {
+        for s in [
+            "",
+            "+",
+            "-",
+            ".",
+            "e5",
+            "1e",
+            "1e+",
+            "1_2",
+            "0x1p-3",
+            "0x1",
+            "0X1",
+            "0b1",
+            "0o1",
+            "1.1.1",
+            "+nan",
+            "-NaN",
+            "infin",
+            "in",
+            "Infinityy",
+            " 1",
+            "1 ",
+            "1\t",
+            "true",
+            "1e400",
+            "-1e400",
+            "1,5",
+            "١",
+        ] {
+            assert_eq!(parse_value(s.as_bytes()), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_std() {
+        for s in ["0.1", "0.3", "123456.789", "9007199254740993", "1e22", "1e23", "3.14159e-7"] {
+            assert_eq!(parse_value(s.as_bytes()), s.parse::<f64>().ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn int_timestamps() {
+        assert_eq!(parse_int_timestamp(b"000"), Some(0));
+        assert_eq!(parse_int_timestamp(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int_timestamp(b"9223372036854775808"), None);
+        assert_eq!(parse_int_timestamp(b""), None);
+        assert_eq!(parse_int_timestamp(b"-1"), None);
+    }
+
+    #[test]
+    fn om_seconds() {
+        assert_eq!(seconds_to_millis(1.5), 1500);
+        assert_eq!(seconds_to_millis(-1.0019), -1001);
+        assert_eq!(seconds_to_millis(1e30), i64::MAX);
+    }
+}

@@ -1,0 +1,843 @@
+//! The scrape-path parser: one forward pass over the body, borrowing every token.
+//!
+//! The grammar is that of Prometheus' golex lexers (`promlex.l`, `openmetricslex.l`) and the
+//! parsers driving them, re-expressed as a hand-written scanner. Each record is scanned once;
+//! memchr finds line ends and the ends of quoted strings. Label sets are checked for syntax
+//! and duplicate names here but decoded only on demand ([`super::Labels`]).
+
+use memchr::{memchr, memchr2};
+
+use super::lex::{self, QuoteError};
+use super::number;
+use super::{Entry, ErrorKind, Exemplar, Format, MAX_LINE_BYTES, MetricType, ParseError, Sample, error_at};
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+/// Label sets with up to this many names are checked for duplicates pairwise; longer ones
+/// are sorted first, so a hostile 1 MiB label set costs O(n log n), not O(n^2).
+const PAIRWISE_DUP_CHECK_MAX: usize = 32;
+
+/// A label name inside the input: `start..end` excludes quotes; `escaped` means it is
+/// quoted and contains a backslash, so its bytes are not its value.
+#[derive(Clone, Copy, Debug)]
+struct NameSpan {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+/// What [`Parser::label_set`] found.
+struct LabelSetEnd {
+    /// Index just past the closing `}`.
+    end: usize,
+    /// A quoted metric name inside the braces: `(start, end, escaped)`.
+    name: Option<(usize, usize, bool)>,
+    /// Offset of an explicit `__name__` label.
+    dunder_name: Option<usize>,
+}
+
+/// Pull parser over a complete exposition body.
+///
+/// Call [`Parser::next_entry`] until it returns `Ok(None)`. The first error ends the parse:
+/// Prometheus fails the whole scrape on any parse error, and so should the caller.
+///
+/// # Prometheus text format
+///
+/// Exactly what `promlex.l`/`promparse.go` accept: spaces and tabs between all tokens
+/// (also inside braces), optional commas between labels and a trailing comma, blank lines,
+/// comments (`#` not followed by blanks and `HELP`/`TYPE` plus a blank), an optional integer
+/// millisecond timestamp, the quoted-name syntax `{"name", "label"="v"}`, and quoted strings
+/// spanning lines (the lexer's `[^\\"]` matches a line break). Differences, all stricter and
+/// all about inputs Prometheus would not store anyway:
+/// - A duplicate label name, including `__name__` next to a metric name, is a parse error
+///   (Prometheus fails the scrape on append instead). An empty quoted name is an error
+///   (Prometheus fails it on name validation).
+/// - Invalid UTF-8 anywhere but in a comment is an error (Prometheus does not check
+///   quoted HELP/TYPE names).
+/// - A NUL byte at the start of a line is an error; Prometheus' lexer treats it as the end
+///   of the input and silently drops the rest of the page.
+///
+/// # OpenMetrics
+///
+/// Syntax-strict like Prometheus' OpenMetrics parser: `# EOF` is mandatory and must be last
+/// (one line break after it is allowed), exactly one space separates tokens, no blank
+/// lines or other comments, timestamps are float seconds, exemplars are parsed, `# UNIT`
+/// must be a suffix of the name. Like Prometheus it accepts a trailing comma in a label set
+/// and the quoted-name syntax; [`super::validate_openmetrics`] rejects both. Unlike
+/// Prometheus, a raw line break is not accepted inside a quoted name.
+#[derive(Debug)]
+pub struct Parser<'a> {
+    input: &'a [u8],
+    /// Start of the next record.
+    pos: usize,
+    format: Format,
+    /// Strict OpenMetrics 1.0 syntax (for the validator).
+    strict: bool,
+    done: bool,
+    /// A window `utf8_start..utf8_start + utf8.len()` of the input known to be UTF-8; every
+    /// `&str` handed out is a sub-slice of it, so UTF-8 is checked once per byte, not per token.
+    utf8: &'a str,
+    utf8_start: usize,
+    /// Start of the current record and the end of the bytes it may use: one past
+    /// `MAX_LINE_BYTES`, so running into `limit` means the record is too long.
+    rec_start: usize,
+    limit: usize,
+    /// Label names of the current label set (reused; grows to the widest label set seen).
+    names: Vec<NameSpan>,
+}
+
+impl<'a> Parser<'a> {
+    /// A parser over the whole body `input` in `format`.
+    pub fn new(input: &'a [u8], format: Format) -> Self {
+        let mut p = Parser {
+            input,
+            pos: 0,
+            format,
+            strict: false,
+            done: false,
+            utf8: "",
+            utf8_start: 0,
+            rec_start: 0,
+            limit: 0,
+            names: Vec::new(),
+        };
+        p.revalidate(0);
+        p
+    }
+
+    /// OpenMetrics with the strict 1.0 syntax: no trailing commas, no quoted names.
+    pub(crate) fn new_strict_openmetrics(input: &'a [u8]) -> Self {
+        let mut p = Parser::new(input, Format::OpenMetrics);
+        p.strict = true;
+        p
+    }
+
+    /// Byte offset where the last returned entry's record starts.
+    pub(crate) fn record_start(&self) -> usize {
+        self.rec_start
+    }
+
+    /// The next entry; `Ok(None)` at the end. After an error the parser is done (further
+    /// calls return `Ok(None)`).
+    pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = match self.format {
+            Format::PrometheusText => self.next_text(),
+            Format::OpenMetrics => self.next_openmetrics(),
+        };
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r
+    }
+
+    // === records ===
+
+    fn begin_record(&mut self, start: usize) {
+        self.rec_start = start;
+        self.limit = start.saturating_add(MAX_LINE_BYTES + 1).min(self.input.len());
+    }
+
+    fn next_text(&mut self) -> Result<Option<Entry<'a>>> {
+        loop {
+            let start = self.pos;
+            if start >= self.input.len() {
+                return Ok(None);
+            }
+            self.begin_record(start);
+            let b = &self.input[..self.limit];
+            let i = lex::skip_blanks(b, start);
+            match b.get(i) {
+                None if self.limit < self.input.len() => {
+                    return Err(self.fail(ErrorKind::LineTooLong, i));
+                }
+                None => {
+                    self.pos = i;
+                    return Ok(None);
+                }
+                Some(b'\n') => self.pos = i + 1,
+                Some(b'#') => {
+                    if let Some(entry) = self.text_hash(b, i)? {
+                        return Ok(Some(entry));
+                    }
+                }
+                Some(&c) if lex::is_metric_start(c) || c == b'{' => {
+                    return self.sample(b, i).map(|s| Some(Entry::Sample(s)));
+                }
+                Some(_) => return Err(self.fail(ErrorKind::ExpectedMetricName, i)),
+            }
+        }
+    }
+
+    /// A `#` line in the text format: HELP or TYPE (`#`, blanks, keyword, blanks), otherwise
+    /// a comment, skipped whatever it holds.
+    fn text_hash(&mut self, b: &'a [u8], hash: usize) -> Result<Option<Entry<'a>>> {
+        let after = lex::skip_blanks(b, hash + 1);
+        if after > hash + 1 {
+            let kw = b.get(after..after + 4);
+            let is_help = kw == Some(b"HELP");
+            if (is_help || kw == Some(b"TYPE")) && matches!(b.get(after + 4), Some(b' ' | b'\t')) {
+                return self.text_metadata(b, after + 4, is_help).map(Some);
+            }
+        }
+        self.pos = self.line_end(b, hash + 1)?.saturating_add(1).min(self.input.len());
+        Ok(None)
+    }
+
+    fn text_metadata(&mut self, b: &'a [u8], from: usize, is_help: bool) -> Result<Entry<'a>> {
+        let m = lex::skip_blanks(b, from);
+        let (ns, ne, next) = match b.get(m) {
+            Some(&c) if lex::is_metric_start(c) => {
+                let e = lex::scan_metric_name(b, m);
+                (m, e, e)
+            }
+            Some(b'"') => {
+                let (e, _) = lex::scan_quoted(b, m, true).map_err(|q| self.quote_error(q))?;
+                (m + 1, e - 1, e)
+            }
+            _ => return Err(self.fail(ErrorKind::ExpectedMetadataName, m)),
+        };
+        let eol = self.line_end(b, next)?;
+        // Lexer rule `<sMeta2>{C}*` against `<*>[ \t]+`: blanks-only text loses the tie and
+        // is skipped, so the text is empty; otherwise the token's first byte is dropped.
+        let (ts, te) =
+            if b[next..eol].iter().all(|&c| c == b' ' || c == b'\t') { (eol, eol) } else { (next + 1, eol) };
+        self.pos = (eol + 1).min(self.input.len());
+        let name = self.str_at(ns, ne)?;
+        if is_help {
+            let text = self.str_at(ts, te)?;
+            Ok(Entry::Help { name, help: lex::unescape_help(text) })
+        } else {
+            let kind = MetricType::from_text(&b[ts..te])
+                .ok_or_else(|| self.fail(ErrorKind::InvalidMetricType, ts))?;
+            Ok(Entry::Type { name, kind })
+        }
+    }
+
+    fn next_openmetrics(&mut self) -> Result<Option<Entry<'a>>> {
+        let start = self.pos;
+        self.begin_record(start);
+        let b = &self.input[..self.limit];
+        match b.get(start) {
+            None => Err(self.fail(ErrorKind::MissingEof, start)),
+            Some(b'#') => self.openmetrics_hash(b, start),
+            Some(&c) if lex::is_metric_start(c) || c == b'{' => {
+                self.sample(b, start).map(|s| Some(Entry::Sample(s)))
+            }
+            Some(b'\n') => Err(self.fail(ErrorKind::BlankLine, start)),
+            Some(b' ' | b'\t') => Err(self.fail(ErrorKind::UnexpectedWhitespace, start)),
+            Some(_) => Err(self.fail(ErrorKind::ExpectedMetricName, start)),
+        }
+    }
+
+    /// `# HELP`, `# TYPE`, `# UNIT` or `# EOF`; nothing else may start with `#`.
+    fn openmetrics_hash(&mut self, b: &'a [u8], hash: usize) -> Result<Option<Entry<'a>>> {
+        if b.get(hash + 1) != Some(&b' ') {
+            return Err(self.fail(ErrorKind::InvalidComment, hash));
+        }
+        let k = hash + 2;
+        let word = b.get(k..).unwrap_or_default();
+        if word.starts_with(b"EOF") {
+            let mut end = k + 3;
+            if self.input.get(end) == Some(&b'\n') {
+                end += 1;
+            }
+            if end != self.input.len() {
+                return Err(self.fail(ErrorKind::TextAfterEof, end));
+            }
+            self.pos = end;
+            return Ok(None);
+        }
+        #[derive(PartialEq)]
+        enum Kw {
+            Help,
+            Type,
+            Unit,
+        }
+        let kw = if word.starts_with(b"HELP ") {
+            Kw::Help
+        } else if word.starts_with(b"TYPE ") {
+            Kw::Type
+        } else if word.starts_with(b"UNIT ") {
+            Kw::Unit
+        } else {
+            return Err(self.fail(ErrorKind::InvalidComment, k));
+        };
+        let m = k + 5;
+        let (ns, ne, next) = match b.get(m) {
+            Some(&c) if lex::is_metric_start(c) => {
+                let e = lex::scan_metric_name(b, m);
+                (m, e, e)
+            }
+            Some(b'"') if self.strict => return Err(self.fail(ErrorKind::QuotedName, m)),
+            Some(b'"') => {
+                let (e, _) = lex::scan_quoted(b, m, false).map_err(|q| self.quote_error(q))?;
+                (m + 1, e - 1, e)
+            }
+            _ => return Err(self.fail(ErrorKind::ExpectedMetadataName, m)),
+        };
+        if b.get(next) != Some(&b' ') {
+            return Err(self.fail(ErrorKind::MissingMetadataText, next));
+        }
+        let ts = next + 1;
+        let Some(k) = memchr(b'\n', &b[ts..]) else {
+            return Err(self.fail(ErrorKind::MissingEof, b.len()));
+        };
+        let te = ts + k;
+        self.pos = te + 1;
+        let name = self.str_at(ns, ne)?;
+        match kw {
+            Kw::Help => {
+                let text = self.str_at(ts, te)?;
+                Ok(Some(Entry::Help { name, help: lex::unescape_label(text) }))
+            }
+            Kw::Type => {
+                let kind = MetricType::from_openmetrics(&b[ts..te])
+                    .ok_or_else(|| self.fail(ErrorKind::InvalidMetricType, ts))?;
+                Ok(Some(Entry::Type { name, kind }))
+            }
+            Kw::Unit => {
+                let unit = self.str_at(ts, te)?;
+                // Prometheus: the unit must be a `_unit` suffix of the name.
+                let ok = unit.is_empty()
+                    || (name.len() > unit.len()
+                        && name.ends_with(unit)
+                        && name.as_bytes()[name.len() - unit.len() - 1] == b'_');
+                if !ok {
+                    return Err(self.fail(ErrorKind::UnitNotSuffix, ts));
+                }
+                Ok(Some(Entry::Unit { name, unit }))
+            }
+        }
+    }
+
+    // === samples ===
+
+    fn sample(&mut self, b: &'a [u8], start: usize) -> Result<Sample<'a>> {
+        let om = self.format == Format::OpenMetrics;
+        let mut name = None;
+        let mut i = start;
+        let mut series_end = start;
+        let mut labels = (start, start);
+        let mut dunder_name = None;
+        if b[start] != b'{' {
+            let e = lex::scan_metric_name(b, start);
+            name = Some((start, e, false));
+            series_end = e;
+            i = if om { e } else { lex::skip_blanks(b, e) };
+            if b.get(i) != Some(&b'{') {
+                i = e;
+            }
+        }
+        if b.get(i) == Some(&b'{') {
+            let set = self.label_set(b, i, name.is_some(), false)?;
+            labels = (i + 1, set.end - 1);
+            if set.name.is_some() {
+                name = set.name;
+            }
+            dunder_name = set.dunder_name;
+            series_end = set.end;
+            i = set.end;
+        }
+        let Some((ns, ne, name_escaped)) = name else {
+            return Err(self.fail(ErrorKind::MissingMetricName, start));
+        };
+        if let Some(off) = dunder_name {
+            return Err(self.fail(ErrorKind::DuplicateLabelName, off));
+        }
+        if ns == ne {
+            return Err(self.fail(ErrorKind::EmptyName, ns - 1));
+        }
+
+        let mut timestamp_ms = None;
+        let mut timestamp_secs = f64::NAN;
+        let mut exemplar = None;
+        let value;
+        if om {
+            let (v, ve) = self.om_number(b, i, ErrorKind::InvalidValue)?;
+            value = v;
+            let mut j = ve;
+            if b.get(j) == Some(&b' ') && !b[j + 1..].starts_with(b"# {") {
+                let (ts, te) = self.om_number(b, j, ErrorKind::InvalidTimestamp)?;
+                if !ts.is_finite() {
+                    return Err(self.fail(ErrorKind::InvalidTimestamp, j + 1));
+                }
+                timestamp_secs = ts;
+                timestamp_ms = Some(number::seconds_to_millis(ts));
+                j = te;
+            }
+            if b.get(j) == Some(&b' ') {
+                if !b[j + 1..].starts_with(b"# {") {
+                    return Err(self.fail(ErrorKind::TrailingText, j));
+                }
+                let (ex, end) = self.exemplar(b, j + 3)?;
+                exemplar = Some(ex);
+                j = end;
+            }
+            match b.get(j) {
+                Some(b'\n') => self.pos = j + 1,
+                None => return Err(self.fail(ErrorKind::MissingEof, j)),
+                Some(_) => return Err(self.fail(ErrorKind::TrailingText, j)),
+            }
+        } else {
+            let vs = lex::skip_blanks(b, i);
+            let ve = scan_text_value(b, vs);
+            if ve == vs {
+                return Err(self.fail(ErrorKind::MissingValue, vs));
+            }
+            value = self.value_at(b, vs, ve, ErrorKind::InvalidValue)?;
+            let mut j = lex::skip_blanks(b, ve);
+            if let Some(c) = b.get(j).copied().filter(|&c| c != b'\n') {
+                if !c.is_ascii_digit() {
+                    return Err(self.fail(ErrorKind::InvalidTimestamp, j));
+                }
+                let mut te = j;
+                while te < b.len() && b[te].is_ascii_digit() {
+                    te += 1;
+                }
+                timestamp_ms = Some(
+                    number::parse_int_timestamp(&b[j..te])
+                        .ok_or_else(|| self.fail(ErrorKind::InvalidTimestamp, j))?,
+                );
+                j = lex::skip_blanks(b, te);
+            }
+            self.end_text_record(b, j)?;
+        }
+
+        let series = self.str_at(start, series_end)?;
+        let name = if ns == start { series.get(..ne - ns) } else { series.get(ns - start..ne - start) };
+        let labels = series.get(labels.0 - start..labels.1 - start);
+        let (Some(name), Some(labels)) = (name, labels) else {
+            // Unreachable: both spans end at ASCII delimiters inside `series`.
+            return Err(self.fail(ErrorKind::InvalidUtf8, start));
+        };
+        Ok(Sample { series, name, name_escaped, labels, value, timestamp_ms, timestamp_secs, exemplar })
+    }
+
+    /// After the value and optional timestamp of a text sample: a line break or the end.
+    fn end_text_record(&mut self, b: &[u8], j: usize) -> Result<()> {
+        match b.get(j) {
+            Some(b'\n') => {
+                self.pos = j + 1;
+                Ok(())
+            }
+            None if self.limit == self.input.len() => {
+                self.pos = j;
+                Ok(())
+            }
+            _ => Err(self.fail(ErrorKind::TrailingText, j)),
+        }
+    }
+
+    /// OpenMetrics `SP number`: the space at `b[sp]`, then a token up to a space or line
+    /// break. Returns the value and the index after the token.
+    fn om_number(&self, b: &[u8], sp: usize, kind: ErrorKind) -> Result<(f64, usize)> {
+        match b.get(sp) {
+            Some(b' ') => {}
+            Some(b'\t') => return Err(self.fail(ErrorKind::UnexpectedWhitespace, sp)),
+            Some(b'\n') | None if kind == ErrorKind::InvalidValue => {
+                return Err(self.fail(ErrorKind::MissingValue, sp));
+            }
+            _ => return Err(self.fail(kind, sp)),
+        }
+        let s = sp + 1;
+        let e = memchr2(b' ', b'\n', &b[s..]).map_or(b.len(), |k| s + k);
+        if e == s {
+            let kind = if b.get(s) == Some(&b' ') { ErrorKind::UnexpectedWhitespace } else { kind };
+            return Err(self.fail(kind, s));
+        }
+        Ok((self.value_at(b, s, e, kind)?, e))
+    }
+
+    fn value_at(&self, b: &[u8], s: usize, e: usize, kind: ErrorKind) -> Result<f64> {
+        if e >= self.limit && self.limit < self.input.len() {
+            // The token runs into the length cap: it is cut, not bad.
+            return Err(self.fail(kind, e));
+        }
+        number::parse_value(&b[s..e]).ok_or_else(|| {
+            let off = memchr(0, &b[s..e]).map_or(s, |k| s + k);
+            self.fail(kind, off)
+        })
+    }
+
+    /// `{labels} value [timestamp]` after ` # `; `open` is the `{`.
+    fn exemplar(&mut self, b: &'a [u8], open: usize) -> Result<(Exemplar<'a>, usize)> {
+        let set = self.label_set(b, open, true, true)?;
+        let (value, ve) = self.om_number(b, set.end, ErrorKind::InvalidExemplar)?;
+        let mut j = ve;
+        let mut timestamp_ms = None;
+        if b.get(j) == Some(&b' ') {
+            let (ts, te) = self.om_number(b, j, ErrorKind::InvalidExemplar)?;
+            if !ts.is_finite() {
+                return Err(self.fail(ErrorKind::InvalidExemplar, j + 1));
+            }
+            timestamp_ms = Some(number::seconds_to_millis(ts));
+            j = te;
+        }
+        let labels = self.str_at(open + 1, set.end - 1)?;
+        Ok((Exemplar { labels, value, timestamp_ms }, j))
+    }
+
+    /// Scans `{...}` starting at the `{` at `b[open]`: syntax, a quoted metric name, and
+    /// duplicate label names.
+    fn label_set(
+        &mut self,
+        b: &[u8],
+        open: usize,
+        mut has_name: bool,
+        exemplar: bool,
+    ) -> Result<LabelSetEnd> {
+        let text = self.format == Format::PrometheusText;
+        self.names.clear();
+        let mut i = open + 1;
+        let mut qname = None;
+        let mut dunder_name = None;
+        let mut sorted = true;
+        let mut any_escaped = false;
+        loop {
+            if text {
+                i = lex::skip_blanks(b, i);
+            }
+            let (ns, ne, escaped, quoted) = match b.get(i) {
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                Some(&c) if lex::is_label_start(c) => {
+                    let e = lex::scan_label_name(b, i);
+                    let span = (i, e, false, false);
+                    i = e;
+                    span
+                }
+                Some(b'"') => {
+                    let (e, esc) = lex::scan_quoted(b, i, text).map_err(|q| self.quote_error(q))?;
+                    let span = (i + 1, e - 1, esc, true);
+                    i = e;
+                    span
+                }
+                _ => return Err(self.fail(ErrorKind::ExpectedLabelName, i)),
+            };
+            if text {
+                i = lex::skip_blanks(b, i);
+            }
+            let next = b.get(i).copied();
+            if quoted && self.strict {
+                return Err(self.fail(ErrorKind::QuotedName, ns - 1));
+            }
+            if quoted && matches!(next, Some(b',' | b'}')) {
+                // `"name"` followed by `,` or `}` is the metric name (Prometheus 3 syntax).
+                if exemplar {
+                    return Err(self.fail(ErrorKind::InvalidExemplar, ns - 1));
+                }
+                if has_name {
+                    return Err(self.fail(ErrorKind::MetricNameTwice, ns - 1));
+                }
+                has_name = true;
+                qname = Some((ns, ne, escaped));
+                i += 1;
+                if next == Some(b'}') {
+                    break;
+                }
+                continue;
+            }
+            if next != Some(b'=') {
+                return Err(self.fail(ErrorKind::ExpectedEquals, i));
+            }
+            i += 1;
+            if text {
+                i = lex::skip_blanks(b, i);
+            }
+            if b.get(i) != Some(&b'"') {
+                return Err(self.fail(ErrorKind::ExpectedLabelValue, i));
+            }
+            let (e, _) = lex::scan_quoted(b, i, text).map_err(|q| self.quote_error(q))?;
+            if ns == ne {
+                return Err(self.fail(ErrorKind::EmptyName, ns - 1));
+            }
+            // No escape sequence can produce or hide the bytes of `__name__`.
+            if !exemplar && &b[ns..ne] == b"__name__" && dunder_name.is_none() {
+                dunder_name = Some(ns);
+            }
+            any_escaped |= escaped;
+            if let Some(prev) = self.names.last() {
+                sorted &= b[prev.start..prev.end] < b[ns..ne];
+            }
+            self.names.push(NameSpan { start: ns, end: ne, escaped });
+            i = e;
+            if text {
+                i = lex::skip_blanks(b, i);
+                if b.get(i) == Some(&b',') {
+                    i += 1;
+                }
+            } else {
+                match b.get(i) {
+                    Some(b',') => {
+                        i += 1;
+                        if self.strict && b.get(i) == Some(&b'}') {
+                            return Err(self.fail(ErrorKind::TrailingComma, i - 1));
+                        }
+                    }
+                    Some(b'}') => {}
+                    _ => return Err(self.fail(ErrorKind::ExpectedCommaOrBrace, i)),
+                }
+            }
+        }
+        // Strictly increasing raw names (the common, sorted case) cannot repeat.
+        if (!sorted || any_escaped)
+            && let Some(off) = self.find_duplicate(b)
+        {
+            return Err(self.fail(ErrorKind::DuplicateLabelName, off));
+        }
+        Ok(LabelSetEnd { end: i, name: qname, dunder_name })
+    }
+
+    /// Offset of a repeated label name in `self.names`, comparing unescaped names.
+    fn find_duplicate(&mut self, b: &[u8]) -> Option<usize> {
+        let names = &mut self.names;
+        let bytes = |n: &NameSpan| &b[n.start..n.end];
+        let eq = |x: &NameSpan, y: &NameSpan| {
+            if !x.escaped && !y.escaped {
+                bytes(x) == bytes(y)
+            } else {
+                lex::unescaped_bytes(bytes(x)).eq(lex::unescaped_bytes(bytes(y)))
+            }
+        };
+        if names.len() <= PAIRWISE_DUP_CHECK_MAX {
+            for j in 1..names.len() {
+                if names[..j].iter().any(|x| eq(x, &names[j])) {
+                    return Some(names[j].start);
+                }
+            }
+            return None;
+        }
+        names.sort_unstable_by(|x, y| lex::unescaped_bytes(bytes(x)).cmp(lex::unescaped_bytes(bytes(y))));
+        names.windows(2).filter(|w| eq(&w[0], &w[1])).map(|w| w[0].start.max(w[1].start)).min()
+    }
+
+    // === helpers ===
+
+    /// Index of the `\n` ending the line that contains `from`, or the end of the input.
+    fn line_end(&self, b: &[u8], from: usize) -> Result<usize> {
+        match memchr(b'\n', b.get(from..).unwrap_or_default()) {
+            Some(k) => Ok(from + k),
+            None if self.limit < self.input.len() => Err(self.fail(ErrorKind::LineTooLong, b.len())),
+            None => Ok(b.len()),
+        }
+    }
+
+    /// `input[a..e]` as `&str`, or an InvalidUtf8 error at the first bad byte.
+    fn str_at(&mut self, a: usize, e: usize) -> Result<&'a str> {
+        let window_end = self.utf8_start + self.utf8.len();
+        if a < self.utf8_start || a > window_end {
+            // Only after skipping a comment that holds invalid UTF-8.
+            self.revalidate(a);
+        }
+        let window_end = self.utf8_start + self.utf8.len();
+        if e > window_end {
+            return Err(self.fail(ErrorKind::InvalidUtf8, window_end));
+        }
+        self.utf8
+            .get(a - self.utf8_start..e - self.utf8_start)
+            .ok_or_else(|| self.fail(ErrorKind::InvalidUtf8, a))
+    }
+
+    /// Validates UTF-8 from `from` to the end of the input or the first invalid byte.
+    fn revalidate(&mut self, from: usize) {
+        let rest = self.input.get(from..).unwrap_or_default();
+        self.utf8 = match std::str::from_utf8(rest) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        self.utf8_start = from;
+    }
+
+    fn quote_error(&self, q: QuoteError) -> ParseError {
+        match q {
+            QuoteError::Unterminated(off) => self.fail(ErrorKind::UnterminatedString, off),
+            QuoteError::BackslashNewline(off) => self.fail(ErrorKind::InvalidEscape, off),
+        }
+    }
+
+    /// Builds the error for `kind` at `offset`. Running into the record's length cap is
+    /// reported as [`ErrorKind::LineTooLong`] whatever was expected there, and an
+    /// unexpected NUL byte as [`ErrorKind::NulByte`].
+    #[cold]
+    fn fail(&self, kind: ErrorKind, offset: usize) -> ParseError {
+        if offset >= self.limit && self.limit < self.input.len() {
+            return error_at(self.input, ErrorKind::LineTooLong, self.rec_start + MAX_LINE_BYTES);
+        }
+        let kind = if self.input.get(offset) == Some(&0) { ErrorKind::NulByte } else { kind };
+        error_at(self.input, kind, offset)
+    }
+}
+
+/// End of a text-format value token: the lexer's `[^{ \t\n]+`.
+#[inline]
+fn scan_text_value(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\n' | b'{') {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Entry, ErrorKind, Format, MetricType, Parser};
+    use std::borrow::Cow;
+
+    fn text(input: &str) -> Vec<Entry<'_>> {
+        let mut p = Parser::new(input.as_bytes(), Format::PrometheusText);
+        let mut out = Vec::new();
+        while let Some(e) = p.next_entry().unwrap() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn text_err(input: &[u8]) -> (ErrorKind, usize) {
+        let mut p = Parser::new(input, Format::PrometheusText);
+        loop {
+            match p.next_entry() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("no error for {:?}", String::from_utf8_lossy(input)),
+                Err(e) => return (e.kind, e.offset),
+            }
+        }
+    }
+
+    fn sample<'a>(e: &Entry<'a>) -> super::super::Sample<'a> {
+        match e {
+            Entry::Sample(s) => *s,
+            other => panic!("not a sample: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn prometheus_text_page() {
+        let page = "# HELP go_gc A summary\\nof GC \\\\ \\\"x\\\".\n# \tTYPE go_gc summary\n\
+                    go_gc{quantile=\"0\"} 4.9351e-05\n\
+                    go_gc{ quantile = \"0.5\" , a=\"b\", } 8.3e-05 123\n\
+                    # a comment\n#HELP not metadata\n\n  \t\n\
+                    go_gc_count 99\n";
+        let e = text(page);
+        assert_eq!(e.len(), 5);
+        assert_eq!(
+            e[0],
+            Entry::Help { name: "go_gc", help: Cow::Borrowed("A summary\nof GC \\ \\\"x\\\".") }
+        );
+        assert_eq!(e[1], Entry::Type { name: "go_gc", kind: MetricType::Summary });
+        let s = sample(&e[3]);
+        assert_eq!(s.name(), "go_gc");
+        assert_eq!(
+            s.labels().collect::<Vec<_>>(),
+            [(Cow::Borrowed("quantile"), Cow::Borrowed("0.5")), ("a".into(), "b".into())]
+        );
+        assert_eq!(s.value(), 8.3e-05);
+        assert_eq!(s.timestamp_ms(), Some(123));
+        assert_eq!(s.raw_series(), b"go_gc{ quantile = \"0.5\" , a=\"b\", }");
+        assert_eq!(sample(&e[4]).labels().count(), 0);
+    }
+
+    #[test]
+    fn utf8_names_and_escapes() {
+        let e = text("{\"my.metric\", \"label.x\"=\"v\\\\\\\"\\n\\t\"} 1\n{\"a\\\"b\"} 2");
+        let s = sample(&e[0]);
+        assert_eq!(s.name(), "my.metric");
+        let labels: Vec<_> = s.labels().collect();
+        assert_eq!(labels, [(Cow::Borrowed("label.x"), Cow::Owned("v\\\"\n\\t".to_string()))]);
+        assert_eq!(sample(&e[1]).name(), "a\"b");
+    }
+
+    #[test]
+    fn prometheus_quirks() {
+        // No comma between labels, a value right after the braces or the name, a label
+        // value spanning lines, blank-only HELP text, first text byte dropped.
+        let e = text("a{b=\"1\"c=\"2\"}3\nx+1\ny{z=\"p\nq\"} 4\n# HELP h   \n# HELP g-x\n");
+        assert_eq!(sample(&e[0]).labels().count(), 2);
+        assert_eq!(sample(&e[0]).value(), 3.0);
+        assert_eq!((sample(&e[1]).name(), sample(&e[1]).value()), ("x".into(), 1.0));
+        assert_eq!(sample(&e[2]).labels().next().unwrap().1, "p\nq");
+        assert_eq!(e[3], Entry::Help { name: "h", help: "".into() });
+        assert_eq!(e[4], Entry::Help { name: "g", help: "x".into() });
+    }
+
+    #[test]
+    fn values_and_timestamps() {
+        let e = text("a NaN\na +Inf\na -inf\na Infinity 0\na 1e3 9223372036854775807\n");
+        assert_eq!(sample(&e[0]).value().to_bits(), super::number::NORMAL_NAN_BITS);
+        assert_eq!(sample(&e[1]).value(), f64::INFINITY);
+        assert_eq!(sample(&e[2]).value(), f64::NEG_INFINITY);
+        assert_eq!(sample(&e[3]).timestamp_ms(), Some(0));
+        assert_eq!(sample(&e[4]).timestamp_ms(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn text_errors() {
+        use ErrorKind::*;
+        for (input, kind, offset) in [
+            (&b"a{b=\"1\",b=\"2\"} 1\n"[..], DuplicateLabelName, 9),
+            (b"a{__name__=\"x\"} 1", DuplicateLabelName, 2),
+            (b"{a=\"b\"} 1", MissingMetricName, 0),
+            (b"a{\"b\"} 1", MetricNameTwice, 2),
+            (b"a 1_2", InvalidValue, 2),
+            (b"a 0x1p3", InvalidValue, 2),
+            (b"a 1 -1", InvalidTimestamp, 4),
+            (b"a 1 1.5", TrailingText, 5),
+            (b"a 1 99999999999999999999", InvalidTimestamp, 4),
+            (b"a\n\0b 1", NulByte, 2),
+            (b"a{b=\"\xff\"} 1", InvalidUtf8, 5),
+            (b"a", MissingValue, 1),
+            (b"a{b='c'} 1", ExpectedLabelValue, 4),
+            (b"a{b=\"c} 1", UnterminatedString, 9),
+            (b"a{,} 1", ExpectedLabelName, 2),
+            (b"# TYPE a gauge x\n", InvalidMetricType, 9),
+            (b"# TYPE a\n", InvalidMetricType, 8),
+            (b"# HELP \n", ExpectedMetadataName, 7),
+            (b"1a 1", ExpectedMetricName, 0),
+            (b"a{b\0=\"c\"} 1", NulByte, 3),
+        ] {
+            assert_eq!(text_err(input), (kind, offset), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn nul_allowed_in_values_help_comments() {
+        let e = text("# HELP a x\0y\n# c\0mment\na{b=\"\0\"} 1\n");
+        assert_eq!(e[0], Entry::Help { name: "a", help: "x\0y".into() });
+        assert_eq!(sample(&e[1]).labels().next().unwrap().1, "\0");
+    }
+
+    #[test]
+    fn invalid_utf8_in_comment_is_skipped() {
+        let page = b"# \xff\xfe comment\na{b=\"\xc3\xa9\"} 1\n";
+        let mut p = Parser::new(page, Format::PrometheusText);
+        let s = match p.next_entry().unwrap() {
+            Some(Entry::Sample(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(s.labels().next().unwrap().1, "é");
+    }
+
+    #[test]
+    fn error_ends_parse() {
+        let mut p = Parser::new(b"a 1\nb x\nc 2\n", Format::PrometheusText);
+        assert!(p.next_entry().unwrap().is_some());
+        let err = p.next_entry().unwrap_err();
+        assert_eq!((err.kind, err.line, err.offset), (ErrorKind::InvalidValue, 2, 6));
+        assert_eq!(p.next_entry(), Ok(None));
+    }
+
+    #[test]
+    fn long_line() {
+        let mut page = b"ok 1\n".to_vec();
+        page.extend(std::iter::repeat_n(b'a', super::MAX_LINE_BYTES + 10));
+        page.extend(b" 1\n");
+        assert_eq!(text_err(&page), (ErrorKind::LineTooLong, 5 + super::MAX_LINE_BYTES));
+        // Exactly at the cap is fine.
+        let mut page = vec![b'a'; super::MAX_LINE_BYTES - 2];
+        page.extend(b" 1\n");
+        assert_eq!(text(std::str::from_utf8(&page).unwrap()).len(), 1);
+    }
+}

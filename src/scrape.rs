@@ -1,0 +1,638 @@
+//! Scrape loops: one task per target, and the per-job manager that starts and stops them.
+//!
+//! What this is: the data plane for one target. Every interval, at a fixed per-target offset:
+//! fetch → parse → merge target labels → metric relabeling → limits → staleness → hand the batch
+//! on, then the five synthetic series Prometheus reports per scrape. A failed scrape (HTTP error,
+//! parse error, a limit) discards the whole page, reports `up 0` and stale-marks the previous
+//! scrape's series, exactly as Prometheus' `scrapeLoop` does. What this is not: HTTP details
+//! ([`crate::fetch`]), parsing ([`crate::parse`]), rule semantics ([`crate::relabel`]).
+//!
+//! Per-target state is reused across scrapes: the body buffers, and a series cache from the
+//! raw `name{labels}` bytes to the final label set, so a steady-state scrape does a hash lookup
+//! per line instead of rebuilding labels and re-running metric relabeling.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ScrapeConfig;
+use crate::discovery::Discovered;
+use crate::fetch::{self, FetchError};
+use crate::http_client::Client;
+use crate::labels::{self, Labels};
+use crate::parse::{self, Parser};
+use crate::relabel::{self, RelabelConfig, ScrapeTarget, TargetOutcome};
+use crate::ring::{Batch, STALE_NAN, Sample};
+use crate::telemetry::JobMetrics;
+
+/// Why a scrape failed after the page arrived. Per-scrape, never fatal: the next scrape tries
+/// again, so all kinds are retryable at the loop's interval.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The request failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The page does not parse.
+    #[error("{0}")]
+    Parse(#[from] parse::ParseError),
+    /// More samples than `sample_limit` after metric relabeling.
+    #[error("sample limit exceeded")]
+    SampleLimit,
+    /// A series has more labels than `label_limit`.
+    #[error("label_limit exceeded (metric: {0}, number of labels: {1}, limit: {2})")]
+    LabelLimit(String, usize, u64),
+    /// A label name is longer than `label_name_length_limit`.
+    #[error("label_name_length_limit exceeded (metric: {0}, label name: {1}, limit: {2})")]
+    LabelNameLength(String, String, u64),
+    /// A label value is longer than `label_value_length_limit`.
+    #[error("label_value_length_limit exceeded (metric: {0}, label name: {1}, limit: {2})")]
+    LabelValueLength(String, String, u64),
+    /// A series is not valid after relabeling (no metric name, or a limit hit).
+    #[error("{0}")]
+    Series(Arc<str>),
+}
+
+/// Settings shared by all targets of a job.
+#[derive(Debug)]
+pub struct JobSettings {
+    /// The job name.
+    pub job: String,
+    /// Keep exposed labels on a clash with target labels.
+    pub honor_labels: bool,
+    /// Use exposed timestamps.
+    pub honor_timestamps: bool,
+    /// Stale-mark series that carry explicit timestamps too.
+    pub track_timestamps_staleness: bool,
+    /// 0 = none.
+    pub sample_limit: u64,
+    /// 0 = none.
+    pub label_limit: u64,
+    /// 0 = none.
+    pub label_name_length_limit: u64,
+    /// 0 = none.
+    pub label_value_length_limit: u64,
+    /// 0 = none.
+    pub body_size_limit: u64,
+    /// Ask for gzip.
+    pub gzip: bool,
+    /// The job's `metric_relabel_configs`.
+    pub metric_relabel: Vec<RelabelConfig>,
+    /// Auth and TLS for the targets.
+    pub http: crate::config::HttpClientConfig,
+}
+
+impl JobSettings {
+    /// The settings of a loaded (defaults filled) scrape config.
+    pub fn from_config(sc: &ScrapeConfig) -> Self {
+        JobSettings {
+            job: sc.job().to_owned(),
+            honor_labels: sc.honor_labels,
+            honor_timestamps: sc.honor_timestamps,
+            track_timestamps_staleness: sc.track_timestamps_staleness,
+            sample_limit: sc.sample_limit.unwrap_or(0),
+            label_limit: sc.label_limit.unwrap_or(0),
+            label_name_length_limit: sc.label_name_length_limit.unwrap_or(0),
+            label_value_length_limit: sc.label_value_length_limit.unwrap_or(0),
+            body_size_limit: sc.body_size_limit.map(|b| b.0).unwrap_or(0),
+            gzip: sc.enable_compression,
+            metric_relabel: sc.metric_relabel_configs.clone(),
+            http: sc.http_client_config(),
+        }
+    }
+}
+
+/// Health of a target, as the targets API spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Health {
+    /// Not scraped yet.
+    #[default]
+    Unknown,
+    /// Last scrape succeeded.
+    Up,
+    /// Last scrape failed.
+    Down,
+}
+
+impl Health {
+    /// `"up"`, `"down"` or `"unknown"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// What the targets API shows about a target's last scrape.
+#[derive(Clone, Debug, Default)]
+pub struct TargetStatus {
+    /// Health of the last scrape.
+    pub health: Health,
+    /// Error of the last scrape, empty if it succeeded.
+    pub last_error: String,
+    /// When the last scrape started.
+    pub last_scrape: Option<SystemTime>,
+    /// How long it took, in seconds.
+    pub last_scrape_duration: f64,
+}
+
+/// An active target as the targets API shows it.
+#[derive(Clone, Debug)]
+pub struct ActiveTarget {
+    /// Labels before relabeling.
+    pub discovered: Labels,
+    /// The target after relabeling.
+    pub target: ScrapeTarget,
+    /// Live status, written by the scrape loop.
+    pub status: Arc<Mutex<TargetStatus>>,
+}
+
+/// One job's targets, as the targets API shows them.
+#[derive(Clone, Debug, Default)]
+pub struct PoolView {
+    /// Targets being scraped.
+    pub active: Vec<ActiveTarget>,
+    /// Label sets dropped by relabeling.
+    pub dropped: Vec<Labels>,
+}
+
+/// All jobs' targets, shared read-only with the web server.
+pub type TargetsView = Arc<Mutex<std::collections::BTreeMap<String, PoolView>>>;
+
+/// Where scrape loops hand their batches.
+pub type Output = mpsc::Sender<Batch>;
+
+/// Runs one job: watches its discovered targets, relabels them, and keeps exactly one scrape
+/// loop per distinct target running. Returns when `shutdown` is cancelled (loops stop without
+/// stale markers, as Prometheus does on shutdown).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_job(
+    sc: Arc<ScrapeConfig>,
+    mut discovered: watch::Receiver<Discovered>,
+    client: Client,
+    out: Output,
+    view: TargetsView,
+    metrics: Arc<JobMetrics>,
+    shutdown: CancellationToken,
+) {
+    let settings = Arc::new(JobSettings::from_config(&sc));
+    let params: Vec<(String, Vec<String>)> = sc.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let defaults = relabel::TargetDefaults {
+        job: sc.job(),
+        scheme: sc.scheme(),
+        metrics_path: sc.metrics_path(),
+        params: &params,
+        scrape_interval: sc.interval(),
+        scrape_timeout: sc.timeout(),
+    };
+    // Running loops by target identity (final labels + URL), each with its stop token.
+    let mut running: HashMap<(Labels, String), (CancellationToken, ActiveTarget)> = HashMap::new();
+    loop {
+        let sets = discovered.borrow_and_update().clone();
+        let mut next: HashMap<(Labels, String), ActiveTarget> = HashMap::new();
+        let mut order: Vec<(Labels, String)> = Vec::new();
+        let mut dropped = Vec::new();
+        for d in sets.iter() {
+            match relabel::populate_target(d, &defaults, &sc.relabel_configs) {
+                Ok(TargetOutcome::Keep(t)) => {
+                    let key = (t.labels.clone(), t.url.clone());
+                    if !next.contains_key(&key) {
+                        order.push(key.clone());
+                        next.insert(
+                            key,
+                            ActiveTarget { discovered: d.clone(), target: t, status: Arc::default() },
+                        );
+                    }
+                }
+                Ok(TargetOutcome::Drop) => dropped.push(d.clone()),
+                Err(e) => {
+                    tracing::warn!(job = sc.job(), error = %e, labels = %d, "Dropping invalid target.");
+                    dropped.push(d.clone());
+                }
+            }
+        }
+        // Stop loops whose target went away; they write end-of-run stale markers.
+        running.retain(|key, (stop, _)| {
+            let keep = next.contains_key(key);
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        for key in &order {
+            if running.contains_key(key) {
+                continue;
+            }
+            let Some(active) = next.remove(key) else { continue };
+            let stop = shutdown.child_token();
+            let lp = TargetLoop::new(
+                settings.clone(),
+                active.target.clone(),
+                client.clone(),
+                out.clone(),
+                active.status.clone(),
+                metrics.clone(),
+            );
+            tokio::spawn(lp.run(stop.clone(), shutdown.clone()));
+            running.insert(key.clone(), (stop, active));
+        }
+        metrics.targets_active.store(running.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        metrics.targets_dropped.store(dropped.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+            let active = order.iter().filter_map(|k| running.get(k).map(|r| r.1.clone())).collect();
+            v.insert(sc.job().to_owned(), PoolView { active, dropped });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = discovered.changed() => {
+                if changed.is_err() {
+                    // Discovery ended: only at shutdown.
+                    shutdown.cancelled().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A cached outcome for one raw series: its final labels, or why it is not sent.
+#[derive(Clone, Debug)]
+enum Cached {
+    Keep(Arc<Labels>),
+    Dropped,
+    Invalid(Arc<str>),
+}
+
+/// The per-target state of a scrape loop.
+pub struct TargetLoop {
+    settings: Arc<JobSettings>,
+    target: ScrapeTarget,
+    client: Client,
+    out: Output,
+    status: Arc<Mutex<TargetStatus>>,
+    metrics: Arc<JobMetrics>,
+    bufs: fetch::Buffers,
+    /// Raw `name{labels}` bytes → outcome, with the scrape generation it was last used in.
+    cache: HashMap<Box<[u8]>, (Cached, u64)>,
+    generation: u64,
+    /// Series sent in the previous successful scrape (for staleness), and in this one.
+    prev: HashSet<Arc<Labels>>,
+    cur: HashSet<Arc<Labels>>,
+    report: ReportSeries,
+}
+
+/// The synthetic series of a target, built once.
+struct ReportSeries {
+    up: Arc<Labels>,
+    duration: Arc<Labels>,
+    scraped: Arc<Labels>,
+    post_relabel: Arc<Labels>,
+    added: Arc<Labels>,
+}
+
+impl ReportSeries {
+    fn new(target: &Labels) -> Self {
+        let mk = |name: &str| {
+            let mut l = target.clone();
+            l.set(labels::METRIC_NAME, name);
+            Arc::new(l)
+        };
+        ReportSeries {
+            up: mk("up"),
+            duration: mk("scrape_duration_seconds"),
+            scraped: mk("scrape_samples_scraped"),
+            post_relabel: mk("scrape_samples_post_metric_relabeling"),
+            added: mk("scrape_series_added"),
+        }
+    }
+    fn all(&self) -> [&Arc<Labels>; 5] {
+        [&self.up, &self.duration, &self.scraped, &self.post_relabel, &self.added]
+    }
+}
+
+/// Counts of one scrape, for the report series.
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    scraped: u64,
+    post_relabel: u64,
+    added: u64,
+}
+
+fn now_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The phase of a target within its interval: a stable hash of its identity, so targets of a
+/// job spread evenly over the interval and a restart keeps the same schedule (Prometheus'
+/// `Target.offset`).
+pub fn offset(target: &ScrapeTarget, interval: std::time::Duration) -> std::time::Duration {
+    let mut key = target.url.clone().into_bytes();
+    for l in target.labels.iter() {
+        key.extend_from_slice(l.name.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(l.value.as_bytes());
+        key.push(0xff);
+    }
+    let h = xxhash_rust::xxh3::xxh3_64(&key);
+    let ns = interval.as_nanos().max(1) as u64;
+    std::time::Duration::from_nanos(h % ns)
+}
+
+impl TargetLoop {
+    /// A loop for `target`, not yet running.
+    pub fn new(
+        settings: Arc<JobSettings>,
+        target: ScrapeTarget,
+        client: Client,
+        out: Output,
+        status: Arc<Mutex<TargetStatus>>,
+        metrics: Arc<JobMetrics>,
+    ) -> Self {
+        let report = ReportSeries::new(&target.labels);
+        TargetLoop {
+            settings,
+            target,
+            client,
+            out,
+            status,
+            metrics,
+            bufs: fetch::Buffers::default(),
+            cache: HashMap::new(),
+            generation: 0,
+            prev: HashSet::new(),
+            cur: HashSet::new(),
+            report,
+        }
+    }
+
+    /// Scrapes until `stop` (target removed: write end-of-run stale markers) or `shutdown`
+    /// (process exit: no stale markers, as Prometheus).
+    pub async fn run(mut self, stop: CancellationToken, shutdown: CancellationToken) {
+        let interval = self.target.interval.get();
+        let phase = offset(&self.target, interval);
+        // First scrape at the next instant whose position in the interval equals the phase.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ns = interval.as_nanos().max(1);
+        let wait = (phase.as_nanos() + ns - now.as_nanos() % ns) % ns;
+        let start = tokio::time::Instant::now() + std::time::Duration::from_nanos(wait as u64);
+        let mut ticker = tokio::time::interval_at(start, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_scrape: Option<SystemTime> = None;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let t = SystemTime::now();
+            last_scrape = Some(t);
+            let batch = self.scrape_once(t).await;
+            if !batch.is_empty() && self.out.send(batch).await.is_err() {
+                return;
+            }
+        }
+        if shutdown.is_cancelled() || last_scrape.is_none() {
+            return;
+        }
+        // End-of-run staleness, as Prometheus' `endOfRunStaleness`: wait for when the next scrape
+        // would have been (its time is the markers' timestamp), then one more interval plus 10 %
+        // so a re-created target (e.g. a relabel change) has written its samples first.
+        tokio::select! { _ = shutdown.cancelled() => return, _ = ticker.tick() => {} }
+        let stale_at = now_ms(SystemTime::now());
+        tokio::select! { _ = shutdown.cancelled() => return, _ = ticker.tick() => {} }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval / 10) => {}
+        }
+        let mut batch = Batch::with_capacity(self.prev.len() + 5);
+        for s in self.prev.drain() {
+            batch.push(Sample { series: s, timestamp_ms: stale_at, value: STALE_NAN });
+        }
+        for s in self.report.all() {
+            batch.push(Sample { series: s.clone(), timestamp_ms: stale_at, value: STALE_NAN });
+        }
+        self.metrics.stale_markers.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.out.send(batch).await;
+    }
+
+    /// One scrape: returns the samples to send (page samples or stale markers, plus the report).
+    pub async fn scrape_once(&mut self, start: SystemTime) -> Batch {
+        let started = tokio::time::Instant::now();
+        let ts = now_ms(start);
+        let req = self.request();
+        let mut batch = Batch::new();
+        let result = match req {
+            Ok(req) => match fetch::fetch(&self.client, &req, &mut self.bufs).await {
+                Ok(resp) => {
+                    self.metrics
+                        .bytes_scraped
+                        .fetch_add(resp.wire_bytes, std::sync::atomic::Ordering::Relaxed);
+                    let format = parse::format_from_content_type(resp.content_type.as_deref());
+                    let body = std::mem::take(&mut self.bufs.body);
+                    let r = self.process_page(&body, format, ts, &mut batch);
+                    self.bufs.body = body;
+                    r
+                }
+                Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
+            },
+            Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
+        };
+        let duration = started.elapsed().as_secs_f64();
+        let (counts, err) = match result {
+            Ok(c) => (c, None),
+            Err((e, c)) => {
+                // Discard the page; stale-mark everything the previous scrape sent.
+                batch.clear();
+                self.cur.clear();
+                self.emit_stale(ts, &mut batch);
+                (c, Some(e))
+            }
+        };
+        let up = if err.is_none() { 1.0 } else { 0.0 };
+        for (series, value) in [
+            (&self.report.up, up),
+            (&self.report.duration, duration),
+            (&self.report.scraped, counts.scraped as f64),
+            (&self.report.post_relabel, counts.post_relabel as f64),
+            (&self.report.added, counts.added as f64),
+        ] {
+            batch.push(Sample { series: series.clone(), timestamp_ms: ts, value });
+        }
+        let m = &self.metrics;
+        use std::sync::atomic::Ordering::Relaxed;
+        m.scrapes.fetch_add(1, Relaxed);
+        m.samples_scraped.fetch_add(counts.scraped, Relaxed);
+        m.samples_kept.fetch_add(counts.post_relabel, Relaxed);
+        if err.is_some() {
+            m.scrape_failures.fetch_add(1, Relaxed);
+        }
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.health = if err.is_none() { Health::Up } else { Health::Down };
+        st.last_error = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        st.last_scrape = Some(start);
+        st.last_scrape_duration = duration;
+        if let Some(e) = &err {
+            tracing::debug!(job = %self.settings.job, target = %self.target.url, error = %e, "Scrape failed.");
+        }
+        batch
+    }
+
+    fn request(&self) -> Result<fetch::Request, FetchError> {
+        let uri: hyper::Uri =
+            self.target.url.parse().map_err(|_| FetchError::Url(self.target.url.clone()))?;
+        let auth = crate::http_client::auth_header(&self.settings.http)
+            .map_err(|e| FetchError::Http(e.to_string()))?;
+        Ok(fetch::Request {
+            uri,
+            accept: hyper::header::HeaderValue::from_static(parse::ACCEPT_HEADER),
+            gzip: self.settings.gzip,
+            timeout: self.target.timeout.get(),
+            body_limit: self.settings.body_size_limit,
+            auth,
+        })
+    }
+
+    /// Moves every series of the previous scrape that is not in this one into `batch` as a
+    /// stale marker, then makes this scrape's set the previous one.
+    fn emit_stale(&mut self, ts: i64, batch: &mut Batch) {
+        let before = batch.len();
+        for s in self.prev.iter() {
+            if !self.cur.contains(s) {
+                batch.push(Sample { series: s.clone(), timestamp_ms: ts, value: STALE_NAN });
+            }
+        }
+        self.metrics
+            .stale_markers
+            .fetch_add((batch.len() - before) as u64, std::sync::atomic::Ordering::Relaxed);
+        std::mem::swap(&mut self.prev, &mut self.cur);
+        self.cur.clear();
+    }
+
+    /// Parses a page into `batch`. On error the caller discards `batch`.
+    fn process_page(
+        &mut self,
+        body: &[u8],
+        format: parse::Format,
+        ts: i64,
+        batch: &mut Batch,
+    ) -> Result<Counts, (ScrapeError, Counts)> {
+        self.generation += 1;
+        let generation = self.generation;
+        let mut counts = Counts::default();
+        let mut parser = Parser::new(body, format);
+        self.cur.clear();
+        loop {
+            let entry = match parser.next_entry() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => return Err((ScrapeError::Parse(e), counts)),
+            };
+            let parse::Entry::Sample(s) = entry else { continue };
+            counts.scraped += 1;
+            let raw = s.raw_series();
+            let cached = match self.cache.get_mut(raw) {
+                Some((c, g)) => {
+                    *g = generation;
+                    c.clone()
+                }
+                None => {
+                    let c = self.build_series(&s);
+                    self.cache.insert(raw.into(), (c.clone(), generation));
+                    c
+                }
+            };
+            let series = match cached {
+                Cached::Keep(l) => l,
+                Cached::Dropped => continue,
+                Cached::Invalid(e) => return Err((ScrapeError::Series(e), counts)),
+            };
+            let explicit = if self.settings.honor_timestamps { s.timestamp_ms() } else { None };
+            // Duplicates within one page: Prometheus keeps the first and rejects the rest.
+            if (explicit.is_none() || self.settings.track_timestamps_staleness)
+                && !self.cur.insert(series.clone())
+            {
+                continue;
+            }
+            counts.post_relabel += 1;
+            if self.settings.sample_limit > 0 && counts.post_relabel > self.settings.sample_limit {
+                return Err((ScrapeError::SampleLimit, counts));
+            }
+            if !self.prev.contains(&series) {
+                counts.added += 1;
+            }
+            batch.push(Sample { series, timestamp_ms: explicit.unwrap_or(ts), value: s.value() });
+        }
+        // Forget series not seen for two scrapes, so the cache follows churn instead of growing.
+        self.cache.retain(|_, (_, g)| *g + 1 >= generation);
+        self.emit_stale(ts, batch);
+        Ok(counts)
+    }
+
+    /// Builds the final label set of a page series: exposed labels, target labels merged with
+    /// Prometheus' `mutateSampleLabels` rules, metric relabeling, then the limits.
+    fn build_series(&self, s: &parse::Sample<'_>) -> Cached {
+        let mut exposed = Labels::new();
+        exposed.set(labels::METRIC_NAME, s.name().into_owned());
+        for (n, v) in s.labels() {
+            exposed.set(n.into_owned(), v.into_owned());
+        }
+        let mut l = exposed.clone();
+        if self.settings.honor_labels {
+            for t in self.target.labels.iter() {
+                if !exposed.contains(&t.name) {
+                    l.set(t.name.as_str(), t.value.as_str());
+                }
+            }
+        } else {
+            let mut conflicts: Vec<(&str, &str)> = Vec::new();
+            for t in self.target.labels.iter() {
+                if let Some(v) = exposed.get(&t.name) {
+                    conflicts.push((t.name.as_str(), v));
+                }
+                l.set(t.name.as_str(), t.value.as_str());
+            }
+            // Shorter names first, then `exported_` prepended until the name is free.
+            conflicts.sort_by_key(|(n, _)| n.len());
+            for (name, value) in conflicts {
+                let mut new_name = name.to_owned();
+                loop {
+                    new_name.insert_str(0, "exported_");
+                    if !l.contains(&new_name) {
+                        l.set(new_name, value);
+                        break;
+                    }
+                }
+            }
+        }
+        if !relabel::process(&self.settings.metric_relabel, &mut l) {
+            return Cached::Dropped;
+        }
+        if l.is_empty() {
+            return Cached::Dropped;
+        }
+        let Some(name) = l.get(labels::METRIC_NAME).map(str::to_owned) else {
+            return Cached::Invalid("__name__ label is mandatory".into());
+        };
+        let st = &self.settings;
+        if st.label_limit > 0 && l.len() as u64 > st.label_limit {
+            return Cached::Invalid(
+                ScrapeError::LabelLimit(name, l.len(), st.label_limit).to_string().into(),
+            );
+        }
+        for lb in l.iter() {
+            if st.label_name_length_limit > 0 && lb.name.len() as u64 > st.label_name_length_limit {
+                let e = ScrapeError::LabelNameLength(name, lb.name.clone(), st.label_name_length_limit);
+                return Cached::Invalid(e.to_string().into());
+            }
+            if st.label_value_length_limit > 0 && lb.value.len() as u64 > st.label_value_length_limit {
+                let e = ScrapeError::LabelValueLength(name, lb.name.clone(), st.label_value_length_limit);
+                return Cached::Invalid(e.to_string().into());
+            }
+        }
+        Cached::Keep(Arc::new(l))
+    }
+}
