@@ -1,0 +1,98 @@
+//! The command line: `trawl check config`, `trawl check metrics`, and the quickstart printing
+//! what it scrapes when no remote_write is configured.
+
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn trawl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trawl"))
+}
+
+#[test]
+fn check_config_accepts_the_examples() {
+    for f in ["examples/quickstart.yml"] {
+        let out = trawl().args(["check", "config", f]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        assert!(out.status.success(), "{f}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn check_config_names_file_line_and_reason() {
+    // (config, line, reason fragment, why)
+    let cases: &[(&str, u32, &str, &str)] = &[
+        ("global:\n  scrape_interval: 15s\n  scrape_intervall: 30s\n", 3, "unknown field", "a typo in a field name"),
+        ("scrape_configs:\n  - job_name: a\n  - job_name: b\n  - job_name: a\n", 4, "multiple scrape configs", "duplicate job"),
+        ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targetz: [x]\n", 4, "unknown field", "nested unknown field"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, frag, why) in cases {
+        let path = dir.path().join("bad.yml");
+        std::fs::write(&path, text).unwrap();
+        let out = trawl().args(["check", "config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{why}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!("{}:{line}:", path.display());
+        assert!(stderr.contains(&want) && stderr.contains(frag), "{why}: want {want} … {frag} in {stderr}");
+    }
+}
+
+#[test]
+fn check_metrics_reports_the_offending_line() {
+    let run = |input: &str, format: &str| {
+        let mut child = trawl()
+            .args(["check", "metrics", &format!("--format={format}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = run("# TYPE a counter\na_total 1\n", "text");
+    assert!(ok.status.success());
+    let bad = run("a 1\nb{x=\"1\",x=\"2\"} 2\n", "text");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("line 2") && err.contains("b{x="), "{err}");
+    let no_eof = run("# TYPE a counter\na_total 1\n", "openmetrics");
+    assert_eq!(no_eof.status.code(), Some(1), "OpenMetrics requires # EOF");
+}
+
+/// The README's first command: with no remote_write, trawl prints the samples it scraped.
+#[test]
+fn quickstart_prints_scraped_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    std::fs::write(
+        dir.path().join("q.yml"),
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+    )
+    .unwrap();
+    let out_path = dir.path().join("out.txt");
+    let mut child = trawl()
+        .arg("--config.file=q.yml")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .current_dir(dir.path())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains("trawl_scrapes_total{") && text.contains("up{") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(text.contains("up{instance=\"127.0.0.1:"), "printed: {text}");
+    assert!(text.contains("trawl_scrapes_total{"), "printed: {text}");
+    assert_eq!(status.code(), Some(0));
+}
