@@ -636,3 +636,149 @@ impl TargetLoop {
         Cached::Keep(Arc::new(l))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Duration;
+    use crate::ring::is_stale_nan;
+
+    fn lp(honor_labels: bool, sample_limit: u64) -> TargetLoop {
+        let settings = JobSettings {
+            job: "j".into(),
+            honor_labels,
+            honor_timestamps: true,
+            track_timestamps_staleness: false,
+            sample_limit,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            body_size_limit: 0,
+            gzip: true,
+            metric_relabel: Vec::new(),
+            http: Default::default(),
+        };
+        let target = ScrapeTarget {
+            labels: Labels::from_pairs([("job", "j"), ("instance", "h:1"), ("zone", "z")]),
+            url: "http://h:1/metrics".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            params: Vec::new(),
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        TargetLoop::new(
+            Arc::new(settings),
+            target,
+            crate::http_client::build(None).unwrap(),
+            tx,
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+
+    fn page(l: &mut TargetLoop, body: &str, ts: i64) -> Result<(Batch, Counts), String> {
+        let mut b = Batch::new();
+        l.process_page(body.as_bytes(), parse::Format::PrometheusText, ts, &mut b)
+            .map(|c| (b, c))
+            .map_err(|(e, _)| e.to_string())
+    }
+
+    fn show(b: &Batch) -> Vec<String> {
+        b.iter()
+            .map(|s| {
+                let v = if is_stale_nan(s.value) { "stale".to_string() } else { s.value.to_string() };
+                format!("{} {v} {}", s.series, s.timestamp_ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_labels_win_and_exposed_ones_are_exported() {
+        let mut l = lp(false, 0);
+        let (b, _) = page(&mut l, "m{job=\"orig\",instance=\"foo\",exported_job=\"x\"} 1\n", 5).unwrap();
+        assert_eq!(
+            show(&b),
+            [
+                r#"{__name__="m", exported_exported_job="orig", exported_instance="foo", exported_job="x", instance="h:1", job="j", zone="z"} 1 5"#
+            ]
+        );
+    }
+
+    #[test]
+    fn honor_labels_keeps_exposed_ones() {
+        let mut l = lp(true, 0);
+        let (b, _) = page(&mut l, "m{job=\"orig\"} 1\n", 5).unwrap();
+        assert_eq!(show(&b), [r#"{__name__="m", instance="h:1", job="orig", zone="z"} 1 5"#]);
+    }
+
+    #[test]
+    fn vanished_series_get_stale_markers_at_the_next_scrape() {
+        let mut l = lp(false, 0);
+        let (_, c) = page(&mut l, "a 1\nb 2\n", 1000).unwrap();
+        assert_eq!((c.scraped, c.post_relabel, c.added), (2, 2, 2));
+        let (b, c) = page(&mut l, "a 3\n", 2000).unwrap();
+        assert_eq!(c.added, 0, "a is not new");
+        assert_eq!(
+            show(&b),
+            [
+                r#"{__name__="a", instance="h:1", job="j", zone="z"} 3 2000"#,
+                r#"{__name__="b", instance="h:1", job="j", zone="z"} stale 2000"#
+            ]
+        );
+        let (b, _) = page(&mut l, "a 3\n", 3000).unwrap();
+        assert_eq!(b.len(), 1, "a marker is written once");
+    }
+
+    #[test]
+    fn explicit_timestamps_are_kept_and_not_stale_tracked() {
+        let mut l = lp(false, 0);
+        let (b, _) = page(&mut l, "a 1 123\n", 1000).unwrap();
+        assert_eq!(b[0].timestamp_ms, 123);
+        let (b, _) = page(&mut l, "", 2000).unwrap();
+        assert!(b.is_empty(), "series with explicit timestamps get no staleness markers");
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_sample() {
+        let mut l = lp(false, 0);
+        let (b, c) = page(&mut l, "a 1\na 2\na{} 3\n", 1000).unwrap();
+        assert_eq!((b.len(), c.scraped), (1, 3));
+        assert_eq!(b[0].value, 1.0);
+    }
+
+    #[test]
+    fn sample_limit_fails_the_scrape() {
+        let mut l = lp(false, 2);
+        assert!(page(&mut l, "a 1\nb 1\n", 1).is_ok());
+        assert_eq!(page(&mut l, "a 1\nb 1\nc 1\n", 2).unwrap_err(), "sample limit exceeded");
+    }
+
+    #[test]
+    fn bad_pages_fail_whole() {
+        // (page, why)
+        let cases = [
+            ("a{x=\"1\",x=\"1\"} 1\n", "a repeated label name fails the scrape (compliance: RepeatedLabels)"),
+            ("{label=\"value\"} 1\n", "a series without a name fails the scrape (compliance: NameLabel)"),
+            ("1234notvali}{ 444\n", "garbage fails the scrape (compliance: Invalid)"),
+        ];
+        for (body, why) in cases {
+            let mut l = lp(false, 0);
+            assert!(page(&mut l, body, 1).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn empty_label_values_are_absent() {
+        let mut l = lp(false, 0);
+        let (b, _) = page(&mut l, "test{a=\"\"} 1\n", 1).unwrap();
+        assert_eq!(show(&b), [r#"{__name__="test", instance="h:1", job="j", zone="z"} 1 1"#]);
+    }
+
+    #[test]
+    fn offsets_are_stable_and_within_the_interval() {
+        let l = lp(false, 0);
+        let i = std::time::Duration::from_secs(15);
+        assert_eq!(offset(&l.target, i), offset(&l.target, i));
+        assert!(offset(&l.target, i) < i);
+    }
+}

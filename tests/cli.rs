@@ -14,8 +14,14 @@ fn trawl() -> Command {
 #[test]
 fn check_config_accepts_the_examples() {
     for f in ["examples/quickstart.yml"] {
-        let out = trawl().args(["check", "config", f]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-        assert!(out.status.success(), "{f}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out =
+            trawl().args(["check", "config", f]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -23,9 +29,24 @@ fn check_config_accepts_the_examples() {
 fn check_config_names_file_line_and_reason() {
     // (config, line, reason fragment, why)
     let cases: &[(&str, u32, &str, &str)] = &[
-        ("global:\n  scrape_interval: 15s\n  scrape_intervall: 30s\n", 3, "unknown field", "a typo in a field name"),
-        ("scrape_configs:\n  - job_name: a\n  - job_name: b\n  - job_name: a\n", 4, "multiple scrape configs", "duplicate job"),
-        ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targetz: [x]\n", 4, "unknown field", "nested unknown field"),
+        (
+            "global:\n  scrape_interval: 15s\n  scrape_intervall: 30s\n",
+            3,
+            "unknown field",
+            "a typo in a field name",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n  - job_name: b\n  - job_name: a\n",
+            4,
+            "multiple scrape configs",
+            "duplicate job",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targetz: [x]\n",
+            4,
+            "unknown field",
+            "nested unknown field",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (text, line, frag, why) in cases {

@@ -70,11 +70,11 @@ async fn node_exporter_page_lands_in_prometheus() {
     ))
     .await;
 
-    let up = eventually(WAIT, async || {
-        prom.query("up{job=\"node\"}").await.into_iter().find(|(_, v)| *v == 1.0)
-    })
-    .await;
-    let (up_labels, _) = up.unwrap_or_else(|| panic!("up{{job=\"node\"}} never reached 1:\n{}", trawl.proc.log()));
+    let up =
+        eventually(WAIT, async || prom.query("up{job=\"node\"}").await.into_iter().find(|(_, v)| *v == 1.0))
+            .await;
+    let (up_labels, _) =
+        up.unwrap_or_else(|| panic!("up{{job=\"node\"}} never reached 1:\n{}", trawl.proc.log()));
     assert_eq!(up_labels.get("instance"), Some(&instance));
     assert_eq!(up_labels.get("cluster").map(String::as_str), Some("e2e"), "external labels attached");
 
@@ -95,7 +95,13 @@ async fn node_exporter_page_lands_in_prometheus() {
             missing.push(want);
         }
     }
-    assert!(missing.is_empty(), "{} of {} series missing in Prometheus, e.g. {:?}", missing.len(), expected.len(), &missing[..missing.len().min(3)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} series missing in Prometheus, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(3)]
+    );
 
     // A gauge's value equals what the exporter served: a constant one from the real page…
     let (mem_labels, mem) = expected
@@ -109,13 +115,16 @@ async fn node_exporter_page_lands_in_prometheus() {
     let got = prom.query("e2e_gauge").await;
     assert_eq!(got.first().map(|r| r.1), Some(42.5));
     std::fs::write(textfiles.join("e2e.prom"), "# TYPE e2e_gauge gauge\ne2e_gauge -7.25\n").unwrap();
-    let changed = eventually(WAIT, async || {
-        prom.query("e2e_gauge").await.into_iter().find(|(_, v)| *v == -7.25)
-    })
-    .await;
+    let changed =
+        eventually(WAIT, async || prom.query("e2e_gauge").await.into_iter().find(|(_, v)| *v == -7.25)).await;
     assert!(changed.is_some(), "the new gauge value arrives");
 
-    for name in ["scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added"] {
+    for name in [
+        "scrape_duration_seconds",
+        "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling",
+        "scrape_series_added",
+    ] {
         assert!(!prom.query(&format!("{name}{{job=\"node\"}}")).await.is_empty(), "{name} is reported");
     }
     assert_eq!(trawl.interrupt(), Some(0), "SIGINT exits 0:\n{}", trawl.proc.log());
@@ -127,7 +136,9 @@ async fn failing_targets_report_up_0_and_others_are_unaffected() {
     let target = TestTarget::start().await;
     target.route("/ok", |_| (200, TEXT, b"# TYPE fine gauge\nfine 1\n".to_vec()));
     target.route("/500", |_| (500, TEXT, b"internal error".to_vec()));
-    target.route("/malformed", |_| (200, TEXT, b"# this is not valid prometheus\n1234notvali}{ 444\n".to_vec()));
+    target.route("/malformed", |_| {
+        (200, TEXT, b"# this is not valid prometheus\n1234notvali}{ 444\n".to_vec())
+    });
     target.route("/repeated", |_| (200, TEXT, b"test{a=\"1\",a=\"1\"} 1\n".to_vec()));
     target.route("/big", |_| (200, TEXT, format!("big{{x=\"{}\"}} 1\n", "y".repeat(4096)).into_bytes()));
     let host = target.host();
@@ -148,10 +159,9 @@ async fn failing_targets_report_up_0_and_others_are_unaffected() {
     .await;
 
     for (job, want) in [("ok", 1.0), ("err500", 0.0), ("malformed", 0.0), ("repeated", 0.0), ("big", 0.0)] {
-        let got = eventually(WAIT, async || {
-            prom.query(&format!("up{{job=\"{job}\"}}")).await.first().map(|r| r.1)
-        })
-        .await;
+        let got =
+            eventually(WAIT, async || prom.query(&format!("up{{job=\"{job}\"}}")).await.first().map(|r| r.1))
+                .await;
         assert_eq!(got, Some(want), "up for job {job}:\n{}", trawl.proc.log());
     }
     assert_eq!(prom.query("fine").await.len(), 1, "the healthy target's samples arrive");
@@ -180,7 +190,9 @@ async fn receiver_outage_loses_nothing() {
     let target = TestTarget::start().await;
     // Each scrape sees the next number, so the numbers in Prometheus prove that every scrape
     // arrived exactly once.
-    target.route("/counter", |n| (200, TEXT, format!("# TYPE e2e_scrape_number gauge\ne2e_scrape_number {n}\n").into_bytes()));
+    target.route("/counter", |n| {
+        (200, TEXT, format!("# TYPE e2e_scrape_number gauge\ne2e_scrape_number {n}\n").into_bytes())
+    });
     let started = std::time::Instant::now();
     let gate = Gate::start(Some(prom.write_url()), move |_| {
         if started.elapsed() < Duration::from_secs(6) { 503 } else { 200 }
@@ -198,7 +210,13 @@ async fn receiver_outage_loses_nothing() {
     assert!(enough.is_some());
     assert_eq!(trawl.interrupt(), Some(0), "{}", trawl.proc.log());
     let scrapes = target.hits("/counter");
-    let mut values: Vec<f64> = prom.range_values("e2e_scrape_number[10m]").await.into_iter().flat_map(|(_, v)| v).map(|p| p.1).collect();
+    let mut values: Vec<f64> = prom
+        .range_values("e2e_scrape_number[10m]")
+        .await
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .map(|p| p.1)
+        .collect();
     values.sort_by(f64::total_cmp);
     let want: Vec<f64> = (0..scrapes).map(|n| n as f64).collect();
     assert_eq!(values, want, "every scrape's sample arrives exactly once after the outage");
@@ -264,7 +282,11 @@ async fn vanished_series_and_removed_targets_get_stale_markers() {
     .await;
     let present = eventually(WAIT, async || (!prom.query("going_away").await.is_empty()).then_some(())).await;
     assert!(present.is_some(), "{}", trawl.proc.log());
-    assert!(eventually(WAIT, async || (!prom.query("other_target_metric").await.is_empty()).then_some(())).await.is_some());
+    assert!(
+        eventually(WAIT, async || (!prom.query("other_target_metric").await.is_empty()).then_some(()))
+            .await
+            .is_some()
+    );
 
     // Without a stale marker Prometheus would return the last value for five minutes; with
     // one, the series is gone from an instant query right after it vanished.
@@ -275,7 +297,8 @@ async fn vanished_series_and_removed_targets_get_stale_markers() {
     // A target that disappears from discovery: all its series, up included, go stale.
     std::fs::write(&sd_file, "[]").unwrap();
     let gone = eventually(WAIT, async || {
-        (prom.query("other_target_metric").await.is_empty() && prom.query("up{job=\"fsd\"}").await.is_empty()).then_some(())
+        (prom.query("other_target_metric").await.is_empty() && prom.query("up{job=\"fsd\"}").await.is_empty())
+            .then_some(())
     })
     .await;
     assert!(gone.is_some(), "a removed target's series are stale-marked:\n{}", trawl.proc.log());

@@ -24,21 +24,25 @@ use hyper_util::rt::TokioIo;
 
 /// Finds `name` on PATH, or decides what a missing binary means (see the module docs).
 pub fn require_binary(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{name} is not installed, and CI=true: .ci/run must install it");
         }
-        eprintln!("SKIPPED: {name} is not installed (apt-get install -y {name}); set CI=true to make this fatal");
+        eprintln!(
+            "SKIPPED: {name} is not installed (apt-get install -y {name}); set CI=true to make this fatal"
+        );
     }
     found
 }
 
 /// A free loopback port (bound then released; good enough on a test machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A child process killed when dropped.
@@ -186,7 +190,9 @@ impl Prometheus {
                         let labels = r["metric"]
                             .as_object()
                             .map(|m| {
-                                m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect()
+                                m.iter()
+                                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                                    .collect()
                             })
                             .unwrap_or_default();
                         let value = r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
@@ -211,7 +217,10 @@ impl Prometheus {
                 .map(|vs| {
                     vs.iter()
                         .map(|p| {
-                            (p[0].as_f64().unwrap_or(0.0), p[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN))
+                            (
+                                p[0].as_f64().unwrap_or(0.0),
+                                p[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN),
+                            )
                         })
                         .collect()
                 })
@@ -225,14 +234,23 @@ impl Prometheus {
     pub async fn series(&self, matcher: &str) -> Vec<HashMap<String, String>> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let data = self
-            .api(&format!("/api/v1/series?match[]={}&start={}&end={}", urlencode(matcher), now - 3600, now + 60))
+            .api(&format!(
+                "/api/v1/series?match[]={}&start={}&end={}",
+                urlencode(matcher),
+                now - 3600,
+                now + 60
+            ))
             .await;
         data.as_array()
             .map(|a| {
                 a.iter()
                     .map(|m| {
                         m.as_object()
-                            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                                    .collect()
+                            })
                             .unwrap_or_default()
                     })
                     .collect()
@@ -374,7 +392,10 @@ pub struct Gate {
 pub type Script = Arc<dyn Fn(u64) -> u16 + Send + Sync>;
 
 impl Gate {
-    pub async fn start(upstream: Option<String>, script: impl Fn(u64) -> u16 + Send + Sync + 'static) -> Gate {
+    pub async fn start(
+        upstream: Option<String>,
+        script: impl Fn(u64) -> u16 + Send + Sync + 'static,
+    ) -> Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
@@ -394,7 +415,8 @@ impl Gate {
                             (b.clone(), script.clone(), count.clone(), client.clone(), upstream.clone());
                         async move {
                             let headers = req.headers().clone();
-                            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let body =
+                                req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             b.lock().unwrap().push(body.to_vec());
                             let mut status = script(count.fetch_add(1, Ordering::SeqCst));
                             if (200..300).contains(&status)
