@@ -390,7 +390,7 @@ fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
             }
         }
         for st in &sc.static_configs {
-            for (k, _) in &st.labels {
+            for k in st.labels.keys() {
                 if !crate::labels::is_valid_label_name(k) {
                     return Err((
                         line,

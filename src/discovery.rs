@@ -91,7 +91,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Labels>, FileSdError> {
     let mut out = Vec::new();
     let filepath = path.to_string_lossy();
     for g in groups {
-        for (k, _) in &g.labels {
+        for k in g.labels.keys() {
             if !labels::is_valid_label_name(k) {
                 return Err(FileSdError::Parse {
                     path: path.to_owned(),
@@ -194,10 +194,13 @@ fn min_refresh(files: &[FileSdConfig]) -> std::time::Duration {
     files.iter().map(|f| f.refresh_interval.get()).min().unwrap_or(std::time::Duration::from_secs(300))
 }
 
-/// What file SD last read: per file, its (mtime, size) stamp and label sets.
+/// A file's modification time and size: when either changes, the file is read again.
+type Stamp = Option<(SystemTime, u64)>;
+
+/// What file SD last read: per file, its stamp and label sets.
 #[derive(Default)]
 struct FileSdState {
-    by_file: BTreeMap<PathBuf, (Option<(SystemTime, u64)>, Vec<Labels>)>,
+    by_file: BTreeMap<PathBuf, (Stamp, Vec<Labels>)>,
     first: bool,
 }
 

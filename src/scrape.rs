@@ -200,12 +200,9 @@ pub async fn run_job(
             match relabel::populate_target(d, &defaults, &sc.relabel_configs) {
                 Ok(TargetOutcome::Keep(t)) => {
                     let key = (t.labels.clone(), t.url.clone());
-                    if !next.contains_key(&key) {
-                        order.push(key.clone());
-                        next.insert(
-                            key,
-                            ActiveTarget { discovered: d.clone(), target: t, status: Arc::default() },
-                        );
+                    if let std::collections::hash_map::Entry::Vacant(slot) = next.entry(key) {
+                        order.push(slot.key().clone());
+                        slot.insert(ActiveTarget { discovered: d.clone(), target: t, status: Arc::default() });
                     }
                 }
                 Ok(TargetOutcome::Drop) => dropped.push(d.clone()),

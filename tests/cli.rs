@@ -13,7 +13,7 @@ fn trawl() -> Command {
 
 #[test]
 fn check_config_accepts_the_examples() {
-    for f in ["examples/quickstart.yml"] {
+    for f in ["examples/quickstart.yml", "examples/remote-write.yml"] {
         let out =
             trawl().args(["check", "config", f]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
         assert!(

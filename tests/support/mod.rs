@@ -321,10 +321,13 @@ pub type Page = (u16, &'static str, Vec<u8>);
 /// A handler: given the number of requests this path has seen so far (0-based), the page.
 pub type Handler = Arc<dyn Fn(u64) -> Page + Send + Sync>;
 
+/// Handlers by path, each with its request counter.
+type Routes = Arc<Mutex<HashMap<String, (Handler, Arc<AtomicU64>)>>>;
+
 /// A scripted scrape target on 127.0.0.1: one handler per path, each with its request counter.
 pub struct TestTarget {
     pub addr: SocketAddr,
-    routes: Arc<Mutex<HashMap<String, (Handler, Arc<AtomicU64>)>>>,
+    routes: Routes,
 }
 
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -334,7 +337,7 @@ impl TestTarget {
     pub async fn start() -> TestTarget {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let routes: Arc<Mutex<HashMap<String, (Handler, Arc<AtomicU64>)>>> = Arc::default();
+        let routes: Routes = Arc::default();
         let r = routes.clone();
         tokio::spawn(async move {
             loop {
