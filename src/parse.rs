@@ -291,6 +291,10 @@ pub enum ErrorKind {
     DuplicateLabelName,
     /// A sample without a value.
     MissingValue,
+    /// OpenMetrics: a metric name running into a byte that cannot be part of it (`a.b 1`).
+    InvalidMetricName,
+    /// OpenMetrics: no space between the label set and the value (`a{}1`).
+    ExpectedSpace,
     /// A value that is not a number in Go `ParseFloat` syntax (or has `p`, `P`, `_`).
     InvalidValue,
     /// A timestamp that is not an integer (text) or a finite number (OpenMetrics), or overflows.
@@ -388,6 +392,8 @@ impl fmt::Display for ErrorKind {
             EmptyName => "empty metric or label name",
             DuplicateLabelName => "duplicate label name",
             MissingValue => "sample has no value",
+            InvalidMetricName => "invalid character in the metric name",
+            ExpectedSpace => "expected a space before the value",
             InvalidValue => "invalid sample value",
             InvalidTimestamp => "invalid timestamp",
             TrailingText => "unexpected text after the sample",

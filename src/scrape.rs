@@ -202,7 +202,11 @@ pub async fn run_job(
                     let key = (t.labels.clone(), t.url.clone());
                     if let std::collections::hash_map::Entry::Vacant(slot) = next.entry(key) {
                         order.push(slot.key().clone());
-                        slot.insert(ActiveTarget { discovered: d.clone(), target: t, status: Arc::default() });
+                        slot.insert(ActiveTarget {
+                            discovered: d.clone(),
+                            target: t,
+                            status: Arc::default(),
+                        });
                     }
                 }
                 Ok(TargetOutcome::Drop) => dropped.push(d.clone()),

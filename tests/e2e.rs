@@ -208,6 +208,13 @@ async fn receiver_outage_loses_nothing() {
     // Scrape through the outage and a while after it.
     let enough = eventually(WAIT, async || (target.hits("/counter") >= 10).then_some(())).await;
     assert!(enough.is_some());
+    let metrics = trawl.metrics().await;
+    let retried: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("trawl_remote_write_requests_retried_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(retried >= 2.0, "the outage made trawl retry:\n{metrics}");
     assert_eq!(trawl.interrupt(), Some(0), "{}", trawl.proc.log());
     let scrapes = target.hits("/counter");
     let mut values: Vec<f64> = prom

@@ -370,7 +370,9 @@ fn text_metadata(c: &mut Cursor<'_>, is_help: bool) -> Result<NaiveEntry> {
             b"histogram" => MetricType::Histogram,
             b"summary" => MetricType::Summary,
             b"untyped" => MetricType::Unknown,
-            _ => return Err(NaiveError { offset: text_at, reason: "bad type".into() }),
+            _ => {
+                return Err(NaiveError { offset: text_at, reason: "bad type".into() });
+            }
         };
         Ok(NaiveEntry::Type { name, kind })
     }
@@ -397,7 +399,9 @@ fn text_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
     if tok.is_empty() {
         return c.fail("missing value");
     }
-    let Some(value) = float(&tok) else { return c.fail("bad value") };
+    let Some(value) = float(&tok) else {
+        return c.fail("bad value");
+    };
     c.skip_blanks();
     let mut timestamp_ms = None;
     if c.peek().is_some_and(|b| b != b'\n') {
@@ -406,7 +410,9 @@ fn text_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
             return c.fail("bad timestamp");
         }
         let s = String::from_utf8(digits).unwrap_or_default();
-        let Ok(ts) = s.parse::<i64>() else { return c.fail("bad timestamp") };
+        let Ok(ts) = s.parse::<i64>() else {
+            return c.fail("bad timestamp");
+        };
         timestamp_ms = Some(ts);
         c.skip_blanks();
     }
@@ -422,7 +428,9 @@ fn check_series(
     at: usize,
 ) -> Result<String> {
     let fail = |r: &str| Err(NaiveError { offset: at, reason: r.to_string() });
-    let Some(name) = name else { return fail("no metric name") };
+    let Some(name) = name else {
+        return fail("no metric name");
+    };
     if name.is_empty() {
         return fail("empty metric name");
     }
@@ -568,7 +576,9 @@ fn om_metadata(c: &mut Cursor<'_>) -> Result<NaiveEntry> {
                 b"info" => MetricType::Info,
                 b"stateset" => MetricType::StateSet,
                 b"unknown" => MetricType::Unknown,
-                _ => return Err(NaiveError { offset: text_at, reason: "bad type".into() }),
+                _ => {
+                    return Err(NaiveError { offset: text_at, reason: "bad type".into() });
+                }
             };
             Ok(NaiveEntry::Type { name, kind })
         }
@@ -613,7 +623,9 @@ fn om_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
     let raw_series = c.b[series_start..c.i].to_vec();
     let name = check_series(c, name, &labels, series_start)?;
     let tok = om_token(c)?;
-    let Some(value) = float(&tok) else { return c.fail("bad value") };
+    let Some(value) = float(&tok) else {
+        return c.fail("bad value");
+    };
     let mut timestamp_ms = None;
     if c.peek() == Some(b' ') && !c.rest().starts_with(b" # {") {
         timestamp_ms = Some(om_timestamp(c)?);
@@ -632,7 +644,9 @@ fn om_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
                 return c.fail("duplicate exemplar label");
             }
         }
-        let Some(value) = float(&om_token(c)?) else { return c.fail("bad exemplar value") };
+        let Some(value) = float(&om_token(c)?) else {
+            return c.fail("bad exemplar value");
+        };
         let mut ts = None;
         if c.peek() == Some(b' ') {
             ts = Some(om_timestamp(c)?);

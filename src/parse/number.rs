@@ -28,13 +28,12 @@ const MAX_EXACT_INT: u64 = 1 << 53;
 /// NaN comes back as [`NORMAL_NAN_BITS`].
 #[inline]
 pub fn parse_value(s: &[u8]) -> Option<f64> {
-    let (neg, digits) = match s.first()? {
-        b'+' => (false, &s[1..]),
-        b'-' => (true, &s[1..]),
-        _ => (false, s),
+    let digits = match s.first()? {
+        b'+' | b'-' => &s[1..],
+        _ => s,
     };
     match digits.first() {
-        Some(c) if c.is_ascii_digit() || *c == b'.' => parse_decimal(neg, digits, s),
+        Some(c) if c.is_ascii_digit() || *c == b'.' => parse_decimal(s),
         _ => parse_special(s),
     }
 }
@@ -56,20 +55,43 @@ fn parse_special(s: &[u8]) -> Option<f64> {
     }
 }
 
-/// Decimal syntax check plus Clinger's fast path: a mantissa below 2^53 times an exact power
-/// of ten (|exp| <= 22) is one correctly rounded IEEE operation. That covers nearly every
-/// value real exporters write (`0`, `1234`, `0.25`, `1.5e-05`); the rest goes to the
-/// standard library.
-fn parse_decimal(neg: bool, d: &[u8], whole: &[u8]) -> Option<f64> {
-    let n = d.len();
+/// A decimal split into an integer mantissa and a power of ten.
+struct Decimal {
+    neg: bool,
+    /// The first (up to) 19 significant digits.
+    mant: u64,
+    exp: i64,
+    /// More than 19 significant digits: `mant` is not exact.
+    truncated: bool,
+    /// Bytes consumed, including the sign.
+    len: usize,
+}
+
+/// Scans the longest decimal at the start of `s`: `[+-]? digits [. digits] [e [+-] digits]`
+/// (either digit run may be empty, not both). A dangling exponent (`1e`, `1e+`) is left
+/// unconsumed.
+#[inline(always)]
+fn scan_decimal(s: &[u8]) -> Option<Decimal> {
+    let n = s.len();
     let mut i = 0;
+    let neg = match s.first() {
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
     let mut mant: u64 = 0;
     let mut sig = 0u32; // significant digits kept in `mant`
-    let mut truncated = false; // more than 19 significant digits
-    let mut exp: i64 = 0; // decimal exponent adjustment of `mant`
+    let mut truncated = false;
+    let mut exp: i64 = 0;
     let mut saw_digit = false;
-    while i < n && d[i].is_ascii_digit() {
-        let v = u64::from(d[i] - b'0');
+    while i < n && s[i].is_ascii_digit() {
+        let v = u64::from(s[i] - b'0');
         saw_digit = true;
         if mant == 0 && v == 0 {
             // Leading zero: no effect.
@@ -82,10 +104,10 @@ fn parse_decimal(neg: bool, d: &[u8], whole: &[u8]) -> Option<f64> {
         }
         i += 1;
     }
-    if i < n && d[i] == b'.' {
+    if i < n && s[i] == b'.' {
         i += 1;
-        while i < n && d[i].is_ascii_digit() {
-            let v = u64::from(d[i] - b'0');
+        while i < n && s[i].is_ascii_digit() {
+            let v = u64::from(s[i] - b'0');
             saw_digit = true;
             if mant == 0 && v == 0 {
                 exp -= 1;
@@ -102,51 +124,79 @@ fn parse_decimal(neg: bool, d: &[u8], whole: &[u8]) -> Option<f64> {
     if !saw_digit {
         return None;
     }
-    if i < n && (d[i] == b'e' || d[i] == b'E') {
-        i += 1;
-        let eneg = match d.get(i) {
+    if i < n && (s[i] == b'e' || s[i] == b'E') {
+        let mut j = i + 1;
+        let eneg = match s.get(j) {
             Some(b'+') => {
-                i += 1;
+                j += 1;
                 false
             }
             Some(b'-') => {
-                i += 1;
+                j += 1;
                 true
             }
             _ => false,
         };
-        let start = i;
+        let start = j;
         let mut e: i64 = 0;
-        while i < n && d[i].is_ascii_digit() {
+        while j < n && s[j].is_ascii_digit() {
             // Saturate: anything past 10^6 is already far outside f64's range.
             if e < 1_000_000 {
-                e = e * 10 + i64::from(d[i] - b'0');
+                e = e * 10 + i64::from(s[j] - b'0');
             }
-            i += 1;
+            j += 1;
         }
-        if i == start {
-            return None;
+        if j > start {
+            exp += if eneg { -e } else { e };
+            i = j;
         }
-        exp += if eneg { -e } else { e };
     }
-    if i != n {
+    Some(Decimal { neg, mant, exp, truncated, len: i })
+}
+
+/// Clinger's fast path: a mantissa up to 2^53 times an exact power of ten (|exp| <= 22) is
+/// one correctly rounded IEEE operation. That covers nearly every value real exporters write
+/// (`0`, `1234`, `0.25`, `1.5e-05`).
+#[inline(always)]
+fn fast_value(d: &Decimal) -> Option<f64> {
+    if d.mant == 0 {
+        return Some(if d.neg { -0.0 } else { 0.0 });
+    }
+    if d.truncated || d.mant > MAX_EXACT_INT || !(-22..=22).contains(&d.exp) {
         return None;
     }
-    if mant == 0 {
-        return Some(if neg { -0.0 } else { 0.0 });
+    let m = d.mant as f64;
+    let f = if d.exp >= 0 { m * POW10[d.exp as usize] } else { m / POW10[(-d.exp) as usize] };
+    Some(if d.neg { -f } else { f })
+}
+
+/// Decimal syntax check plus conversion; the standard library handles what the fast path
+/// cannot.
+fn parse_decimal(s: &[u8]) -> Option<f64> {
+    let d = scan_decimal(s)?;
+    if d.len != s.len() {
+        return None;
     }
-    if !truncated && mant <= MAX_EXACT_INT && (-22..=22).contains(&exp) {
-        let m = mant as f64;
-        let f = if exp >= 0 { m * POW10[exp as usize] } else { m / POW10[(-exp) as usize] };
-        return Some(if neg { -f } else { f });
+    if let Some(f) = fast_value(&d) {
+        return Some(f);
     }
     // The syntax was checked above, so this is ASCII and the standard parser accepts it.
-    let f: f64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
+    let f: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
     if f.is_infinite() {
         // Go's ParseFloat returns ErrRange for overflow, and Prometheus fails on any error.
         return None;
     }
     Some(f)
+}
+
+/// The scrape loop's shortcut: a simple decimal at the start of `s` and its length, or
+/// `None` to take the general path ([`parse_value`] on the whole token). The caller checks
+/// that the token really ends after `len` bytes; if it does, the result equals
+/// `parse_value` on the token.
+#[inline]
+pub fn parse_value_prefix(s: &[u8]) -> Option<(f64, usize)> {
+    let d = scan_decimal(s)?;
+    Some((fast_value(&d)?, d.len))
 }
 
 /// Parses a Prometheus text timestamp: the lexer only takes `[0-9]+`, then Go's
@@ -257,6 +307,18 @@ mod tests {
         for s in ["0.1", "0.3", "123456.789", "9007199254740993", "1e22", "1e23", "3.14159e-7"] {
             assert_eq!(parse_value(s.as_bytes()), s.parse::<f64>().ok(), "{s}");
         }
+    }
+
+    #[test]
+    fn prefix_matches_whole_token() {
+        for s in ["1", "-2.5", "1e3", "1e", "1e+", "0.25x", ".5 ", "1.5e-05}", "9007199254740993"] {
+            if let Some((v, n)) = parse_value_prefix(s.as_bytes()) {
+                assert_eq!(parse_value(&s.as_bytes()[..n]), Some(v), "{s}");
+            }
+        }
+        assert_eq!(parse_value_prefix(b"1e"), Some((1.0, 1)));
+        assert_eq!(parse_value_prefix(b"12 34"), Some((12.0, 2)));
+        assert_eq!(parse_value_prefix(b"NaN"), None);
     }
 
     #[test]

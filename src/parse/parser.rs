@@ -5,6 +5,8 @@
 //! memchr finds line ends and the ends of quoted strings. Label sets are checked for syntax
 //! and duplicate names here but decoded only on demand ([`super::Labels`]).
 
+use std::borrow::Cow;
+
 use memchr::{memchr, memchr2};
 
 use super::lex::{self, QuoteError};
@@ -13,9 +15,31 @@ use super::{Entry, ErrorKind, Exemplar, Format, MAX_LINE_BYTES, MetricType, Pars
 
 type Result<T> = std::result::Result<T, ParseError>;
 
-/// Label sets with up to this many names are checked for duplicates pairwise; longer ones
-/// are sorted first, so a hostile 1 MiB label set costs O(n log n), not O(n^2).
-const PAIRWISE_DUP_CHECK_MAX: usize = 32;
+/// Label sets with up to this many names are checked for duplicates as they are scanned,
+/// through a 256-bit filter of name hashes (a name is compared only with earlier names of
+/// the same hash). Longer ones are sorted and compared once at the end, so a hostile 1 MiB
+/// label set costs O(n log n), not O(n^2). Before the filter, the pairwise check of
+/// kube-state-metrics' 10-15 unsorted labels took ~25% of its parse time.
+const FILTERED_DUP_CHECK_MAX: usize = 64;
+
+/// Label sets the fast path handles (more go to the general path).
+const FAST_PATH_MAX_LABELS: usize = 16;
+
+/// A key for the fast path's duplicate check: equal names have equal keys; on equal keys
+/// the fast path gives up and the general path compares exactly. Mixes the length, the
+/// first and the last (up to) 8 bytes of `b[start..end]`.
+#[inline(always)]
+fn name_key(b: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let word = |at: usize| b.get(at..at + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+    let head = match word(start) {
+        Some(w) if len >= 8 => w,
+        Some(w) => w & ((1u64 << (len * 8)) - 1),
+        None => b[start..end].iter().take(8).rev().fold(0, |h, &c| (h << 8) | u64::from(c)),
+    };
+    let tail = if len > 8 { word(end - 8).unwrap_or(0) } else { 0 };
+    head ^ tail.rotate_left(29) ^ ((len as u64) << 56)
+}
 
 /// A label name inside the input: `start..end` excludes quotes; `escaped` means it is
 /// quoted and contains a backslash, so its bytes are not its value.
@@ -24,6 +48,30 @@ struct NameSpan {
     start: usize,
     end: usize,
     escaped: bool,
+    /// Filter slot of the name; see [`name_hash`].
+    hash: u8,
+}
+
+/// An 8-bit hash of the name `b[start..end]`: its length and first (up to) 8 bytes. It reads
+/// a whole word at `start` when the buffer allows (a name is followed by at least `="`) and
+/// masks off what lies past the name, to avoid a variable-length copy.
+#[inline(always)]
+fn name_hash(b: &[u8], start: usize, end: usize) -> u8 {
+    let len = end - start;
+    let head = match b.get(start..start + 8) {
+        Some(w) => {
+            let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            if len >= 8 { w } else { w & ((1u64 << (len * 8)) - 1) }
+        }
+        None => b[start..end].iter().take(8).rev().fold(0u64, |h, &c| (h << 8) | u64::from(c)),
+    };
+    let x = head ^ (len as u64).rotate_left(59);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8
+}
+
+fn names_equal(b: &[u8], x: &NameSpan, y: &NameSpan) -> bool {
+    let (xb, yb) = (&b[x.start..x.end], &b[y.start..y.end]);
+    if !x.escaped && !y.escaped { xb == yb } else { lex::unescaped_bytes(xb).eq(lex::unescaped_bytes(yb)) }
 }
 
 /// What [`Parser::label_set`] found.
@@ -199,7 +247,12 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.fail(ErrorKind::ExpectedMetadataName, m)),
         };
-        let eol = self.line_end(b, next)?;
+        // One pass finds the line end and whether a backslash (an escape) comes before it.
+        let (eol, escaped) = match memchr2(b'\n', b'\\', &b[next..]) {
+            Some(k) if b[next + k] == b'\\' => (self.line_end(b, next + k)?, true),
+            Some(k) => (next + k, false),
+            None => (self.line_end(b, b.len())?, false),
+        };
         // Lexer rule `<sMeta2>{C}*` against `<*>[ \t]+`: blanks-only text loses the tie and
         // is skipped, so the text is empty; otherwise the token's first byte is dropped.
         let (ts, te) =
@@ -208,7 +261,8 @@ impl<'a> Parser<'a> {
         let name = self.str_at(ns, ne)?;
         if is_help {
             let text = self.str_at(ts, te)?;
-            Ok(Entry::Help { name, help: lex::unescape_help(text) })
+            let help = if escaped { lex::unescape_help(text) } else { Cow::Borrowed(text) };
+            Ok(Entry::Help { name, help })
         } else {
             let kind = MetricType::from_text(&b[ts..te])
                 .ok_or_else(|| self.fail(ErrorKind::InvalidMetricType, ts))?;
@@ -315,7 +369,120 @@ impl<'a> Parser<'a> {
 
     // === samples ===
 
+    #[inline]
     fn sample(&mut self, b: &'a [u8], start: usize) -> Result<Sample<'a>> {
+        if let Some(s) = self.fast_sample(b, start) {
+            return Ok(s);
+        }
+        self.general_sample(b, start)
+    }
+
+    /// The common shape, as exporters write it: `name{a="b",c="d"} value[ timestamp]` with
+    /// single separators, plain label names and no escapes, no exemplar. Anything else (and
+    /// any error) returns `None` and goes to [`Parser::general_sample`], which accepts a
+    /// superset and so must produce the same sample for every line this accepts; the
+    /// property tests hold both to the naive parser. The synthetic node page went from ~690
+    /// to ~780 MB/s with it (min of 30 runs on the 2-core dev VM).
+    #[inline]
+    fn fast_sample(&mut self, b: &'a [u8], start: usize) -> Option<Sample<'a>> {
+        let om = self.format == Format::OpenMetrics;
+        let ne = lex::scan_metric_name(b, start);
+        if ne == start {
+            return None;
+        }
+        let mut i = ne;
+        let mut labels = (ne, ne);
+        if b.get(i) == Some(&b'{') {
+            i += 1;
+            if b.get(i) != Some(&b'}') {
+                let mut keys = [0u64; FAST_PATH_MAX_LABELS];
+                let mut n = 0;
+                loop {
+                    let ls = i;
+                    let le = lex::scan_label_name(b, ls);
+                    if !b.get(ls).copied().is_some_and(lex::is_label_start)
+                        || b.get(le) != Some(&b'=')
+                        || b.get(le + 1) != Some(&b'"')
+                    {
+                        return None;
+                    }
+                    let q = lex::find_quote_end(b, le + 2, !om)?;
+                    if b[q] != b'"' {
+                        return None;
+                    }
+                    let key = name_key(b, ls, le);
+                    if n == FAST_PATH_MAX_LABELS || keys[..n].contains(&key) || &b[ls..le] == b"__name__" {
+                        return None;
+                    }
+                    keys[n] = key;
+                    n += 1;
+                    i = q + 1;
+                    match b.get(i) {
+                        Some(b',') if b.get(i + 1) != Some(&b'}') => i += 1,
+                        Some(b'}') => break,
+                        _ => return None,
+                    }
+                }
+            }
+            labels = (ne + 1, i);
+            i += 1;
+        }
+        let series_end = i;
+        if b.get(i) != Some(&b' ') {
+            return None;
+        }
+        let vs = i + 1;
+        let (value, n) = number::parse_value_prefix(&b[vs..])?;
+        let mut j = vs + n;
+        let mut timestamp_ms = None;
+        let mut timestamp_secs = f64::NAN;
+        if b.get(j) == Some(&b' ') {
+            let ts = j + 1;
+            if om {
+                if b[ts..].starts_with(b"# {") {
+                    return None;
+                }
+                let (t, n) = number::parse_value_prefix(&b[ts..])?;
+                timestamp_secs = t;
+                timestamp_ms = Some(number::seconds_to_millis(t));
+                j = ts + n;
+            } else {
+                // Up to 18 digits cannot overflow i64; longer ones take the general path.
+                let mut e = ts;
+                let mut v: i64 = 0;
+                while e < b.len() && e - ts < 18 && b[e].is_ascii_digit() {
+                    v = v * 10 + i64::from(b[e] - b'0');
+                    e += 1;
+                }
+                if e == ts {
+                    return None;
+                }
+                timestamp_ms = Some(v);
+                j = e;
+            }
+        }
+        match b.get(j) {
+            Some(b'\n') => {}
+            None if !om && self.limit == self.input.len() => {}
+            _ => return None,
+        }
+        let series = self.str_at(start, series_end).ok()?;
+        let name = series.get(..ne - start)?;
+        let labels = series.get(labels.0 - start..labels.1 - start)?;
+        self.pos = (j + 1).min(self.input.len());
+        Some(Sample {
+            series,
+            name,
+            name_escaped: false,
+            labels,
+            value,
+            timestamp_ms,
+            timestamp_secs,
+            exemplar: None,
+        })
+    }
+
+    fn general_sample(&mut self, b: &'a [u8], start: usize) -> Result<Sample<'a>> {
         let om = self.format == Format::OpenMetrics;
         let mut name = None;
         let mut i = start;
@@ -356,6 +523,11 @@ impl<'a> Parser<'a> {
         let mut exemplar = None;
         let value;
         if om {
+            if !matches!(b.get(i), Some(b' ' | b'\t' | b'\n') | None) {
+                // `a.b 1`, `a{}1`: the name or label set runs straight into other text.
+                let kind = if i == ne { ErrorKind::InvalidMetricName } else { ErrorKind::ExpectedSpace };
+                return Err(self.fail(kind, i));
+            }
             let (v, ve) = self.om_number(b, i, ErrorKind::InvalidValue)?;
             value = v;
             let mut j = ve;
@@ -383,11 +555,19 @@ impl<'a> Parser<'a> {
             }
         } else {
             let vs = lex::skip_blanks(b, i);
-            let ve = scan_text_value(b, vs);
-            if ve == vs {
-                return Err(self.fail(ErrorKind::MissingValue, vs));
-            }
-            value = self.value_at(b, vs, ve, ErrorKind::InvalidValue)?;
+            let (v, ve) = match number::parse_value_prefix(&b[vs..]) {
+                Some((v, n)) if matches!(b.get(vs + n), None | Some(b' ' | b'\t' | b'\n' | b'{')) => {
+                    (v, vs + n)
+                }
+                _ => {
+                    let ve = scan_text_value(b, vs);
+                    if ve == vs {
+                        return Err(self.fail(ErrorKind::MissingValue, vs));
+                    }
+                    (self.value_at(b, vs, ve, ErrorKind::InvalidValue)?, ve)
+                }
+            };
+            value = v;
             let mut j = lex::skip_blanks(b, ve);
             if let Some(c) = b.get(j).copied().filter(|&c| c != b'\n') {
                 if !c.is_ascii_digit() {
@@ -443,9 +623,19 @@ impl<'a> Parser<'a> {
             _ => return Err(self.fail(kind, sp)),
         }
         let s = sp + 1;
+        if let Some((v, n)) = number::parse_value_prefix(&b[s..])
+            && matches!(b.get(s + n), None | Some(b' ' | b'\n'))
+        {
+            return Ok((v, s + n));
+        }
         let e = memchr2(b' ', b'\n', &b[s..]).map_or(b.len(), |k| s + k);
         if e == s {
-            let kind = if b.get(s) == Some(&b' ') { ErrorKind::UnexpectedWhitespace } else { kind };
+            // `a  1` (two spaces), `a 1 ` (trailing space) or `a ` (no value).
+            let kind = match b.get(s) {
+                Some(b' ') => ErrorKind::UnexpectedWhitespace,
+                _ if kind == ErrorKind::InvalidValue => ErrorKind::MissingValue,
+                _ => ErrorKind::UnexpectedWhitespace,
+            };
             return Err(self.fail(kind, s));
         }
         Ok((self.value_at(b, s, e, kind)?, e))
@@ -494,8 +684,8 @@ impl<'a> Parser<'a> {
         let mut i = open + 1;
         let mut qname = None;
         let mut dunder_name = None;
-        let mut sorted = true;
         let mut any_escaped = false;
+        let mut filter = [0u64; 4];
         loop {
             if text {
                 i = lex::skip_blanks(b, i);
@@ -560,11 +750,18 @@ impl<'a> Parser<'a> {
             if !exemplar && &b[ns..ne] == b"__name__" && dunder_name.is_none() {
                 dunder_name = Some(ns);
             }
+            let name = NameSpan { start: ns, end: ne, escaped, hash: name_hash(b, ns, ne) };
             any_escaped |= escaped;
-            if let Some(prev) = self.names.last() {
-                sorted &= b[prev.start..prev.end] < b[ns..ne];
+            if !any_escaped && self.names.len() < FILTERED_DUP_CHECK_MAX {
+                let (word, bit) = (usize::from(name.hash >> 6), 1u64 << (name.hash & 63));
+                if filter[word] & bit != 0
+                    && self.names.iter().any(|x| x.hash == name.hash && names_equal(b, x, &name))
+                {
+                    return Err(self.fail(ErrorKind::DuplicateLabelName, ns));
+                }
+                filter[word] |= bit;
             }
-            self.names.push(NameSpan { start: ns, end: ne, escaped });
+            self.names.push(name);
             i = e;
             if text {
                 i = lex::skip_blanks(b, i);
@@ -584,8 +781,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        // Strictly increasing raw names (the common, sorted case) cannot repeat.
-        if (!sorted || any_escaped)
+        if (any_escaped || self.names.len() > FILTERED_DUP_CHECK_MAX)
             && let Some(off) = self.find_duplicate(b)
         {
             return Err(self.fail(ErrorKind::DuplicateLabelName, off));
@@ -593,27 +789,17 @@ impl<'a> Parser<'a> {
         Ok(LabelSetEnd { end: i, name: qname, dunder_name })
     }
 
-    /// Offset of a repeated label name in `self.names`, comparing unescaped names.
+    /// Offset of a repeated label name in `self.names` (for label sets with escaped names or
+    /// too many names for the filter): sort by unescaped name, compare neighbours.
+    #[cold]
     fn find_duplicate(&mut self, b: &[u8]) -> Option<usize> {
-        let names = &mut self.names;
-        let bytes = |n: &NameSpan| &b[n.start..n.end];
-        let eq = |x: &NameSpan, y: &NameSpan| {
-            if !x.escaped && !y.escaped {
-                bytes(x) == bytes(y)
-            } else {
-                lex::unescaped_bytes(bytes(x)).eq(lex::unescaped_bytes(bytes(y)))
-            }
-        };
-        if names.len() <= PAIRWISE_DUP_CHECK_MAX {
-            for j in 1..names.len() {
-                if names[..j].iter().any(|x| eq(x, &names[j])) {
-                    return Some(names[j].start);
-                }
-            }
-            return None;
-        }
-        names.sort_unstable_by(|x, y| lex::unescaped_bytes(bytes(x)).cmp(lex::unescaped_bytes(bytes(y))));
-        names.windows(2).filter(|w| eq(&w[0], &w[1])).map(|w| w[0].start.max(w[1].start)).min()
+        let bytes = |n: &NameSpan| lex::unescaped_bytes(&b[n.start..n.end]);
+        self.names.sort_unstable_by(|x, y| bytes(x).cmp(bytes(y)));
+        self.names
+            .windows(2)
+            .filter(|w| names_equal(b, &w[0], &w[1]))
+            .map(|w| w[0].start.max(w[1].start))
+            .min()
     }
 
     // === helpers ===
@@ -777,7 +963,7 @@ mod tests {
     fn text_errors() {
         use ErrorKind::*;
         for (input, kind, offset) in [
-            (&b"a{b=\"1\",b=\"2\"} 1\n"[..], DuplicateLabelName, 9),
+            (&b"a{b=\"1\",b=\"2\"} 1\n"[..], DuplicateLabelName, 8),
             (b"a{__name__=\"x\"} 1", DuplicateLabelName, 2),
             (b"{a=\"b\"} 1", MissingMetricName, 0),
             (b"a{\"b\"} 1", MetricNameTwice, 2),
@@ -786,7 +972,7 @@ mod tests {
             (b"a 1 -1", InvalidTimestamp, 4),
             (b"a 1 1.5", TrailingText, 5),
             (b"a 1 99999999999999999999", InvalidTimestamp, 4),
-            (b"a\n\0b 1", NulByte, 2),
+            (b"a 1\n\0b 1", NulByte, 4),
             (b"a{b=\"\xff\"} 1", InvalidUtf8, 5),
             (b"a", MissingValue, 1),
             (b"a{b='c'} 1", ExpectedLabelValue, 4),

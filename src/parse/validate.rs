@@ -153,7 +153,9 @@ impl Validator<'_> {
             self.finish_family(at)?;
             self.family = Some(Family::new(name));
         }
-        let Some(family) = self.family.as_mut() else { return Ok(()) };
+        let Some(family) = self.family.as_mut() else {
+            return Ok(());
+        };
         let seen = flag(family);
         if *seen {
             return Err(self.err(ErrorKind::DuplicateMetadata, at));
@@ -175,7 +177,9 @@ impl Validator<'_> {
         }
         let input = self.input;
         let err = |kind| error_at(input, kind, at);
-        let Some(family) = self.family.as_mut() else { return Ok(()) };
+        let Some(family) = self.family.as_mut() else {
+            return Ok(());
+        };
         family.has_samples = true;
         let fam = family.name.clone();
         let typ = family.typ;
@@ -294,7 +298,9 @@ impl Validator<'_> {
     /// where the next family (or the end) starts.
     fn finish_family(&mut self, at: usize) -> Result<(), ParseError> {
         use ErrorKind::*;
-        let Some(f) = self.family.take() else { return Ok(()) };
+        let Some(f) = self.family.take() else {
+            return Ok(());
+        };
         self.families += 1;
         let typ = f.typ;
         let extra: &[&str] = if suffixes(typ).contains(&"") { &[] } else { &[""] };
