@@ -75,7 +75,8 @@ pub struct GlobalConfig {
     #[serde(default)]
     pub evaluation_interval: Option<Duration>,
     /// Labels added to every sample sent by remote write (series labels win on a clash).
-    #[serde(default)]
+    /// A null value (e.g. an unset `${env:VAR}`) reads as empty, which removes the label.
+    #[serde(default, deserialize_with = "common::string_map")]
     pub external_labels: BTreeMap<String, String>,
     /// Default per-scrape body size limit (0 = none).
     #[serde(default)]
@@ -250,8 +251,8 @@ pub struct StaticConfig {
     /// `host:port` addresses.
     #[serde(default)]
     pub targets: Vec<String>,
-    /// Labels attached to every target of the group.
-    #[serde(default)]
+    /// Labels attached to every target of the group (null reads as empty).
+    #[serde(default, deserialize_with = "common::string_map")]
     pub labels: BTreeMap<String, String>,
 }
 

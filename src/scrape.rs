@@ -198,21 +198,17 @@ pub async fn run_job(
         let mut dropped = Vec::new();
         for d in sets.iter() {
             match relabel::populate_target(d, &defaults, &sc.relabel_configs) {
-                Ok(TargetOutcome::Keep(t)) => {
-                    let key = (t.labels.clone(), t.url.clone());
+                Ok(TargetOutcome::Keep { target, discovered }) => {
+                    let key = (target.labels.clone(), target.url.clone());
                     if let std::collections::hash_map::Entry::Vacant(slot) = next.entry(key) {
                         order.push(slot.key().clone());
-                        slot.insert(ActiveTarget {
-                            discovered: d.clone(),
-                            target: t,
-                            status: Arc::default(),
-                        });
+                        slot.insert(ActiveTarget { discovered, target, status: Arc::default() });
                     }
                 }
-                Ok(TargetOutcome::Drop) => dropped.push(d.clone()),
+                Ok(TargetOutcome::Drop { discovered }) => dropped.push(discovered),
+                // Prometheus lists such targets nowhere; it logs them.
                 Err(e) => {
-                    tracing::warn!(job = sc.job(), error = %e, labels = %d, "Dropping invalid target.");
-                    dropped.push(d.clone());
+                    tracing::warn!(job = sc.job(), error = %e, labels = %d, "Ignoring an invalid target.")
                 }
             }
         }

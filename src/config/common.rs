@@ -153,6 +153,15 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A map of strings where a null value reads as `""` (an env expansion to nothing leaves
+/// `key:` with no value, which YAML reads as null).
+pub fn string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let m: std::collections::BTreeMap<String, Option<String>> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+}
+
 /// HTTP basic auth, as Prometheus' `basic_auth` block.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
