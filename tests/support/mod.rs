@@ -383,45 +383,75 @@ impl TestTarget {
     }
 }
 
-/// A remote-write front door on 127.0.0.1: answers each request with the status the script
-/// returns, forwarding it to `upstream` (a real Prometheus) when that status is 2xx. Records
-/// every request body, so tests can count retries.
+/// One request a [`Gate`] received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+    pub at: std::time::Instant,
+}
+
+/// The answer to one request: a status and extra response headers.
+pub type Answer = (u16, Vec<(&'static str, String)>);
+
+/// A remote-write front door on 127.0.0.1: answers each request as the script says, forwarding
+/// it to `upstream` (a real Prometheus) when the scripted status is 2xx. Records every request,
+/// so tests can check headers and count retries.
 pub struct Gate {
     pub addr: SocketAddr,
     pub bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
-/// Decides the status for the n-th request (0-based).
-pub type Script = Arc<dyn Fn(u64) -> u16 + Send + Sync>;
-
 impl Gate {
+    /// A gate whose script decides only the status.
     pub async fn start(
         upstream: Option<String>,
         script: impl Fn(u64) -> u16 + Send + Sync + 'static,
     ) -> Gate {
+        Self::start_with(upstream, move |n| (script(n), Vec::new())).await
+    }
+
+    /// A gate whose script decides the status and response headers (e.g. Retry-After).
+    pub async fn start_with(
+        upstream: Option<String>,
+        script: impl Fn(u64) -> Answer + Send + Sync + 'static,
+    ) -> Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let script: Script = Arc::new(script);
+        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let script: Arc<dyn Fn(u64) -> Answer + Send + Sync> = Arc::new(script);
         let count = Arc::new(AtomicU64::new(0));
-        let b = bodies.clone();
+        let (b, r) = (bodies.clone(), requests.clone());
         tokio::spawn(async move {
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Full<Bytes>>();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (b, script, count, client, upstream) =
-                    (b.clone(), script.clone(), count.clone(), client.clone(), upstream.clone());
+                let (b, r, script, count, client, upstream) =
+                    (b.clone(), r.clone(), script.clone(), count.clone(), client.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (b, script, count, client, upstream) =
-                            (b.clone(), script.clone(), count.clone(), client.clone(), upstream.clone());
+                        let (b, r, script, count, client, upstream) = (
+                            b.clone(),
+                            r.clone(),
+                            script.clone(),
+                            count.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                        );
                         async move {
                             let headers = req.headers().clone();
                             let body =
                                 req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             b.lock().unwrap().push(body.to_vec());
-                            let mut status = script(count.fetch_add(1, Ordering::SeqCst));
+                            r.lock().unwrap().push(Recorded {
+                                headers: headers.clone(),
+                                body: body.to_vec(),
+                                at: std::time::Instant::now(),
+                            });
+                            let (mut status, extra) = script(count.fetch_add(1, Ordering::SeqCst));
                             if (200..300).contains(&status)
                                 && let Some(up) = upstream
                             {
@@ -438,6 +468,9 @@ impl Gate {
                             }
                             let mut resp = Response::new(Full::new(Bytes::from_static(b"scripted")));
                             *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            for (k, v) in extra {
+                                resp.headers_mut().insert(k, v.parse().unwrap());
+                            }
                             Ok::<_, Infallible>(resp)
                         }
                     });
@@ -447,7 +480,7 @@ impl Gate {
                 });
             }
         });
-        Gate { addr, bodies }
+        Gate { addr, bodies, requests }
     }
 
     pub fn url(&self) -> String {
@@ -456,5 +489,15 @@ impl Gate {
 
     pub fn requests(&self) -> usize {
         self.bodies.lock().unwrap().len()
+    }
+
+    /// Every request decoded as a remote-write 1.0 body.
+    pub fn decoded(&self) -> Vec<trawl::prompb::WriteRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| trawl::prompb::decode_snappy(&r.body, 64 << 20).expect("a valid snappy WriteRequest"))
+            .collect()
     }
 }
