@@ -551,7 +551,10 @@ pub fn populate_target(
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let flat: Vec<(String, String)> =
         params.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
-    let mut url = format!("{scheme}://{addr}{}", escape_path(l.get(labels::METRICS_PATH).unwrap_or("")));
+    let path = escape_path(l.get(labels::METRICS_PATH).unwrap_or(""));
+    // Go's url.URL.String puts a "/" between a host and a path that lacks one.
+    let slash = if path.is_empty() || path.starts_with('/') { "" } else { "/" };
+    let mut url = format!("{scheme}://{addr}{slash}{path}");
     if !flat.is_empty() {
         url.push('?');
         let q: Vec<String> =

@@ -314,10 +314,13 @@ impl ReportSeries {
 
 /// Counts of one scrape, for the report series.
 #[derive(Default, Debug, Clone, Copy)]
-struct Counts {
-    scraped: u64,
-    post_relabel: u64,
-    added: u64,
+pub struct Counts {
+    /// Samples on the page.
+    pub scraped: u64,
+    /// Samples kept after metric relabeling.
+    pub post_relabel: u64,
+    /// Series not in the previous scrape.
+    pub added: u64,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -509,8 +512,10 @@ impl TargetLoop {
         self.cur.clear();
     }
 
-    /// Parses a page into `batch`. On error the caller discards `batch`.
-    fn process_page(
+    /// Parses a page into `batch`. On error the caller discards `batch`. Public for the
+    /// benches; the scrape loop is its only other caller.
+    #[doc(hidden)]
+    pub fn process_page(
         &mut self,
         body: &[u8],
         format: parse::Format,

@@ -343,6 +343,9 @@ fn target_errors_and_drops() {
     let inst = ls(&[("__address__", "h:1"), ("instance", "mine")]);
     let TargetOutcome::Keep { target, .. } = populate_target(&inst, &d, &[]).unwrap() else { panic!() };
     assert_eq!(target.labels.get("instance"), Some("mine"), "an explicit instance is kept");
+    let rel = ls(&[("__address__", "h:1"), ("__metrics_path__", "probe")]);
+    let TargetOutcome::Keep { target, .. } = populate_target(&rel, &d, &[]).unwrap() else { panic!() };
+    assert_eq!(target.url, "http://h:1/probe", "a path without a leading slash gets one, as Go's URL.String");
 }
 
 #[test]

@@ -1,0 +1,134 @@
+//! Per-sample cost of metric relabeling with a realistic 5-rule `metric_relabel_configs`:
+//! the rules alone on a label set (what an uncached series costs), and a whole page through the
+//! scrape path cold (every series new: labels built, rules run) and warm (steady state: one hash
+//! lookup per line, no regex).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use trawl::config::Duration;
+use trawl::labels::Labels;
+use trawl::relabel::{self, RelabelConfig, ScrapeTarget};
+use trawl::ring::Batch;
+use trawl::scrape::{JobSettings, TargetLoop};
+
+const RULES: &str = r#"
+- source_labels: [__name__]
+  regex: go_gc_.*|process_.*_limit
+  action: drop
+- regex: pod_template_hash|controller_revision_hash
+  action: labeldrop
+- source_labels: [__name__, code]
+  regex: (http_requests)_total;(\d)\d\d
+  target_label: status_class
+  replacement: ${2}xx
+- regex: label_app_kubernetes_io_(.+)
+  replacement: app_$1
+  action: labelmap
+- source_labels: [instance]
+  modulus: 8
+  target_label: shard
+  action: hashmod
+"#;
+
+/// A page of `n` series shaped like an application's: a few metric names, 4–6 labels each.
+fn page(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let name = ["http_requests_total", "http_request_duration_seconds_bucket", "rpc_calls_total", "go_gc_duration_seconds"][i % 4];
+        s.push_str(&format!(
+            "{name}{{method=\"GET\",code=\"{}\",handler=\"/api/v1/items/{}\",pod_template_hash=\"7f9c\",label_app_kubernetes_io_name=\"shop\",le=\"{}\"}} {}\n",
+            [200, 404, 500][i % 3],
+            i / 4,
+            i % 10,
+            i
+        ));
+    }
+    s
+}
+
+fn settings(rules: Vec<RelabelConfig>) -> JobSettings {
+    JobSettings {
+        job: "app".into(),
+        honor_labels: false,
+        honor_timestamps: true,
+        track_timestamps_staleness: false,
+        sample_limit: 0,
+        label_limit: 0,
+        label_name_length_limit: 0,
+        label_value_length_limit: 0,
+        body_size_limit: 0,
+        gzip: true,
+        metric_relabel: rules,
+        http: Default::default(),
+    }
+}
+
+fn target_loop(rules: Vec<RelabelConfig>) -> TargetLoop {
+    let target = ScrapeTarget {
+        labels: Labels::from_pairs([("job", "app"), ("instance", "10.1.2.3:8080"), ("namespace", "shop"), ("pod", "shop-7f9c-abcde")]),
+        url: "http://10.1.2.3:8080/metrics".into(),
+        interval: Duration::from_secs(15),
+        timeout: Duration::from_secs(10),
+        params: Vec::new(),
+    };
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let client = trawl::http_client::build(None).expect("client");
+    TargetLoop::new(Arc::new(settings(rules)), target, client, tx, Arc::default(), Arc::default())
+}
+
+fn bench(c: &mut Criterion) {
+    let rules: Vec<RelabelConfig> = serde_saphyr::from_str(RULES).expect("rules");
+    let series = Labels::from_pairs([
+        ("__name__", "http_requests_total"),
+        ("code", "404"),
+        ("handler", "/api/v1/items/7"),
+        ("instance", "10.1.2.3:8080"),
+        ("job", "app"),
+        ("label_app_kubernetes_io_name", "shop"),
+        ("method", "GET"),
+        ("pod_template_hash", "7f9c"),
+    ]);
+    let mut g = c.benchmark_group("metric_relabel");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rules_only_per_series", |b| {
+        b.iter(|| {
+            let mut l = series.clone();
+            black_box(relabel::process(&rules, &mut l));
+            l
+        })
+    });
+    g.finish();
+
+    const N: usize = 2_000;
+    let body = page(N);
+    let mut g = c.benchmark_group("scrape_page_5_rules");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("cold_every_series_new", |b| {
+        b.iter_batched(
+            || target_loop(rules.clone()),
+            |mut lp| {
+                let mut batch = Batch::new();
+                let _ = lp.process_page(body.as_bytes(), trawl::parse::Format::PrometheusText, 1, &mut batch);
+                batch.len()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let mut lp = target_loop(rules.clone());
+    let mut batch = Batch::with_capacity(N);
+    let mut ts = 0;
+    g.bench_function("warm_steady_state", |b| {
+        b.iter(|| {
+            ts += 1;
+            batch.clear();
+            let _ = lp.process_page(body.as_bytes(), trawl::parse::Format::PrometheusText, ts, &mut batch);
+            batch.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
