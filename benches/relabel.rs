@@ -36,7 +36,12 @@ const RULES: &str = r#"
 fn page(n: usize) -> String {
     let mut s = String::new();
     for i in 0..n {
-        let name = ["http_requests_total", "http_request_duration_seconds_bucket", "rpc_calls_total", "go_gc_duration_seconds"][i % 4];
+        let name = [
+            "http_requests_total",
+            "http_request_duration_seconds_bucket",
+            "rpc_calls_total",
+            "go_gc_duration_seconds",
+        ][i % 4];
         s.push_str(&format!(
             "{name}{{method=\"GET\",code=\"{}\",handler=\"/api/v1/items/{}\",pod_template_hash=\"7f9c\",label_app_kubernetes_io_name=\"shop\",le=\"{}\"}} {}\n",
             [200, 404, 500][i % 3],
@@ -67,7 +72,12 @@ fn settings(rules: Vec<RelabelConfig>) -> JobSettings {
 
 fn target_loop(rules: Vec<RelabelConfig>) -> TargetLoop {
     let target = ScrapeTarget {
-        labels: Labels::from_pairs([("job", "app"), ("instance", "10.1.2.3:8080"), ("namespace", "shop"), ("pod", "shop-7f9c-abcde")]),
+        labels: Labels::from_pairs([
+            ("job", "app"),
+            ("instance", "10.1.2.3:8080"),
+            ("namespace", "shop"),
+            ("pod", "shop-7f9c-abcde"),
+        ]),
         url: "http://10.1.2.3:8080/metrics".into(),
         interval: Duration::from_secs(15),
         timeout: Duration::from_secs(10),

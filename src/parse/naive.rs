@@ -393,7 +393,7 @@ fn text_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
         c.i = series_end_without_labels;
     }
     let raw_series = c.b[series_start..c.i].to_vec();
-    let name = check_series(c, name, &labels, series_start)?;
+    let name = check_series(name, &labels, series_start)?;
     c.skip_blanks();
     let tok = c.take_while(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'{'));
     if tok.is_empty() {
@@ -421,12 +421,7 @@ fn text_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
 
 /// The metric name must be set, non-empty, and no label name may repeat (`__name__`
 /// counts as a repeat of the metric name).
-fn check_series(
-    c: &Cursor<'_>,
-    name: Option<String>,
-    labels: &[(String, String)],
-    at: usize,
-) -> Result<String> {
+fn check_series(name: Option<String>, labels: &[(String, String)], at: usize) -> Result<String> {
     let fail = |r: &str| Err(NaiveError { offset: at, reason: r.to_string() });
     let Some(name) = name else {
         return fail("no metric name");
@@ -439,7 +434,6 @@ fn check_series(
             return fail("duplicate label");
         }
     }
-    let _ = c;
     Ok(name)
 }
 
@@ -621,7 +615,7 @@ fn om_sample(c: &mut Cursor<'_>) -> Result<NaiveSample> {
         label_set(c, &mut name, &mut labels, true, false)?;
     }
     let raw_series = c.b[series_start..c.i].to_vec();
-    let name = check_series(c, name, &labels, series_start)?;
+    let name = check_series(name, &labels, series_start)?;
     let tok = om_token(c)?;
     let Some(value) = float(&tok) else {
         return c.fail("bad value");

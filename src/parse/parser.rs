@@ -1,9 +1,19 @@
 //! The scrape-path parser: one forward pass over the body, borrowing every token.
 //!
 //! The grammar is that of Prometheus' golex lexers (`promlex.l`, `openmetricslex.l`) and the
-//! parsers driving them, re-expressed as a hand-written scanner. Each record is scanned once;
-//! memchr finds line ends and the ends of quoted strings. Label sets are checked for syntax
-//! and duplicate names here but decoded only on demand ([`super::Labels`]).
+//! parsers driving them, re-expressed as a hand-written scanner. Label sets are checked for
+//! syntax and duplicate names here but decoded only on demand ([`super::Labels`]).
+//!
+//! # Performance notes (figures in perf/README.md)
+//!
+//! - Each record is scanned once. Names and short quoted strings are scanned 8 bytes at a
+//!   time in a u64 (SWAR, see `lex.rs`); memchr takes over for long strings and line ends.
+//! - A fast path ([`Parser::fast_sample`]) handles the shape exporters actually write and
+//!   builds the entry in place; everything else, and every error, goes through the general
+//!   scanner, which is the reference for the fast one.
+//! - UTF-8 is validated once for the whole body; tokens become `&str` by slicing that.
+//! - What limits it now is instructions per line (~80-100 cycles fixed per record plus a
+//!   few per byte), not memory: see perf/README.md for what would come next.
 
 use std::borrow::Cow;
 
@@ -171,6 +181,9 @@ impl<'a> Parser<'a> {
         if self.done {
             return Ok(None);
         }
+        if let Some(entry) = self.try_fast_sample() {
+            return Ok(Some(entry));
+        }
         let r = match self.format {
             Format::PrometheusText => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
@@ -183,11 +196,27 @@ impl<'a> Parser<'a> {
 
     // === records ===
 
+    /// The common case first: a record that starts with a metric name and matches the fast
+    /// path's shape, built straight into the returned entry. Returning the 128-byte sample
+    /// through `Option<Sample>` and two more layers cost ~15 ns a line in copies (stalled
+    /// store-to-load forwarding); this keeps one construction site.
+    #[inline(always)]
+    fn try_fast_sample(&mut self) -> Option<Entry<'a>> {
+        let start = self.pos;
+        if !self.input.get(start).copied().is_some_and(lex::is_metric_start) {
+            return None;
+        }
+        self.begin_record(start);
+        let b = &self.input[..self.limit];
+        self.fast_sample(b, start).map(Entry::Sample)
+    }
+
     fn begin_record(&mut self, start: usize) {
         self.rec_start = start;
         self.limit = start.saturating_add(MAX_LINE_BYTES + 1).min(self.input.len());
     }
 
+    #[inline(always)]
     fn next_text(&mut self) -> Result<Option<Entry<'a>>> {
         loop {
             let start = self.pos;
@@ -206,11 +235,13 @@ impl<'a> Parser<'a> {
                     return Ok(None);
                 }
                 Some(b'\n') => self.pos = i + 1,
-                Some(b'#') => {
-                    if let Some(entry) = self.text_hash(b, i)? {
-                        return Ok(Some(entry));
-                    }
-                }
+                // Passed through whole: unpacking `Result<Option<Entry>>` with `?` and
+                // re-wrapping it made rustc store and reload the tag at an unaligned offset,
+                // a store-forwarding stall that cost ~40% of a HELP/TYPE line.
+                Some(b'#') => match self.text_hash(b, i) {
+                    Ok(None) => {}
+                    other => return other,
+                },
                 Some(&c) if lex::is_metric_start(c) || c == b'{' => {
                     return self.sample(b, i).map(|s| Some(Entry::Sample(s)));
                 }
@@ -221,20 +252,22 @@ impl<'a> Parser<'a> {
 
     /// A `#` line in the text format: HELP or TYPE (`#`, blanks, keyword, blanks), otherwise
     /// a comment, skipped whatever it holds.
+    #[inline(always)]
     fn text_hash(&mut self, b: &'a [u8], hash: usize) -> Result<Option<Entry<'a>>> {
         let after = lex::skip_blanks(b, hash + 1);
         if after > hash + 1 {
             let kw = b.get(after..after + 4);
             let is_help = kw == Some(b"HELP");
             if (is_help || kw == Some(b"TYPE")) && matches!(b.get(after + 4), Some(b' ' | b'\t')) {
-                return self.text_metadata(b, after + 4, is_help).map(Some);
+                return self.text_metadata(b, after + 4, is_help);
             }
         }
         self.pos = self.line_end(b, hash + 1)?.saturating_add(1).min(self.input.len());
         Ok(None)
     }
 
-    fn text_metadata(&mut self, b: &'a [u8], from: usize, is_help: bool) -> Result<Entry<'a>> {
+    #[inline(always)]
+    fn text_metadata(&mut self, b: &'a [u8], from: usize, is_help: bool) -> Result<Option<Entry<'a>>> {
         let m = lex::skip_blanks(b, from);
         let (ns, ne, next) = match b.get(m) {
             Some(&c) if lex::is_metric_start(c) => {
@@ -248,9 +281,9 @@ impl<'a> Parser<'a> {
             _ => return Err(self.fail(ErrorKind::ExpectedMetadataName, m)),
         };
         // One pass finds the line end and whether a backslash (an escape) comes before it.
-        let (eol, escaped) = match memchr2(b'\n', b'\\', &b[next..]) {
-            Some(k) if b[next + k] == b'\\' => (self.line_end(b, next + k)?, true),
-            Some(k) => (next + k, false),
+        let (eol, escaped) = match lex::find2(b, next, b'\n', b'\\') {
+            Some(k) if b[k] == b'\\' => (self.line_end(b, k)?, true),
+            Some(k) => (k, false),
             None => (self.line_end(b, b.len())?, false),
         };
         // Lexer rule `<sMeta2>{C}*` against `<*>[ \t]+`: blanks-only text loses the tie and
@@ -262,11 +295,11 @@ impl<'a> Parser<'a> {
         if is_help {
             let text = self.str_at(ts, te)?;
             let help = if escaped { lex::unescape_help(text) } else { Cow::Borrowed(text) };
-            Ok(Entry::Help { name, help })
+            Ok(Some(Entry::Help { name, help }))
         } else {
             let kind = MetricType::from_text(&b[ts..te])
                 .ok_or_else(|| self.fail(ErrorKind::InvalidMetricType, ts))?;
-            Ok(Entry::Type { name, kind })
+            Ok(Some(Entry::Type { name, kind }))
         }
     }
 
@@ -383,7 +416,7 @@ impl<'a> Parser<'a> {
     /// superset and so must produce the same sample for every line this accepts; the
     /// property tests hold both to the naive parser. The synthetic node page went from ~690
     /// to ~780 MB/s with it (min of 30 runs on the 2-core dev VM).
-    #[inline]
+    #[inline(always)]
     fn fast_sample(&mut self, b: &'a [u8], start: usize) -> Option<Sample<'a>> {
         let om = self.format == Format::OpenMetrics;
         let ne = lex::scan_metric_name(b, start);
@@ -473,7 +506,7 @@ impl<'a> Parser<'a> {
         Some(Sample {
             series,
             name,
-            name_escaped: false,
+            name_escaped: 0,
             labels,
             value,
             timestamp_ms,
@@ -593,7 +626,16 @@ impl<'a> Parser<'a> {
             // Unreachable: both spans end at ASCII delimiters inside `series`.
             return Err(self.fail(ErrorKind::InvalidUtf8, start));
         };
-        Ok(Sample { series, name, name_escaped, labels, value, timestamp_ms, timestamp_secs, exemplar })
+        Ok(Sample {
+            series,
+            name,
+            name_escaped: u32::from(name_escaped),
+            labels,
+            value,
+            timestamp_ms,
+            timestamp_secs,
+            exemplar,
+        })
     }
 
     /// After the value and optional timestamp of a text sample: a line break or the end.
@@ -814,6 +856,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `input[a..e]` as `&str`, or an InvalidUtf8 error at the first bad byte.
+    #[inline]
     fn str_at(&mut self, a: usize, e: usize) -> Result<&'a str> {
         let window_end = self.utf8_start + self.utf8.len();
         if a < self.utf8_start || a > window_end {
@@ -830,6 +873,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Validates UTF-8 from `from` to the end of the input or the first invalid byte.
+    #[inline(never)]
     fn revalidate(&mut self, from: usize) {
         let rest = self.input.get(from..).unwrap_or_default();
         self.utf8 = match std::str::from_utf8(rest) {
@@ -869,161 +913,4 @@ fn scan_text_value(b: &[u8], mut i: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{Entry, ErrorKind, Format, MetricType, Parser};
-    use std::borrow::Cow;
-
-    fn text(input: &str) -> Vec<Entry<'_>> {
-        let mut p = Parser::new(input.as_bytes(), Format::PrometheusText);
-        let mut out = Vec::new();
-        while let Some(e) = p.next_entry().unwrap() {
-            out.push(e);
-        }
-        out
-    }
-
-    fn text_err(input: &[u8]) -> (ErrorKind, usize) {
-        let mut p = Parser::new(input, Format::PrometheusText);
-        loop {
-            match p.next_entry() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("no error for {:?}", String::from_utf8_lossy(input)),
-                Err(e) => return (e.kind, e.offset),
-            }
-        }
-    }
-
-    fn sample<'a>(e: &Entry<'a>) -> super::super::Sample<'a> {
-        match e {
-            Entry::Sample(s) => *s,
-            other => panic!("not a sample: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn prometheus_text_page() {
-        let page = "# HELP go_gc A summary\\nof GC \\\\ \\\"x\\\".\n# \tTYPE go_gc summary\n\
-                    go_gc{quantile=\"0\"} 4.9351e-05\n\
-                    go_gc{ quantile = \"0.5\" , a=\"b\", } 8.3e-05 123\n\
-                    # a comment\n#HELP not metadata\n\n  \t\n\
-                    go_gc_count 99\n";
-        let e = text(page);
-        assert_eq!(e.len(), 5);
-        assert_eq!(
-            e[0],
-            Entry::Help { name: "go_gc", help: Cow::Borrowed("A summary\nof GC \\ \\\"x\\\".") }
-        );
-        assert_eq!(e[1], Entry::Type { name: "go_gc", kind: MetricType::Summary });
-        let s = sample(&e[3]);
-        assert_eq!(s.name(), "go_gc");
-        assert_eq!(
-            s.labels().collect::<Vec<_>>(),
-            [(Cow::Borrowed("quantile"), Cow::Borrowed("0.5")), ("a".into(), "b".into())]
-        );
-        assert_eq!(s.value(), 8.3e-05);
-        assert_eq!(s.timestamp_ms(), Some(123));
-        assert_eq!(s.raw_series(), b"go_gc{ quantile = \"0.5\" , a=\"b\", }");
-        assert_eq!(sample(&e[4]).labels().count(), 0);
-    }
-
-    #[test]
-    fn utf8_names_and_escapes() {
-        let e = text("{\"my.metric\", \"label.x\"=\"v\\\\\\\"\\n\\t\"} 1\n{\"a\\\"b\"} 2");
-        let s = sample(&e[0]);
-        assert_eq!(s.name(), "my.metric");
-        let labels: Vec<_> = s.labels().collect();
-        assert_eq!(labels, [(Cow::Borrowed("label.x"), Cow::Owned("v\\\"\n\\t".to_string()))]);
-        assert_eq!(sample(&e[1]).name(), "a\"b");
-    }
-
-    #[test]
-    fn prometheus_quirks() {
-        // No comma between labels, a value right after the braces or the name, a label
-        // value spanning lines, blank-only HELP text, first text byte dropped.
-        let e = text("a{b=\"1\"c=\"2\"}3\nx+1\ny{z=\"p\nq\"} 4\n# HELP h   \n# HELP g-x\n");
-        assert_eq!(sample(&e[0]).labels().count(), 2);
-        assert_eq!(sample(&e[0]).value(), 3.0);
-        assert_eq!((sample(&e[1]).name(), sample(&e[1]).value()), ("x".into(), 1.0));
-        assert_eq!(sample(&e[2]).labels().next().unwrap().1, "p\nq");
-        assert_eq!(e[3], Entry::Help { name: "h", help: "".into() });
-        assert_eq!(e[4], Entry::Help { name: "g", help: "x".into() });
-    }
-
-    #[test]
-    fn values_and_timestamps() {
-        let e = text("a NaN\na +Inf\na -inf\na Infinity 0\na 1e3 9223372036854775807\n");
-        assert_eq!(sample(&e[0]).value().to_bits(), super::number::NORMAL_NAN_BITS);
-        assert_eq!(sample(&e[1]).value(), f64::INFINITY);
-        assert_eq!(sample(&e[2]).value(), f64::NEG_INFINITY);
-        assert_eq!(sample(&e[3]).timestamp_ms(), Some(0));
-        assert_eq!(sample(&e[4]).timestamp_ms(), Some(i64::MAX));
-    }
-
-    #[test]
-    fn text_errors() {
-        use ErrorKind::*;
-        for (input, kind, offset) in [
-            (&b"a{b=\"1\",b=\"2\"} 1\n"[..], DuplicateLabelName, 8),
-            (b"a{__name__=\"x\"} 1", DuplicateLabelName, 2),
-            (b"{a=\"b\"} 1", MissingMetricName, 0),
-            (b"a{\"b\"} 1", MetricNameTwice, 2),
-            (b"a 1_2", InvalidValue, 2),
-            (b"a 0x1p3", InvalidValue, 2),
-            (b"a 1 -1", InvalidTimestamp, 4),
-            (b"a 1 1.5", TrailingText, 5),
-            (b"a 1 99999999999999999999", InvalidTimestamp, 4),
-            (b"a 1\n\0b 1", NulByte, 4),
-            (b"a{b=\"\xff\"} 1", InvalidUtf8, 5),
-            (b"a", MissingValue, 1),
-            (b"a{b='c'} 1", ExpectedLabelValue, 4),
-            (b"a{b=\"c} 1", UnterminatedString, 9),
-            (b"a{,} 1", ExpectedLabelName, 2),
-            (b"# TYPE a gauge x\n", InvalidMetricType, 9),
-            (b"# TYPE a\n", InvalidMetricType, 8),
-            (b"# HELP \n", ExpectedMetadataName, 7),
-            (b"1a 1", ExpectedMetricName, 0),
-            (b"a{b\0=\"c\"} 1", NulByte, 3),
-        ] {
-            assert_eq!(text_err(input), (kind, offset), "{:?}", String::from_utf8_lossy(input));
-        }
-    }
-
-    #[test]
-    fn nul_allowed_in_values_help_comments() {
-        let e = text("# HELP a x\0y\n# c\0mment\na{b=\"\0\"} 1\n");
-        assert_eq!(e[0], Entry::Help { name: "a", help: "x\0y".into() });
-        assert_eq!(sample(&e[1]).labels().next().unwrap().1, "\0");
-    }
-
-    #[test]
-    fn invalid_utf8_in_comment_is_skipped() {
-        let page = b"# \xff\xfe comment\na{b=\"\xc3\xa9\"} 1\n";
-        let mut p = Parser::new(page, Format::PrometheusText);
-        let s = match p.next_entry().unwrap() {
-            Some(Entry::Sample(s)) => s,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(s.labels().next().unwrap().1, "é");
-    }
-
-    #[test]
-    fn error_ends_parse() {
-        let mut p = Parser::new(b"a 1\nb x\nc 2\n", Format::PrometheusText);
-        assert!(p.next_entry().unwrap().is_some());
-        let err = p.next_entry().unwrap_err();
-        assert_eq!((err.kind, err.line, err.offset), (ErrorKind::InvalidValue, 2, 6));
-        assert_eq!(p.next_entry(), Ok(None));
-    }
-
-    #[test]
-    fn long_line() {
-        let mut page = b"ok 1\n".to_vec();
-        page.extend(std::iter::repeat_n(b'a', super::MAX_LINE_BYTES + 10));
-        page.extend(b" 1\n");
-        assert_eq!(text_err(&page), (ErrorKind::LineTooLong, 5 + super::MAX_LINE_BYTES));
-        // Exactly at the cap is fine.
-        let mut page = vec![b'a'; super::MAX_LINE_BYTES - 2];
-        page.extend(b" 1\n");
-        assert_eq!(text(std::str::from_utf8(&page).unwrap()).len(), 1);
-    }
-}
+mod tests;
