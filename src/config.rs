@@ -179,6 +179,9 @@ pub struct ScrapeConfig {
     /// Target lists read from JSON or YAML files, re-read when they change.
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Kubernetes API discovery.
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<crate::discovery::kubernetes::KubernetesSdConfig>,
     /// Rules applied to discovered targets.
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,

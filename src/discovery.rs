@@ -10,6 +10,8 @@
 //! plus a periodic refresh. A file that fails to parse keeps its previous targets and logs an
 //! error, as Prometheus does; a file that disappears drops its targets.
 
+pub mod kubernetes;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,21 +153,55 @@ fn glob_match(pat: &str, s: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Runs discovery for one job until `cancel`; publishes every change on the returned channel.
+/// Runs discovery for one job until `cancel`: static targets plus every provider (file SD,
+/// Kubernetes SD), merged and published on the returned channel whenever any of them changes.
 pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receiver<Discovered> {
     let statics = static_targets(sc);
-    let files = sc.file_sd_configs.clone();
-    let (tx, rx) = watch::channel(Arc::new(statics.clone()));
-    if files.is_empty() {
-        // Nothing will change: keep the sender alive until cancelled so receivers do not see a
-        // closed channel as "no targets".
-        tokio::spawn(async move {
-            cancel.cancelled().await;
-            drop(tx);
-        });
-        return rx;
+    let mut providers: Vec<watch::Receiver<Discovered>> = Vec::new();
+    if !sc.file_sd_configs.is_empty() {
+        providers.push(spawn_file_sd(sc.job().to_owned(), sc.file_sd_configs.clone(), cancel.clone()));
     }
-    let job = sc.job().to_owned();
+    for k in &sc.kubernetes_sd_configs {
+        providers.push(kubernetes::spawn(k.clone(), sc.job().to_owned(), cancel.clone()));
+    }
+    let (tx, rx) = watch::channel(Arc::new(statics.clone()));
+    tokio::spawn(async move {
+        loop {
+            let mut all = statics.clone();
+            for p in providers.iter_mut() {
+                all.extend(p.borrow_and_update().iter().cloned());
+            }
+            tx.send_if_modified(|cur| {
+                let changed = **cur != all;
+                if changed {
+                    *cur = Arc::new(std::mem::take(&mut all));
+                }
+                changed
+            });
+            if providers.is_empty() {
+                // Nothing will change: keep the sender alive until cancelled so receivers do not
+                // see a closed channel as "no targets".
+                cancel.cancelled().await;
+                return;
+            }
+            let changed =
+                futures_util::future::select_all(providers.iter_mut().map(|p| Box::pin(p.changed())));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                (r, _, _) = changed => if r.is_err() { return },
+            }
+        }
+    });
+    rx
+}
+
+/// File SD for one job: re-reads changed files, publishes their targets.
+fn spawn_file_sd(
+    job: String,
+    files: Vec<FileSdConfig>,
+    cancel: CancellationToken,
+) -> watch::Receiver<Discovered> {
+    let (tx, rx) = watch::channel(Discovered::default());
     tokio::spawn(async move {
         let mut state = FileSdState::default();
         let mut last_full = tokio::time::Instant::now();
@@ -175,11 +211,8 @@ pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receive
                 last_full = tokio::time::Instant::now();
             }
             if state.poll(&job, &files, force) {
-                let mut all = statics.clone();
-                for groups in state.by_file.values() {
-                    all.extend(groups.1.iter().cloned());
-                }
-                let _ = tx.send(Arc::new(all));
+                let all: Vec<Labels> = state.by_file.values().flat_map(|g| g.1.iter().cloned()).collect();
+                tx.send_replace(Arc::new(all));
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
