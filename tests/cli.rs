@@ -117,3 +117,27 @@ fn quickstart_prints_scraped_samples() {
     assert!(text.contains("trawl_scrapes_total{"), "printed: {text}");
     assert_eq!(status.code(), Some(0));
 }
+
+/// The config shipped in the DaemonSet manifest loads (with the node name the downward API sets).
+#[test]
+fn daemonset_manifest_config_is_valid() {
+    #[derive(serde::Deserialize)]
+    struct ConfigMap {
+        data: std::collections::BTreeMap<String, String>,
+    }
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/daemonset.yaml")).unwrap();
+    let first = text.split("\n---\n").next().unwrap();
+    // Fields other than `data` (apiVersion, kind, metadata) are ignored.
+    let cm: ConfigMap = serde_saphyr::from_str(first).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trawl.yml");
+    std::fs::write(&path, &cm.data["trawl.yml"]).unwrap();
+    let out = trawl().args(["check", "config"]).arg(&path).env("KUBE_NODE_NAME", "node-a").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
