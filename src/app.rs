@@ -71,9 +71,10 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         metrics: metrics.clone(),
         extra: Arc::new(move || {
             let mut s = String::new();
-            for (name, m) in &eps {
-                m.render(name, &mut s);
-            }
+            crate::remote_write::RemoteWriteMetrics::render_all(
+                eps.iter().map(|(n, m)| (n.as_str(), m.as_ref())),
+                &mut s,
+            );
             s
         }),
         targets: targets.clone(),

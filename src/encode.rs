@@ -1,233 +1,440 @@
-//! Remote-write 1.0 encoding: samples → `WriteRequest` protobuf → snappy block, into reused
-//! buffers.
+//! Batch → remote-write 1.0 request body: a `prometheus.WriteRequest` protobuf, snappy-compressed.
 //!
-//! What this is: a hand-rolled protobuf writer (`prost::encoding` primitives) that groups the
-//! samples of a batch by series, merges the external labels into each series' sorted labels on
-//! the fly (series labels win on a clash, as Prometheus does), and compresses with the snappy
-//! **block** format the spec requires. The buffers live in the [`Encoder`] and are cleared, not
-//! reallocated, so steady-state sends allocate nothing per sample. What this is not: HTTP.
+//! What this is: a hand-rolled protobuf writer that goes straight from [`Sample`]s to wire bytes
+//! in buffers the [`Encoder`] owns and reuses, then snappy's raw block format (not the framed
+//! format, which the spec forbids). What this is not: the HTTP side ([`crate::remote_write`]) or a
+//! general protobuf library; [`crate::prompb`] has the derived structs used to check this output.
 //!
-//! Wire layout (prompb/remote.proto, types.proto):
-//! `WriteRequest{1: repeated TimeSeries}`, `TimeSeries{1: repeated Label, 2: repeated Sample}`,
-//! `Label{1: name, 2: value}`, `Sample{1: double value, 2: int64 timestamp}`.
+//! # Algorithm
+//!
+//! ```text
+//! group:  for each sample i (arrival order):
+//!             s = table[hash(labels)] or a new series   // by value, not by Arc pointer
+//!             append i to s's linked list               // keeps per-series arrival order
+//! write:  for each series s (order of first appearance):
+//!             len = Σ label fields (series ∪ external, sorted merge, series wins) + Σ sample fields
+//!             key(1, LEN) varint(len) labels… samples…  // one TimeSeries per distinct series
+//! snappy: compress the protobuf into the reused output buffer (max_compress_len bytes)
+//! ```
+//!
+//! Grouping is by label *value* because two `Arc<Labels>` with equal contents are the same
+//! series to a receiver: sending them as two TimeSeries could reorder that series' samples.
+//! Nothing is allocated per sample: the table, the per-series vectors and both byte buffers are
+//! cleared and reused, so after warm-up an encode allocates nothing.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::labels::{Label, Labels};
 use crate::ring::Sample;
 
-/// A batch that could not be compressed. Not retryable: the same input fails the same way.
-#[derive(Debug, thiserror::Error)]
-#[error("snappy compression failed: {0}")]
-pub struct EncodeError(#[from] snap::Error);
+/// Field numbers of `prometheus.WriteRequest` and the messages inside it.
+mod field {
+    /// `WriteRequest.timeseries`.
+    pub const WRITE_REQUEST_TIMESERIES: u32 = 1;
+    /// `TimeSeries.labels`.
+    pub const TIMESERIES_LABELS: u32 = 1;
+    /// `TimeSeries.samples`.
+    pub const TIMESERIES_SAMPLES: u32 = 2;
+    /// `Label.name`.
+    pub const LABEL_NAME: u32 = 1;
+    /// `Label.value`.
+    pub const LABEL_VALUE: u32 = 2;
+    /// `Sample.value` (double).
+    pub const SAMPLE_VALUE: u32 = 1;
+    /// `Sample.timestamp` (int64).
+    pub const SAMPLE_TIMESTAMP: u32 = 2;
+}
 
-/// Reusable encoding state; one per sender shard.
+/// Bytes of a field key for the field numbers used here (all below 16).
+const KEY_LEN_BYTES: usize = 1;
+/// Bytes of a `double` payload.
+const DOUBLE_LEN_BYTES: usize = 8;
+/// End of a per-series sample list.
+const NONE: u32 = u32::MAX;
+
+/// Why a batch could not be encoded. Not retryable: the same batch fails the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// More samples than one request can index (over 4 billion).
+    #[error("batch of {0} samples is too large for one request")]
+    TooManySamples(usize),
+    /// Snappy refused the input (it is over snappy's 4 GiB block limit).
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+}
+
+/// Per distinct series in the batch being encoded.
+#[derive(Clone, Copy, Debug)]
+struct SeriesSlot {
+    /// Hash of the label set, kept so the table can grow without rehashing labels.
+    hash: u64,
+    /// Index of the series' first sample (its labels are read from there).
+    first: u32,
+    /// Index of its most recent sample, where the next one is linked on.
+    last: u32,
+}
+
+/// Encodes batches into remote-write 1.0 bodies, reusing its buffers between calls. One per
+/// sender shard; not shared.
 pub struct Encoder {
     external: Arc<Labels>,
+    hasher: foldhash::fast::RandomState,
+    table: HashTable<u32>,
+    series: Vec<SeriesSlot>,
+    /// `next[i]`: the index of the next sample of sample i's series, or [`NONE`].
+    next: Vec<u32>,
     proto: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
-    /// Series (by address of its shared label set) → group index, cleared per batch.
-    group_of: HashMap<usize, u32>,
-    /// Per sample, its group; then the sample order sorted by group (stable: keeps time order).
-    groups: Vec<u32>,
-    order: Vec<u32>,
+    highest_timestamp_ms: i64,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("external", &self.external)
+            .field("proto_capacity", &self.proto.capacity())
+            .field("compressed_capacity", &self.compressed.capacity())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Encoder {
-    /// An encoder that adds `external` labels to every series.
+    /// An encoder that merges `external` labels into every series (series labels win on a clash).
     pub fn new(external: Arc<Labels>) -> Self {
         Encoder {
             external,
+            hasher: foldhash::fast::RandomState::default(),
+            table: HashTable::new(),
+            series: Vec::new(),
+            next: Vec::new(),
             proto: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
-            group_of: HashMap::new(),
-            groups: Vec::new(),
-            order: Vec::new(),
+            highest_timestamp_ms: i64::MIN,
         }
     }
 
-    /// Encodes `samples` and returns the snappy-compressed body (valid until the next call).
+    /// Encodes `samples` into one `WriteRequest` and returns the snappy-compressed body. The slice
+    /// is valid until the next call.
     pub fn encode(&mut self, samples: &[Sample]) -> Result<&[u8], EncodeError> {
-        self.encode_proto(samples);
-        let max = snap::raw::max_compress_len(self.proto.len());
-        self.compressed.resize(max, 0);
+        self.encode_proto(samples)?;
+        // `max_compress_len` is 0 when the input is over snappy's limit; compress then errors.
+        self.compressed.resize(snap::raw::max_compress_len(self.proto.len()), 0);
         let n = self.snappy.compress(&self.proto, &mut self.compressed)?;
         self.compressed.truncate(n);
         Ok(&self.compressed)
     }
 
-    /// The uncompressed protobuf of the last [`Encoder::encode`] (for tests and size figures).
+    /// The uncompressed protobuf of the last [`encode`](Self::encode).
     pub fn proto(&self) -> &[u8] {
         &self.proto
     }
 
-    fn encode_proto(&mut self, samples: &[Sample]) {
-        self.proto.clear();
-        self.group_of.clear();
-        self.groups.clear();
-        for s in samples {
-            let next = self.group_of.len() as u32;
-            let g = *self.group_of.entry(Arc::as_ptr(&s.series) as usize).or_insert(next);
-            self.groups.push(g);
-        }
-        self.order.clear();
-        self.order.extend(0..samples.len() as u32);
-        let groups = &self.groups;
-        self.order.sort_by_key(|&i| groups[i as usize]);
+    /// Number of distinct series (TimeSeries messages) in the last encode.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
 
-        let mut i = 0;
-        while i < self.order.len() {
-            let g = self.groups[self.order[i] as usize];
-            let mut j = i;
-            while j < self.order.len() && self.groups[self.order[j] as usize] == g {
-                j += 1;
+    /// The highest sample timestamp of the last encode, in ms (`i64::MIN` if it was empty).
+    pub fn highest_timestamp_ms(&self) -> i64 {
+        self.highest_timestamp_ms
+    }
+
+    /// Groups and writes the protobuf into `self.proto`.
+    fn encode_proto(&mut self, samples: &[Sample]) -> Result<(), EncodeError> {
+        if samples.len() >= NONE as usize {
+            return Err(EncodeError::TooManySamples(samples.len()));
+        }
+        self.group(samples);
+        self.proto.clear();
+        let external = &*self.external;
+        for slot in &self.series {
+            let labels = &*samples[slot.first as usize].series;
+            let mut len = 0;
+            for l in merged(labels, external) {
+                len += nested_len(label_len(l));
             }
-            let series = &samples[self.order[i] as usize].series;
-            let run = &self.order[i..j];
-            let labels_len: usize = merged(series, &self.external).map(label_msg_len).map(field_len).sum();
-            let samples_len: usize =
-                run.iter().map(|&k| field_len(sample_msg_len(&samples[k as usize]))).sum();
-            encode_key(1, WireType::LengthDelimited, &mut self.proto);
-            encode_varint((labels_len + samples_len) as u64, &mut self.proto);
-            for l in merged(series, &self.external) {
-                encode_key(1, WireType::LengthDelimited, &mut self.proto);
-                encode_varint(label_msg_len(l) as u64, &mut self.proto);
-                put_string(1, &l.name, &mut self.proto);
-                put_string(2, &l.value, &mut self.proto);
+            let mut i = slot.first;
+            while i != NONE {
+                len += nested_len(sample_len(&samples[i as usize]));
+                i = self.next[i as usize];
             }
-            for &k in run {
-                let s = &samples[k as usize];
-                encode_key(2, WireType::LengthDelimited, &mut self.proto);
-                encode_varint(sample_msg_len(s) as u64, &mut self.proto);
-                encode_key(1, WireType::SixtyFourBit, &mut self.proto);
-                self.proto.extend_from_slice(&s.value.to_le_bytes());
-                encode_key(2, WireType::Varint, &mut self.proto);
-                encode_varint(s.timestamp_ms as u64, &mut self.proto);
+            let buf = &mut self.proto;
+            encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+            encode_varint(len as u64, buf);
+            for l in merged(labels, external) {
+                encode_key(field::TIMESERIES_LABELS, WireType::LengthDelimited, buf);
+                encode_varint(label_len(l) as u64, buf);
+                encode_str(field::LABEL_NAME, &l.name, buf);
+                encode_str(field::LABEL_VALUE, &l.value, buf);
             }
-            i = j;
+            let mut i = slot.first;
+            while i != NONE {
+                let s = &samples[i as usize];
+                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+                encode_varint(sample_len(s) as u64, buf);
+                // Both fields are always written, even at their defaults: prost would skip a
+                // value of -0.0 (it equals 0.0) and lose its sign.
+                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+                buf.extend_from_slice(&s.value.to_bits().to_le_bytes());
+                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(s.timestamp_ms as u64, buf);
+                i = self.next[i as usize];
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `series` and `next`: one slot per distinct label set, samples linked in order.
+    fn group(&mut self, samples: &[Sample]) {
+        self.table.clear();
+        self.series.clear();
+        self.next.clear();
+        self.next.resize(samples.len(), NONE);
+        self.highest_timestamp_ms = i64::MIN;
+        for (i, s) in samples.iter().enumerate() {
+            self.highest_timestamp_ms = self.highest_timestamp_ms.max(s.timestamp_ms);
+            let hash = self.hasher.hash_one(&*s.series);
+            let series = &mut self.series;
+            let found = self.table.find(hash, |&slot| {
+                let first = &samples[series[slot as usize].first as usize].series;
+                Arc::ptr_eq(first, &s.series) || **first == *s.series
+            });
+            let i = i as u32;
+            match found {
+                Some(&slot) => {
+                    let slot = &mut series[slot as usize];
+                    self.next[slot.last as usize] = i;
+                    slot.last = i;
+                }
+                None => {
+                    let slot = series.len() as u32;
+                    series.push(SeriesSlot { hash, first: i, last: i });
+                    self.table.insert_unique(hash, slot, |&s| series[s as usize].hash);
+                }
+            }
         }
     }
 }
 
-/// Length of a length-delimited field (key + length prefix + body) for tags below 16.
-fn field_len(body: usize) -> usize {
-    1 + encoded_len_varint(body as u64) + body
+/// Length of a length-delimited field whose payload is `len` bytes.
+fn nested_len(len: usize) -> usize {
+    KEY_LEN_BYTES + encoded_len_varint(len as u64) + len
 }
 
-fn label_msg_len(l: &Label) -> usize {
-    field_len(l.name.len()) + field_len(l.value.len())
+/// Length of a `Label` message.
+fn label_len(l: &Label) -> usize {
+    nested_len(l.name.len()) + nested_len(l.value.len())
 }
 
-fn sample_msg_len(s: &Sample) -> usize {
-    // Key + 8 bytes of double, key + varint of the two's-complement timestamp.
-    1 + 8 + 1 + encoded_len_varint(s.timestamp_ms as u64)
+/// Length of a `Sample` message with both fields written.
+fn sample_len(s: &Sample) -> usize {
+    KEY_LEN_BYTES + DOUBLE_LEN_BYTES + KEY_LEN_BYTES + encoded_len_varint(s.timestamp_ms as u64)
 }
 
-fn put_string(tag: u32, s: &str, out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(s.len() as u64, out);
-    out.extend_from_slice(s.as_bytes());
+fn encode_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
 }
 
-/// The series labels merged with the external labels in name order; series labels win.
-fn merged<'a>(series: &'a Labels, external: &'a Labels) -> impl Iterator<Item = &'a Label> + 'a {
-    let mut a = series.iter().peekable();
-    let mut b = external.iter().peekable();
-    std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) => match x.name.cmp(&y.name) {
-            std::cmp::Ordering::Less => a.next(),
-            std::cmp::Ordering::Greater => b.next(),
-            std::cmp::Ordering::Equal => {
-                b.next();
-                a.next()
+/// The sorted union of `series` and `external`; on equal names the series label wins.
+pub fn merged<'a>(series: &'a Labels, external: &'a Labels) -> Merged<'a> {
+    Merged { a: series.as_slice(), b: external.as_slice() }
+}
+
+/// Iterator returned by [`merged`].
+#[derive(Debug)]
+pub struct Merged<'a> {
+    a: &'a [Label],
+    b: &'a [Label],
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = &'a Label;
+
+    fn next(&mut self) -> Option<&'a Label> {
+        use std::cmp::Ordering;
+        match (self.a.split_first(), self.b.split_first()) {
+            (Some((x, ra)), Some((y, rb))) => match x.name.cmp(&y.name) {
+                Ordering::Less => {
+                    self.a = ra;
+                    Some(x)
+                }
+                Ordering::Greater => {
+                    self.b = rb;
+                    Some(y)
+                }
+                Ordering::Equal => {
+                    self.a = ra;
+                    self.b = rb;
+                    Some(x)
+                }
+            },
+            (Some((x, ra)), None) => {
+                self.a = ra;
+                Some(x)
             }
-        },
-        (Some(_), None) => a.next(),
-        (None, Some(_)) => b.next(),
-        (None, None) => None,
-    })
+            (None, Some((y, rb))) => {
+                self.b = rb;
+                Some(y)
+            }
+            (None, None) => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::prompb;
-    use crate::ring::{STALE_NAN, is_stale_nan};
+    use crate::ring::STALE_NAN_BITS;
     use proptest::prelude::*;
 
-    fn sample(series: &Arc<Labels>, ts: i64, v: f64) -> Sample {
-        Sample { series: series.clone(), timestamp_ms: ts, value: v }
+    fn sample(labels: &Arc<Labels>, t: i64, v: f64) -> Sample {
+        Sample { series: labels.clone(), timestamp_ms: t, value: v }
+    }
+
+    /// The naive model: group by label value in order of first appearance, merge external
+    /// labels by building a fresh set (series set last, so it wins).
+    /// Series as (labels, [(value bits, timestamp)]), in request order.
+    type Decoded = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+
+    fn model(samples: &[Sample], external: &Labels) -> Decoded {
+        let mut out: Vec<(Labels, Vec<(u64, i64)>)> = Vec::new();
+        for s in samples {
+            let point = (s.value.to_bits(), s.timestamp_ms);
+            match out.iter_mut().find(|(l, _)| *l == *s.series) {
+                Some((_, pts)) => pts.push(point),
+                None => out.push(((*s.series).clone(), vec![point])),
+            }
+        }
+        out.into_iter()
+            .map(|(l, pts)| {
+                let merged = Labels::from_pairs(
+                    external.iter().chain(l.iter()).map(|l| (l.name.clone(), l.value.clone())),
+                );
+                (merged.iter().map(|l| (l.name.clone(), l.value.clone())).collect(), pts)
+            })
+            .collect()
+    }
+
+    fn decoded(body: &[u8]) -> Decoded {
+        let req = prompb::decode_snappy(body, 64 << 20).expect("a valid body");
+        req.timeseries
+            .into_iter()
+            .map(|ts| {
+                (
+                    ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                    ts.samples.into_iter().map(|s| (s.value.to_bits(), s.timestamp)).collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]
-    fn groups_by_series_and_merges_external_labels() {
-        let a = Arc::new(Labels::from_pairs([("__name__", "a"), ("job", "j"), ("zone", "series")]));
-        let b = Arc::new(Labels::from_pairs([("__name__", "b")]));
-        let ext = Arc::new(Labels::from_pairs([("cluster", "c"), ("zone", "external")]));
-        let mut e = Encoder::new(ext);
-        let body =
-            e.encode(&[sample(&a, 1, 1.0), sample(&b, 1, 2.0), sample(&a, 2, STALE_NAN)]).unwrap().to_vec();
-        let req = prompb::decode_snappy(&body, 1 << 20).unwrap();
-        assert_eq!(req.timeseries.len(), 2);
-        let names: Vec<(&str, &str)> =
-            req.timeseries[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-        assert_eq!(names, [("__name__", "a"), ("cluster", "c"), ("job", "j"), ("zone", "series")]);
-        let ts: Vec<i64> = req.timeseries[0].samples.iter().map(|s| s.timestamp).collect();
-        assert_eq!(ts, [1, 2], "per-series time order kept");
-        assert!(is_stale_nan(req.timeseries[0].samples[1].value), "StaleNaN bits survive");
-        assert_eq!(req.timeseries[1].labels[0].value, "b");
+    fn groups_by_value_and_merges_external_labels() {
+        let a1 = Arc::new(Labels::from_pairs([("__name__", "up"), ("job", "x")]));
+        let a2 = Arc::new((*a1).clone()); // equal labels, different allocation
+        let b = Arc::new(Labels::from_pairs([("__name__", "b"), ("env", "series")]));
+        let external = Arc::new(Labels::from_pairs([("env", "ext"), ("region", "eu"), ("a", "1")]));
+        let batch = vec![
+            sample(&a1, 1, 1.0),
+            sample(&b, 1, 2.0),
+            sample(&a2, 2, f64::from_bits(STALE_NAN_BITS)),
+            sample(&a1, 3, -0.0),
+        ];
+        let mut enc = Encoder::new(external.clone());
+        let body = enc.encode(&batch).unwrap().to_vec();
+        assert_eq!(enc.series_count(), 2, "a1 and a2 are one series");
+        assert_eq!(enc.highest_timestamp_ms(), 3);
+        let got = decoded(&body);
+        assert_eq!(got, model(&batch, &external));
+        let b_labels: Vec<_> = got[1].0.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(b_labels, ["__name__=b", "a=1", "env=series", "region=eu"], "series wins over external");
+        assert_eq!(got[0].1[1].0, STALE_NAN_BITS, "StaleNaN bits survive");
+        assert_eq!(got[0].1[2].0, (-0.0f64).to_bits(), "the sign of -0.0 survives");
     }
 
-    fn arb_labels() -> impl Strategy<Value = Labels> {
-        proptest::collection::btree_map("[a-z_]{1,6}", "\\PC{1,8}", 0..5).prop_map(|m| {
-            let mut l = Labels::from_pairs(m);
-            l.set("__name__", "m");
-            l
-        })
+    #[test]
+    fn matches_prost_encoding_for_simple_input() {
+        use prost::Message as _;
+        let s = Arc::new(Labels::from_pairs([("__name__", "m"), ("i", "1")]));
+        let batch = vec![sample(&s, 1_700_000_000_000, 42.5), sample(&s, -5, 1.0)];
+        let mut enc = Encoder::new(Arc::new(Labels::new()));
+        enc.encode(&batch).unwrap();
+        let want = prompb::WriteRequest {
+            timeseries: vec![prompb::TimeSeries {
+                labels: vec![
+                    prompb::Label { name: "__name__".into(), value: "m".into() },
+                    prompb::Label { name: "i".into(), value: "1".into() },
+                ],
+                samples: vec![
+                    prompb::Sample { value: 42.5, timestamp: 1_700_000_000_000 },
+                    prompb::Sample { value: 1.0, timestamp: -5 },
+                ],
+                exemplars: vec![],
+            }],
+            metadata: vec![],
+        };
+        assert_eq!(enc.proto(), want.encode_to_vec().as_slice(), "byte-identical to prost");
+    }
+
+    #[test]
+    fn empty_batch_is_an_empty_request() {
+        let mut enc = Encoder::new(Arc::new(Labels::new()));
+        let body = enc.encode(&[]).unwrap().to_vec();
+        assert!(decoded(&body).is_empty());
+        assert_eq!(enc.highest_timestamp_ms(), i64::MIN);
+    }
+
+    fn labels_strategy() -> impl Strategy<Value = Labels> {
+        // Few names so external labels often collide with series labels.
+        let name = prop::sample::select(vec!["__name__", "a", "b", "env", "job", "zz"]);
+        let value = "[a-z0-9é\"\\\\]{1,6}";
+        prop::collection::vec((name, value), 0..5)
+            .prop_map(|pairs| Labels::from_pairs(pairs.into_iter().map(|(n, v)| (n.to_owned(), v))))
+    }
+
+    fn value_strategy() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::from_bits(STALE_NAN_BITS)),
+            Just(f64::NAN),
+            Just(-0.0),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+        ]
     }
 
     proptest! {
         #[test]
-        fn round_trips_through_prost(
-            series in proptest::collection::vec(arb_labels(), 1..5),
-            ext in proptest::collection::btree_map("[a-z]{1,4}", "[a-z]{1,4}", 0..3),
-            picks in proptest::collection::vec((0usize..5, any::<i64>(), any::<f64>()), 0..40),
+        fn round_trip(
+            pool in prop::collection::vec(labels_strategy(), 1..8),
+            external in labels_strategy(),
+            picks in prop::collection::vec((0usize..64, any::<bool>(), any::<i64>(), value_strategy()), 0..64),
         ) {
-            let series: Vec<Arc<Labels>> = series.into_iter().map(Arc::new).collect();
-            let ext = Arc::new(Labels::from_pairs(ext));
-            let samples: Vec<Sample> = picks.iter().map(|(i, t, v)| sample(&series[i % series.len()], *t, *v)).collect();
-            let mut e = Encoder::new(ext.clone());
-            let body = e.encode(&samples).unwrap().to_vec();
-            let req = prompb::decode_snappy(&body, 1 << 24).unwrap();
-            // Flatten back to (labels, ts, value bits) in per-series order and compare with a
-            // naive model: group by series identity in first-appearance order.
-            let mut got = Vec::new();
-            for ts in &req.timeseries {
-                let l = Labels::from_pairs(ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())));
-                let names: Vec<&String> = ts.labels.iter().map(|l| &l.name).collect();
-                prop_assert!(names.windows(2).all(|w| w[0] < w[1]), "labels sorted and unique");
-                for s in &ts.samples {
-                    got.push((l.clone(), s.timestamp, s.value.to_bits()));
-                }
+            // Each label set gets two Arcs, so grouping by pointer alone would be caught.
+            let arcs: Vec<[Arc<Labels>; 2]> =
+                pool.iter().map(|l| [Arc::new(l.clone()), Arc::new(l.clone())]).collect();
+            let batch: Vec<Sample> = picks
+                .iter()
+                .map(|&(i, twin, t, v)| sample(&arcs[i % arcs.len()][usize::from(twin)], t, v))
+                .collect();
+            let mut enc = Encoder::new(Arc::new(external.clone()));
+            // Encode twice with the same encoder: reused buffers must not leak state.
+            enc.encode(&batch[..batch.len() / 2]).unwrap();
+            let body = enc.encode(&batch).unwrap().to_vec();
+            let got = decoded(&body);
+            prop_assert_eq!(&got, &model(&batch, &external));
+            for (labels, _) in &got {
+                prop_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "sorted and unique");
             }
-            let mut want = Vec::new();
-            let mut seen: Vec<*const Labels> = Vec::new();
-            for s in &samples {
-                let p = Arc::as_ptr(&s.series);
-                if seen.contains(&p) { continue; }
-                seen.push(p);
-                let mut l = (*ext).clone();
-                for x in s.series.iter() { l.set(x.name.clone(), x.value.clone()); }
-                for t in samples.iter().filter(|t| Arc::as_ptr(&t.series) == p) {
-                    want.push((l.clone(), t.timestamp_ms, t.value.to_bits()));
-                }
-            }
-            prop_assert_eq!(got, want);
         }
     }
 }

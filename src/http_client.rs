@@ -1,118 +1,167 @@
-//! The HTTP client shared by scrapes and remote write: hyper 1 over rustls (ring), plus the
-//! `Authorization` header from Prometheus' auth settings.
+//! The shared HTTP client: hyper-util's pooled legacy client over rustls (ring), plus the
+//! `Authorization` header of Prometheus' HTTP client config.
 //!
-//! What this is: client construction from a `tls_config` and auth-header resolution. Credential
-//! files are read on every call, so rotated tokens and passwords are picked up without a reload.
-//! What this is not: request logic; see [`crate::fetch`] and [`crate::remote_write`].
+//! What this is: [`build`] makes a [`Client`] from a `tls_config` block (http and https URLs,
+//! system roots with a bundled fallback, `ca_file`, client certificates, `server_name`,
+//! `insecure_skip_verify`, `min_version`); [`auth_header`] computes the header for one request,
+//! reading credential files each time so rotated secrets are picked up; [`validate`] makes the
+//! load-time checks Prometheus makes on the same block. Scrapes and remote write share it.
+//! What this is not: timeouts, redirects, proxies or body limits; callers wrap requests in their
+//! own timeouts and read bodies with their own caps. HTTP/1.1 only.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HeaderValue;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::config::{HttpClientConfig, TlsConfig};
+use crate::config::common::{HttpClientConfig, TlsConfig};
 
-/// The client type every stage uses (pooled, HTTP/1.1, http and https).
+/// The client type shared by scrapes and remote write; request bodies are whole buffers.
 pub type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A client or credential that cannot be set up. Not retryable for client construction (the
-/// config must change); retryable for credential files (the next request reads them again).
+/// How long an idle pooled connection is kept (Go's `http.Transport` default is 90 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Upper bound on a TCP connect; callers' own request timeouts are usually shorter.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client that could not be built, or a header that could not be made.
+///
+/// Building errors are not retryable: the config or the files it names must be fixed. Errors
+/// from [`auth_header`] (a credentials file that can't be read) may clear up when the file is
+/// rotated, so a sender may retry them.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file named in the config could not be read.
-    #[error("reading {path}: {source}")]
-    File {
+    /// A file named by the config could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// A PEM file holds no usable certificate or key.
-    #[error("{0}")]
-    Pem(String),
-    /// rustls refused the settings.
+    /// A PEM file held nothing usable.
+    #[error("{}: {reason}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration (e.g. a key that does not match the certificate).
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
-    /// A setting trawl does not support yet.
-    #[error("{0} is not supported")]
-    Unsupported(&'static str),
-    /// A credential is not a valid header value.
-    #[error("credentials are not a valid header value")]
-    HeaderValue,
+    /// The config block is inconsistent.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-
-/// Builds a client for `tls` (None: system roots, verification on).
+/// Builds a client for http and https URLs with the given TLS settings (`None`: defaults).
 pub fn build(tls: Option<&TlsConfig>) -> Result<Client, Error> {
     let default = TlsConfig::default();
     let tls = tls.unwrap_or(&default);
-    if tls.server_name.is_some() {
-        return Err(Error::Unsupported("tls_config.server_name"));
-    }
+    let config = rustls_config(tls)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
+    let builder = match &tls.server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| Error::Invalid(format!("tls_config.server_name {name:?}: {e}")))?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let connector = builder.enable_http1().wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build(connector))
+}
+
+/// The rustls client config for a `tls_config` block, on the ring provider.
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(
-        match tls.min_version.as_deref() {
-            Some("TLS13") => TLS13_ONLY,
-            _ => rustls::DEFAULT_VERSIONS,
-        },
-    )?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version.as_deref() {
+        None | Some("") | Some("TLS12") => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        Some("TLS13") => &[&rustls::version::TLS13],
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "tls_config.min_version {other:?} is not supported (use TLS12 or TLS13)"
+            )));
+        }
+    };
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
     let builder = if tls.insecure_skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
     } else {
-        builder.with_root_certificates(roots(tls)?)
+        builder.with_root_certificates(roots(tls.ca_file.as_deref())?)
     };
-    let config = match (&tls.cert_file, &tls.key_file) {
+    match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Error::Pem(format!("{}: {e}", cert.display())))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| Error::Pem(format!("{}: {e}", key.display())))?;
-            builder.with_client_auth_cert(certs, key)?
+            let certs = read_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
+            Ok(builder.with_client_auth_cert(certs, key)?)
         }
-        (None, None) => builder.with_no_client_auth(),
-        _ => return Err(Error::Pem("tls_config needs both cert_file and key_file".into())),
-    };
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        // Scrape targets and receivers close idle connections at their own pace; 90 s matches
-        // Go's default transport, which is what Prometheus' targets are used to.
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .build(https))
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err(Error::Invalid("tls_config needs both cert_file and key_file, or neither".into())),
+    }
 }
 
-fn roots(tls: &TlsConfig) -> Result<rustls::RootCertStore, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = &tls.ca_file {
-        let certs = CertificateDer::pem_file_iter(ca)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Pem(format!("{}: {e}", ca.display())))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
+/// The trust roots: only `ca_file` when given (as Go's `RootCAs`), else the system's, else the
+/// bundled Mozilla set (distroless images often have no CA bundle).
+fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, Error> {
+    let mut store = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        let certs = read_certs(path)?;
+        let (added, _ignored) = store.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(Error::Pem(format!("{}: no certificate found", ca.display())));
+            return Err(Error::Pem { path: path.to_owned(), reason: "no usable CA certificate".into() });
         }
-        return Ok(roots);
+        return Ok(store);
     }
     let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if roots.is_empty() {
-        // A scratch image without a CA bundle: fall back to the Mozilla roots compiled in.
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let (added, _ignored) = store.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::debug!(
+            errors = native.errors.len(),
+            "No system CA certificates found; using the bundled Mozilla roots."
+        );
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
-    Ok(roots)
+    Ok(store)
 }
 
-/// `insecure_skip_verify`: accepts any server certificate (signatures are still checked).
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(Error::Pem { path: path.to_owned(), reason: "no certificate found".into() });
+    }
+    Ok(certs)
+}
+
+fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> Error {
+    match e {
+        rustls::pki_types::pem::Error::Io(source) => Error::Read { path: path.to_owned(), source },
+        other => Error::Pem { path: path.to_owned(), reason: other.to_string() },
+    }
+}
+
+/// `insecure_skip_verify`: accepts any certificate and name, but still checks that the server
+/// holds the key of the certificate it sent (the handshake signatures).
 #[derive(Debug)]
 struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
 
@@ -121,12 +170,13 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         &self,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
+
     fn verify_tls12_signature(
         &self,
         message: &[u8],
@@ -135,6 +185,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
+
     fn verify_tls13_signature(
         &self,
         message: &[u8],
@@ -143,64 +194,107 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
+
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
-fn read_secret(path: &std::path::Path) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|source| Error::File { path: path.display().to_string(), source })
+/// The load-time checks Prometheus' `HTTPClientConfig.Validate` makes: at most one way to
+/// authenticate, each with at most one source of its secret.
+pub fn validate(cfg: &HttpClientConfig) -> Result<(), Error> {
+    let bearer = cfg.bearer_token.is_some() || cfg.bearer_token_file.is_some();
+    let ways = [cfg.basic_auth.is_some(), cfg.authorization.is_some(), bearer];
+    if ways.iter().filter(|&&w| w).count() > 1 {
+        return Err(Error::Invalid(
+            "at most one of basic_auth, authorization and bearer_token/bearer_token_file may be set".into(),
+        ));
+    }
+    if cfg.bearer_token.is_some() && cfg.bearer_token_file.is_some() {
+        return Err(Error::Invalid("at most one of bearer_token and bearer_token_file may be set".into()));
+    }
+    if let Some(b) = &cfg.basic_auth
+        && b.password.is_some()
+        && b.password_file.is_some()
+    {
+        return Err(Error::Invalid(
+            "basic_auth: at most one of password and password_file may be set".into(),
+        ));
+    }
+    if let Some(a) = &cfg.authorization {
+        if a.credentials.is_some() && a.credentials_file.is_some() {
+            return Err(Error::Invalid(
+                "authorization: at most one of credentials and credentials_file may be set".into(),
+            ));
+        }
+        if a.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("basic")) {
+            return Err(Error::Invalid(
+                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead".into(),
+            ));
+        }
+    }
+    if let Some(tls) = &cfg.tls_config
+        && tls.cert_file.is_some() != tls.key_file.is_some()
+    {
+        return Err(Error::Invalid("tls_config needs both cert_file and key_file, or neither".into()));
+    }
+    Ok(())
 }
 
-/// The `Authorization` header for `cfg`, reading credential files now (so rotation works).
+/// The `Authorization` header for one request, or `None` when no auth is configured.
+///
+/// Credential files (`password_file`, `credentials_file`, `bearer_token_file`) are read on every
+/// call, so a rotated secret is used from the next request on; surrounding whitespace is
+/// trimmed, as Prometheus does. The value is marked sensitive so it is never logged by hyper.
 pub fn auth_header(cfg: &HttpClientConfig) -> Result<Option<HeaderValue>, Error> {
     let value = if let Some(b) = &cfg.basic_auth {
         let password = match (&b.password, &b.password_file) {
-            (_, Some(f)) => read_secret(f)?,
+            (_, Some(path)) => read_secret(path)?,
             (Some(p), None) => p.clone(),
             (None, None) => String::new(),
         };
-        Some(format!("Basic {}", base64(format!("{}:{password}", b.username).as_bytes())))
+        let mut v = String::from("Basic ");
+        base64_into(format!("{}:{password}", b.username).as_bytes(), &mut v);
+        v
     } else if let Some(a) = &cfg.authorization {
-        let kind = a.kind.as_deref().unwrap_or("Bearer");
-        let cred = match (&a.credentials, &a.credentials_file) {
-            (_, Some(f)) => read_secret(f)?,
+        let credentials = match (&a.credentials, &a.credentials_file) {
+            (_, Some(path)) => read_secret(path)?,
             (Some(c), None) => c.clone(),
             (None, None) => String::new(),
         };
-        Some(format!("{kind} {cred}"))
-    } else if let Some(f) = &cfg.bearer_token_file {
-        Some(format!("Bearer {}", read_secret(f)?))
+        format!("{} {credentials}", a.kind.as_deref().unwrap_or("Bearer"))
+    } else if let Some(path) = &cfg.bearer_token_file {
+        format!("Bearer {}", read_secret(path)?)
+    } else if let Some(token) = &cfg.bearer_token {
+        format!("Bearer {token}")
     } else {
-        cfg.bearer_token.as_ref().map(|t| format!("Bearer {t}"))
+        return Ok(None);
     };
-    value
-        .map(|v| {
-            let mut h = HeaderValue::from_str(&v).map_err(|_| Error::HeaderValue)?;
-            h.set_sensitive(true);
-            Ok(h)
-        })
-        .transpose()
+    let mut header = HeaderValue::try_from(value)
+        .map_err(|_| Error::Invalid("credentials contain characters not allowed in a header".into()))?;
+    header.set_sensitive(true);
+    Ok(Some(header))
 }
 
-/// Standard base64 with padding (RFC 4648 §4), for basic auth.
-fn base64(input: &[u8]) -> String {
+fn read_secret(path: &Path) -> Result<String, Error> {
+    let s = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    Ok(s.trim().to_owned())
+}
+
+/// Standard base64 with padding (RFC 4648 §4), appended to `out`; only basic auth needs it.
+fn base64_into(input: &[u8], out: &mut String) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                out.push(char::from(ALPHABET[((n >> shift) & 0x3f) as usize]));
             } else {
                 out.push('=');
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -209,48 +303,107 @@ mod tests {
     use crate::config::common::{Authorization, BasicAuth};
 
     #[test]
-    fn base64_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64(i.as_bytes()), o);
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut out = String::new();
+            base64_into(input.as_bytes(), &mut out);
+            assert_eq!(out, want, "{input:?}");
         }
     }
 
     #[test]
-    fn auth_headers() {
-        let basic = HttpClientConfig {
-            basic_auth: Some(BasicAuth {
-                username: "u".into(),
-                password: Some("p".into()),
-                password_file: None,
-            }),
-            ..Default::default()
-        };
-        assert_eq!(auth_header(&basic).unwrap().unwrap(), "Basic dTpw");
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("token");
-        std::fs::write(&f, "one\n").unwrap();
-        let bearer = HttpClientConfig { bearer_token_file: Some(f.clone()), ..Default::default() };
-        assert_eq!(auth_header(&bearer).unwrap().unwrap(), "Bearer one");
-        std::fs::write(&f, "two").unwrap();
-        assert_eq!(auth_header(&bearer).unwrap().unwrap(), "Bearer two", "a rotated token is re-read");
-        let custom = HttpClientConfig {
-            authorization: Some(Authorization {
-                kind: Some("Token".into()),
-                credentials: Some("x".into()),
-                credentials_file: None,
-            }),
-            ..Default::default()
-        };
-        assert_eq!(auth_header(&custom).unwrap().unwrap(), "Token x");
+    fn no_auth_is_no_header() {
         assert!(auth_header(&HttpClientConfig::default()).unwrap().is_none());
     }
 
     #[test]
-    fn clients_build() {
+    fn basic_auth_reads_the_password_file_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "secret\n").unwrap();
+        let cfg = HttpClientConfig {
+            basic_auth: Some(BasicAuth {
+                username: "user".into(),
+                password: None,
+                password_file: Some(path.clone()),
+            }),
+            ..Default::default()
+        };
+        // base64("user:secret")
+        assert_eq!(auth_header(&cfg).unwrap().unwrap(), "Basic dXNlcjpzZWNyZXQ=");
+        std::fs::write(&path, "rotated").unwrap();
+        assert_eq!(auth_header(&cfg).unwrap().unwrap(), "Basic dXNlcjpyb3RhdGVk");
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(auth_header(&cfg), Err(Error::Read { .. })));
+    }
+
+    #[test]
+    fn bearer_and_authorization() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, " tok1 \n").unwrap();
+        let file = HttpClientConfig { bearer_token_file: Some(path.clone()), ..Default::default() };
+        assert_eq!(auth_header(&file).unwrap().unwrap(), "Bearer tok1");
+        std::fs::write(&path, "tok2").unwrap();
+        assert_eq!(auth_header(&file).unwrap().unwrap(), "Bearer tok2", "re-read on every call");
+
+        let inline = HttpClientConfig { bearer_token: Some("abc".into()), ..Default::default() };
+        assert_eq!(auth_header(&inline).unwrap().unwrap(), "Bearer abc");
+
+        let custom = HttpClientConfig {
+            authorization: Some(Authorization {
+                kind: Some("Token".into()),
+                credentials: Some("xyz".into()),
+                credentials_file: None,
+            }),
+            ..Default::default()
+        };
+        let h = auth_header(&custom).unwrap().unwrap();
+        assert_eq!(h, "Token xyz");
+        assert!(h.is_sensitive());
+    }
+
+    #[test]
+    fn validation_rejects_conflicts() {
+        let both = HttpClientConfig {
+            bearer_token: Some("a".into()),
+            basic_auth: Some(BasicAuth { username: "u".into(), password: None, password_file: None }),
+            ..Default::default()
+        };
+        assert!(validate(&both).is_err());
+        let basic_type = HttpClientConfig {
+            authorization: Some(Authorization {
+                kind: Some("Basic".into()),
+                credentials: None,
+                credentials_file: None,
+            }),
+            ..Default::default()
+        };
+        assert!(validate(&basic_type).is_err());
+        assert!(validate(&HttpClientConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn builds_with_defaults_and_rejects_bad_files() {
         assert!(build(None).is_ok());
         let insecure = TlsConfig { insecure_skip_verify: true, ..Default::default() };
         assert!(build(Some(&insecure)).is_ok());
         let missing = TlsConfig { ca_file: Some("/nonexistent/ca.pem".into()), ..Default::default() };
-        assert!(build(Some(&missing)).is_err());
+        assert!(matches!(build(Some(&missing)), Err(Error::Read { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        let junk_ca = TlsConfig { ca_file: Some(junk), ..Default::default() };
+        assert!(matches!(build(Some(&junk_ca)), Err(Error::Pem { .. })));
+        let old = TlsConfig { min_version: Some("TLS10".into()), ..Default::default() };
+        assert!(matches!(build(Some(&old)), Err(Error::Invalid(_))));
     }
 }

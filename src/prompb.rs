@@ -1,30 +1,33 @@
-//! Remote-write 1.0 protobuf messages (`prometheus.WriteRequest`), written by hand from
-//! Prometheus' `prompb/remote.proto` and `prompb/types.proto` (no protoc, no build script).
+//! Remote-write 1.0 protobuf messages (`prometheus.WriteRequest`, from Prometheus'
+//! `prompb/remote.proto` and `prompb/types.proto`), hand-written with `prost` derives.
 //!
-//! What this is: the decode oracle for tests and test receivers. What this is not: the hot path;
-//! [`crate::encode`] writes the same bytes directly, without building these structs.
+//! What this is: the decode oracle for tests and for test receivers, plus [`decode_snappy`], the
+//! capped snappy + protobuf decode a receiver needs. What this is not: the hot-path encoder; the
+//! sender writes the wire format directly in [`crate::encode`] without building these structs.
+//! Native histograms (TimeSeries field 4) are left out: trawl does not send them, and prost skips
+//! unknown fields when decoding.
 
-/// `prometheus.WriteRequest`: field 2 is reserved; metadata is field 3.
+/// `prometheus.WriteRequest`: the body of a remote-write 1.0 request (field 2 is reserved).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
     /// The series, each with its samples.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
-    /// Metric metadata (type, help, unit).
+    /// Metric metadata (TYPE, HELP, UNIT), sent separately from samples in 1.0.
     #[prost(message, repeated, tag = "3")]
     pub metadata: Vec<MetricMetadata>,
 }
 
-/// `prometheus.TimeSeries`.
+/// `prometheus.TimeSeries`: one label set with its samples in timestamp order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimeSeries {
-    /// Sorted by name, `__name__` included.
+    /// Labels, sorted by name, `__name__` included.
     #[prost(message, repeated, tag = "1")]
     pub labels: Vec<Label>,
-    /// In timestamp order.
+    /// Samples, oldest first.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
-    /// Exemplars.
+    /// Exemplars (trawl sends none).
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
 }
@@ -43,10 +46,10 @@ pub struct Label {
 /// `prometheus.Sample`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Sample {
-    /// The value.
+    /// The value (StaleNaN marks staleness; compare bits, not values).
     #[prost(double, tag = "1")]
     pub value: f64,
-    /// Milliseconds since the epoch.
+    /// Milliseconds since the Unix epoch.
     #[prost(int64, tag = "2")]
     pub timestamp: i64,
 }
@@ -54,13 +57,13 @@ pub struct Sample {
 /// `prometheus.Exemplar`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Exemplar {
-    /// Exemplar labels (e.g. trace_id).
+    /// The exemplar's own labels (e.g. `trace_id`).
     #[prost(message, repeated, tag = "1")]
     pub labels: Vec<Label>,
-    /// The value.
+    /// The exemplar value.
     #[prost(double, tag = "2")]
     pub value: f64,
-    /// Milliseconds since the epoch.
+    /// Milliseconds since the Unix epoch.
     #[prost(int64, tag = "3")]
     pub timestamp: i64,
 }
@@ -68,27 +71,77 @@ pub struct Exemplar {
 /// `prometheus.MetricMetadata`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetricMetadata {
-    /// UNKNOWN=0, COUNTER=1, GAUGE=2, HISTOGRAM=3, GAUGEHISTOGRAM=4, SUMMARY=5, INFO=6, STATESET=7.
+    /// The metric type: 0 unknown, 1 counter, 2 gauge, 3 histogram, 4 gauge histogram,
+    /// 5 summary, 6 info, 7 stateset.
     #[prost(int32, tag = "1")]
     pub r#type: i32,
-    /// The family name.
+    /// The metric family name.
     #[prost(string, tag = "2")]
     pub metric_family_name: String,
     /// HELP text.
     #[prost(string, tag = "4")]
     pub help: String,
-    /// UNIT.
+    /// UNIT text.
     #[prost(string, tag = "5")]
     pub unit: String,
 }
 
-/// Decodes a snappy-compressed `WriteRequest`, refusing bodies that claim to decompress to more
-/// than `limit` bytes (a 10-byte header can otherwise ask for gigabytes; see crates.md).
-pub fn decode_snappy(body: &[u8], limit: usize) -> Result<WriteRequest, String> {
-    let len = snap::raw::decompress_len(body).map_err(|e| e.to_string())?;
+/// Why a remote-write body could not be decoded. Not retryable: the same bytes fail again.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The snappy header announces more than the caller allows (a decompression bomb guard).
+    #[error("decompressed body would be {len} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The length announced by the snappy header.
+        len: usize,
+        /// The caller's cap.
+        limit: usize,
+    },
+    /// Not a valid snappy raw block.
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    /// Not a valid `prometheus.WriteRequest`.
+    #[error("protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+}
+
+/// Decodes a remote-write 1.0 body: snappy raw block, then protobuf. The length announced in
+/// the snappy header is checked against `limit` before anything is allocated, because a 10-byte
+/// header can otherwise ask for gigabytes.
+pub fn decode_snappy(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
+    use prost::Message as _;
+    let len = snap::raw::decompress_len(body)?;
     if len > limit {
-        return Err(format!("decompressed size {len} over the limit {limit}"));
+        return Err(DecodeError::TooLarge { len, limit });
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| e.to_string())?;
-    <WriteRequest as prost::Message>::decode(&raw[..]).map_err(|e| e.to_string())
+    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    Ok(WriteRequest::decode(raw.as_slice())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    #[test]
+    fn round_trip_with_cap() {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label { name: "__name__".into(), value: "up".into() }],
+                samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
+                exemplars: vec![],
+            }],
+            metadata: vec![],
+        };
+        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+        assert_eq!(decode_snappy(&body, 1 << 20).unwrap(), req);
+        assert!(matches!(decode_snappy(&body, 4), Err(DecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn bomb_header_is_refused_before_allocating() {
+        // A varint header announcing ~4 GiB followed by nothing.
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode_snappy(&body, 64 << 20).is_err());
+    }
 }

@@ -1,73 +1,90 @@
-//! Remote-write 1.0 sender: one [`Endpoint`] per `remote_write` entry, with a bounded queue,
-//! per-series-ordered shards, batching, retries with backoff, and a flush on shutdown.
+//! Remote-write 1.0 sender: one [`Endpoint`] per `remote_write` entry.
 //!
-//! What this is: Prometheus' queue manager in small. Samples are queued (bounded by
-//! `queue_config.capacity` samples: a full queue makes the scrape loops wait, never drops), split
-//! to shards by a stable hash of the series so each series' samples stay in order, batched up to
-//! `max_samples_per_send` or `batch_send_deadline`, encoded ([`crate::encode`]) and POSTed with
-//! the headers the spec requires. 5xx, 429 (`retry_on_http_429`) and network errors are retried
-//! with the same body, with exponential backoff between `min_backoff` and `max_backoff`, honouring
-//! `Retry-After`; other 4xx drop the batch with an error log and a counter, as the spec demands
-//! (a sender MUST NOT retry them). What this is not: the durable outage buffer (a later stage).
+//! What this is: the `remote_write` config block (Prometheus' dialect, checked at load time), the
+//! sender's own metrics, and the endpoint handle the pipeline feeds batches into. Behind it,
+//! `queue` keeps a bounded, sharded queue (per-series order kept, shard count adjusted to the
+//! load as Prometheus' queue manager does) and `retry` makes the HTTP requests, with retries.
+//! What this is not: persistent buffering (there is no WAL; what is queued at exit is flushed up
+//! to a deadline, then counted as dropped), remote write 2.0, metadata, exemplars or native
+//! histograms (the config keys are accepted so Prometheus configs load; nothing is sent for them).
+//!
+//! # Protocol (remote write 1.0)
+//!
+//! Each request is a snappy-compressed (raw block) `prometheus.WriteRequest`, POSTed with the four
+//! reserved headers (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`,
+//! `User-Agent`) that configured `headers` cannot override. 5xx, 429 (when `retry_on_http_429`)
+//! and network errors are retried with the *same* body, with jittered exponential backoff or the
+//! server's `Retry-After`; any other non-2xx drops the request's samples with one ERROR log
+//! carrying the response body. Response bodies of 2xx answers are never interpreted.
+//!
+//! # Memory bounds
+//!
+//! `queue_config.capacity` samples per endpoint, queued or in flight, across all shards;
+//! [`Endpoint::send`] waits for room (back-pressure on the scrapers) rather than dropping.
+//! Each shard holds one encoder with reused buffers of about one request's size.
 
-use std::collections::{BTreeMap, HashMap};
+mod queue;
+mod retry;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::Duration as StdDuration;
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderName, HeaderValue};
 use serde::Deserialize;
-use tokio::sync::{Semaphore, mpsc};
 
-use crate::config::common::{Authorization, BasicAuth, Duration};
-use crate::config::{HttpClientConfig, TlsConfig};
-use crate::encode::Encoder;
-use crate::http_client::Client;
+use crate::config::common::{Authorization, BasicAuth, Duration, HttpClientConfig, TlsConfig};
+use crate::http_client;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
-use crate::ring::{Batch, Sample};
+use crate::ring::Batch;
 
-/// Header names the spec reserves; custom `headers` may not override them.
-mod headers {
+/// Header names remote write reserves; configured `headers` may not set them (any case).
+pub mod header {
+    /// `Content-Encoding`, always `snappy`.
+    pub const CONTENT_ENCODING: &str = "Content-Encoding";
+    /// `Content-Type`, always `application/x-protobuf` for 1.0.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// The protocol version header, `0.1.0` for 1.0.
     pub const VERSION: &str = "X-Prometheus-Remote-Write-Version";
-    pub const RESERVED: [&str; 4] =
-        ["content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent"];
+    /// `User-Agent`, `trawl/<version>`.
+    pub const USER_AGENT: &str = "User-Agent";
+    /// All of the above.
+    pub const RESERVED: [&str; 4] = [CONTENT_ENCODING, CONTENT_TYPE, VERSION, USER_AGENT];
 }
 
-/// The longest `Retry-After` we honour; a receiver asking for more gets this (a buggy or hostile
-/// header must not park a shard for hours while its queue fills).
-const MAX_RETRY_AFTER: StdDuration = StdDuration::from_secs(300);
+/// The only message trawl sends (remote write 1.0).
+pub const PROTOBUF_MESSAGE_V1: &str = "prometheus.WriteRequest";
 
-/// How much of an error response body is logged (the spec: log it verbatim, but bounded).
-const MAX_ERROR_BODY_BYTES: usize = 1024;
-
-/// `queue_config`, with Prometheus' defaults.
+/// `queue_config`, with Prometheus' defaults except `retry_on_http_429`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Samples buffered per endpoint before scrape loops have to wait.
+    /// Samples queued or in flight per endpoint before [`Endpoint::send`] waits. Prometheus
+    /// counts this per shard; trawl bounds the whole endpoint, which keeps memory predictable.
     pub capacity: usize,
-    /// Parallel senders (each keeps its series in order).
+    /// Most concurrent senders.
     pub max_shards: usize,
-    /// Shards to start with.
+    /// Fewest concurrent senders (and how many run at start).
     pub min_shards: usize,
-    /// Samples per request at most.
+    /// Most samples per request.
     pub max_samples_per_send: usize,
-    /// A partial batch is sent after this long.
+    /// Longest a sample waits for its request to fill up.
     pub batch_send_deadline: Duration,
-    /// First retry delay; doubled per attempt.
+    /// First retry delay; doubled per retry.
     pub min_backoff: Duration,
-    /// Largest retry delay.
+    /// Longest retry delay (a server's `Retry-After` may ask for longer).
     pub max_backoff: Duration,
-    /// Retry 429 responses. Prometheus defaults this to false; trawl defaults it to true
-    /// because the point of a per-node agent is to lose nothing, and a 429 from Mimir or
-    /// VictoriaMetrics is a request to slow down, not a verdict on the data.
+    /// Whether 429 Too Many Requests is retried.
+    ///
+    /// Prometheus defaults this to false; trawl defaults it to true. Prometheus re-reads
+    /// unsent samples from its WAL, trawl has no WAL: a dropped batch is lost for good, while
+    /// the receiver only asked us to slow down (Cortex, Mimir and Thanos answer 429 for
+    /// per-tenant rate limits). Retrying honours `Retry-After` and backs off, and the bounded
+    /// queue pushes back on the scrapers instead of growing. RW 1.0 allows retrying 429 (MAY).
     pub retry_on_http_429: bool,
-    /// Accepted for compatibility (Prometheus' sample age limit); not used yet.
-    pub sample_age_limit: Option<Duration>,
+    /// Samples older than this when their request is built are dropped (0: no limit).
+    pub sample_age_limit: Duration,
 }
 
 impl Default for QueueConfig {
@@ -81,76 +98,84 @@ impl Default for QueueConfig {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             retry_on_http_429: true,
-            sample_age_limit: None,
+            sample_age_limit: Duration::from_secs(0),
         }
     }
 }
 
-/// Accepted for compatibility with Prometheus configs (`metadata_config`); metadata is not sent yet.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// `metadata_config`: accepted for compatibility; trawl sends no metadata yet.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
-    /// Whether to send metadata.
-    #[serde(default)]
-    pub send: Option<bool>,
-    /// How often.
-    #[serde(default)]
-    pub send_interval: Option<Duration>,
-    /// Per request limit.
-    #[serde(default)]
-    pub max_samples_per_send: Option<usize>,
+    /// Whether metadata would be sent (Prometheus: true).
+    pub send: bool,
+    /// How often (Prometheus: 1m).
+    pub send_interval: Duration,
+    /// Most metadata entries per request (Prometheus: 500).
+    pub max_samples_per_send: usize,
 }
 
-/// One `remote_write` entry, validated at load time.
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 500 }
+    }
+}
+
+/// One `remote_write` entry. The HTTP client fields are direct fields rather than a flattened
+/// [`HttpClientConfig`] because serde's `flatten` ignores `deny_unknown_fields`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(try_from = "RawRemoteWriteConfig")]
 pub struct RemoteWriteConfig {
-    /// Where to POST.
+    /// Where to POST; http or https with a host.
     pub url: String,
-    /// Name used in logs and metrics (default: the URL).
+    /// Name used in logs and metrics instead of the URL.
     pub name: Option<String>,
-    /// Extra headers (not the reserved ones).
+    /// Extra request headers; may not set the reserved ones (see [`header::RESERVED`]).
     pub headers: BTreeMap<String, String>,
-    /// Per-request timeout.
+    /// Timeout of one request, body included.
     pub remote_timeout: Duration,
-    /// Queueing and retries.
+    /// Queue and retry tuning.
     pub queue_config: QueueConfig,
-    /// Rules applied to each series before it is sent to this endpoint.
+    /// Relabeling applied to every series before it is sent; a dropped series is not sent.
     pub write_relabel_configs: Vec<RelabelConfig>,
-    /// `prometheus.WriteRequest` (1.0) only for now.
+    /// `prometheus.WriteRequest` (the default) only.
     pub protobuf_message: Option<String>,
-    /// Accepted; exemplars are not sent yet.
+    /// Accepted; trawl sends no exemplars.
     pub send_exemplars: bool,
-    /// Accepted; native histograms are not scraped yet.
+    /// Accepted; trawl sends no native histograms.
     pub send_native_histograms: bool,
-    /// Accepted; see [`MetadataConfig`].
+    /// Accepted; trawl sends no metadata.
     pub metadata_config: MetadataConfig,
-    /// Auth.
+    /// HTTP basic auth.
     pub basic_auth: Option<BasicAuth>,
-    /// Auth.
+    /// `Authorization` header with a type.
     pub authorization: Option<Authorization>,
-    /// Auth.
+    /// Legacy inline bearer token.
     pub bearer_token: Option<String>,
-    /// Auth, re-read per request.
+    /// Legacy bearer token file (re-read for every request).
     pub bearer_token_file: Option<std::path::PathBuf>,
-    /// TLS.
+    /// TLS settings.
     pub tls_config: Option<TlsConfig>,
-    /// Whether to follow redirects (accepted; hyper does not follow them).
+    /// Not supported: a config that sets it is rejected rather than silently bypassing a proxy.
+    pub proxy_url: Option<String>,
+    /// Accepted; remote-write requests never follow redirects (a 3xx drops the batch, logged).
     pub follow_redirects: Option<bool>,
-    /// Accepted; HTTP/1.1 is used.
+    /// Accepted; trawl speaks HTTP/1.1.
     pub enable_http2: Option<bool>,
 }
 
+/// The wire shape of [`RemoteWriteConfig`]; checked by `TryFrom`, so errors carry the YAML
+/// position of the entry.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRemoteWriteConfig {
     url: String,
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::common::string_map")]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
-    remote_timeout: Option<Duration>,
+    #[serde(default = "default_remote_timeout")]
+    remote_timeout: Duration,
     #[serde(default)]
     queue_config: QueueConfig,
     #[serde(default)]
@@ -181,57 +206,19 @@ struct RawRemoteWriteConfig {
     enable_http2: Option<bool>,
 }
 
+fn default_remote_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
     type Error = String;
+
     fn try_from(r: RawRemoteWriteConfig) -> Result<Self, String> {
-        let uri: hyper::Uri =
-            r.url.parse().map_err(|e| format!("invalid remote_write url {:?}: {e}", r.url))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
-            return Err(format!("remote_write url {:?} must be http(s)://host[:port]/path", r.url));
-        }
-        for name in r.headers.keys() {
-            if headers::RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(format!("{name} is a reserved header. It must not be changed"));
-            }
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
-        }
-        for v in r.headers.values() {
-            HeaderValue::from_str(v).map_err(|_| format!("invalid header value {v:?}"))?;
-        }
-        if r.proxy_url.is_some() {
-            return Err("proxy_url is not supported by trawl yet".into());
-        }
-        match r.protobuf_message.as_deref() {
-            None | Some("prometheus.WriteRequest") => {}
-            Some(other) => {
-                return Err(format!(
-                    "protobuf_message {other:?} is not supported yet (only prometheus.WriteRequest)"
-                ));
-            }
-        }
-        let auths = [
-            r.basic_auth.is_some(),
-            r.authorization.is_some(),
-            r.bearer_token.is_some() || r.bearer_token_file.is_some(),
-        ];
-        if auths.iter().filter(|x| **x).count() > 1 {
-            return Err(
-                "at most one of basic_auth, authorization and bearer_token(_file) may be configured".into()
-            );
-        }
-        let q = &r.queue_config;
-        if q.max_samples_per_send == 0 || q.capacity == 0 || q.min_shards == 0 || q.max_shards < q.min_shards
-        {
-            return Err("queue_config: capacity, max_samples_per_send and min_shards must be positive, max_shards ≥ min_shards".into());
-        }
-        if q.min_backoff > q.max_backoff {
-            return Err("queue_config: min_backoff must not exceed max_backoff".into());
-        }
-        Ok(RemoteWriteConfig {
+        let cfg = RemoteWriteConfig {
             url: r.url,
             name: r.name,
             headers: r.headers,
-            remote_timeout: r.remote_timeout.unwrap_or(Duration::from_secs(30)),
+            remote_timeout: r.remote_timeout,
             queue_config: r.queue_config,
             write_relabel_configs: r.write_relabel_configs,
             protobuf_message: r.protobuf_message,
@@ -243,14 +230,41 @@ impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
             bearer_token: r.bearer_token,
             bearer_token_file: r.bearer_token_file,
             tls_config: r.tls_config,
+            proxy_url: r.proxy_url,
             follow_redirects: r.follow_redirects,
             enable_http2: r.enable_http2,
-        })
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
 impl RemoteWriteConfig {
-    /// The HTTP client settings of this endpoint.
+    /// A config for `url` with every default, as if only `url:` were written.
+    pub fn new(url: impl Into<String>) -> Self {
+        RemoteWriteConfig {
+            url: url.into(),
+            name: None,
+            headers: BTreeMap::new(),
+            remote_timeout: default_remote_timeout(),
+            queue_config: QueueConfig::default(),
+            write_relabel_configs: Vec::new(),
+            protobuf_message: None,
+            send_exemplars: false,
+            send_native_histograms: false,
+            metadata_config: MetadataConfig::default(),
+            basic_auth: None,
+            authorization: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls_config: None,
+            proxy_url: None,
+            follow_redirects: None,
+            enable_http2: None,
+        }
+    }
+
+    /// The HTTP client part, as the shared [`HttpClientConfig`].
     pub fn http_client_config(&self) -> HttpClientConfig {
         HttpClientConfig {
             basic_auth: self.basic_auth.clone(),
@@ -258,549 +272,485 @@ impl RemoteWriteConfig {
             bearer_token: self.bearer_token.clone(),
             bearer_token_file: self.bearer_token_file.clone(),
             tls_config: self.tls_config.clone(),
-            proxy_url: None,
+            proxy_url: self.proxy_url.clone(),
             follow_redirects: self.follow_redirects,
             enable_http2: self.enable_http2,
         }
     }
+
+    /// The name used in logs and the `endpoint` metric label: `name`, or else the URL.
+    pub fn endpoint_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+
+    /// The load-time checks. [`Endpoint::start`] runs them again for configs built in code.
+    pub fn validate(&self) -> Result<(), String> {
+        parse_url(&self.url)?;
+        for (name, value) in &self.headers {
+            if header::RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                return Err(format!("remote_write header {name:?} is reserved and cannot be set"));
+            }
+            hyper::header::HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("remote_write header name {name:?} is not valid"))?;
+            hyper::header::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("remote_write header {name:?} has a value not allowed in HTTP"))?;
+        }
+        match self.protobuf_message.as_deref() {
+            None | Some(PROTOBUF_MESSAGE_V1) => {}
+            Some(other) => {
+                return Err(format!(
+                    "protobuf_message {other:?} is not supported; trawl sends {PROTOBUF_MESSAGE_V1:?} \
+                     (remote write 1.0)"
+                ));
+            }
+        }
+        if self.proxy_url.is_some() {
+            return Err("proxy_url is not supported".into());
+        }
+        if self.remote_timeout.get().is_zero() {
+            return Err("remote_timeout must be greater than 0".into());
+        }
+        let q = &self.queue_config;
+        if q.capacity == 0 || q.capacity > MAX_CAPACITY {
+            return Err(format!("queue_config.capacity must be between 1 and {MAX_CAPACITY}"));
+        }
+        if q.max_samples_per_send == 0 {
+            return Err("queue_config.max_samples_per_send must be greater than 0".into());
+        }
+        if q.min_shards == 0 || q.max_shards < q.min_shards {
+            return Err("queue_config needs 1 <= min_shards <= max_shards".into());
+        }
+        if q.batch_send_deadline.get().is_zero() {
+            return Err("queue_config.batch_send_deadline must be greater than 0".into());
+        }
+        if q.min_backoff > q.max_backoff {
+            return Err("queue_config.min_backoff must not exceed max_backoff".into());
+        }
+        http_client::validate(&self.http_client_config()).map_err(|e| e.to_string())
+    }
 }
 
-/// The sender's counters, rendered on trawl's `/metrics`.
+/// Largest `queue_config.capacity`: what one semaphore acquire can ask for.
+const MAX_CAPACITY: usize = u32::MAX as usize;
+
+fn parse_url(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("remote_write url {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("remote_write url {url:?} must use http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("remote_write url {url:?} has no host"));
+    }
+    Ok(uri)
+}
+
+/// Why an endpoint could not start or no longer accepts samples. Not retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config failed validation.
+    #[error("invalid remote_write config: {0}")]
+    Config(String),
+    /// [`Endpoint::shutdown`] has begun (or the endpoint's tasks were stopped).
+    #[error("remote-write endpoint {0} is shutting down")]
+    ShuttingDown(String),
+}
+
+/// The sender's own counters and gauges, one set per endpoint. Updated with relaxed atomics;
+/// read by [`render`](Self::render).
 #[derive(Debug, Default)]
 pub struct RemoteWriteMetrics {
-    /// Samples the receiver accepted.
-    pub samples_sent: AtomicU64,
-    /// Samples dropped after a non-retryable answer (4xx other than 429).
-    pub samples_failed: AtomicU64,
-    /// Samples sent again after a retryable failure.
-    pub samples_retried: AtomicU64,
-    /// Samples dropped for other reasons (shutdown deadline, write relabeling excluded).
-    pub samples_dropped: AtomicU64,
-    /// Samples removed by `write_relabel_configs`.
-    pub samples_relabel_dropped: AtomicU64,
-    /// Compressed bytes sent (accepted requests).
-    pub bytes_sent: AtomicU64,
-    /// Requests by outcome: 2xx, retried, failed.
-    pub requests_ok: AtomicU64,
-    /// Requests answered with a retryable error or not answered.
-    pub requests_retried: AtomicU64,
-    /// Requests answered with a non-retryable error.
-    pub requests_failed: AtomicU64,
-    /// Samples queued and not yet sent.
-    pub pending_samples: AtomicI64,
-    /// Newest timestamp accepted by the receiver, in ms.
+    /// Samples in requests the receiver accepted (2xx).
+    pub samples_sent_total: AtomicU64,
+    /// Samples dropped after a non-retryable answer (4xx other than 429, 3xx).
+    pub samples_failed_total: AtomicU64,
+    /// Samples in requests that were retried, counted per retry.
+    pub samples_retried_total: AtomicU64,
+    /// Samples still unsent when the shutdown deadline passed.
+    pub samples_dropped_shutdown_total: AtomicU64,
+    /// Samples older than `sample_age_limit` when their request was built.
+    pub samples_dropped_too_old_total: AtomicU64,
+    /// Samples whose series `write_relabel_configs` dropped.
+    pub samples_dropped_relabel_total: AtomicU64,
+    /// Compressed bytes of the requests the receiver accepted.
+    pub bytes_sent_total: AtomicU64,
+    /// Requests answered 2xx.
+    pub requests_success_total: AtomicU64,
+    /// Attempts that failed with a retryable error (5xx, 429, network, timeout).
+    pub requests_retried_total: AtomicU64,
+    /// Requests dropped after a non-retryable answer.
+    pub requests_failed_total: AtomicU64,
+    /// Samples accepted by [`Endpoint::send`] and not yet sent, failed or dropped.
+    pub queue_length: AtomicI64,
+    /// `queue_config.capacity`.
+    pub queue_capacity: AtomicU64,
+    /// Current number of shards.
+    pub shards: AtomicU64,
+    /// Highest sample timestamp the receiver accepted, in ms (0: none yet).
     pub highest_sent_timestamp_ms: AtomicI64,
+    /// When the last failed attempt happened, in ms since the epoch (0: never).
+    pub last_send_error_timestamp_ms: AtomicI64,
+    /// The last failed attempt's error, for status pages.
+    last_send_error: Mutex<Option<String>>,
 }
 
+/// One metric family: name suffix, type, help, and how to read it for one endpoint.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// `(extra label, value)` pairs for one endpoint; the extra label is `""` for none.
+    values: fn(&RemoteWriteMetrics) -> Vec<(&'static str, f64)>,
+}
+
+fn load(a: &AtomicU64) -> f64 {
+    a.load(Relaxed) as f64
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "samples_sent_total",
+        kind: "counter",
+        help: "Samples in remote-write requests the receiver accepted.",
+        values: |m| vec![("", load(&m.samples_sent_total))],
+    },
+    Family {
+        name: "samples_failed_total",
+        kind: "counter",
+        help: "Samples dropped after a non-retryable answer from the receiver.",
+        values: |m| vec![("", load(&m.samples_failed_total))],
+    },
+    Family {
+        name: "samples_retried_total",
+        kind: "counter",
+        help: "Samples in remote-write requests that were retried, counted per retry.",
+        values: |m| vec![("", load(&m.samples_retried_total))],
+    },
+    Family {
+        name: "samples_dropped_total",
+        kind: "counter",
+        help: "Samples dropped before being sent, by reason.",
+        values: |m| {
+            vec![
+                ("reason=\"shutdown\"", load(&m.samples_dropped_shutdown_total)),
+                ("reason=\"too_old\"", load(&m.samples_dropped_too_old_total)),
+                ("reason=\"write_relabel\"", load(&m.samples_dropped_relabel_total)),
+            ]
+        },
+    },
+    Family {
+        name: "bytes_sent_total",
+        kind: "counter",
+        help: "Compressed bytes of remote-write requests the receiver accepted.",
+        values: |m| vec![("", load(&m.bytes_sent_total))],
+    },
+    Family {
+        name: "requests_total",
+        kind: "counter",
+        help: "Remote-write request attempts, by outcome.",
+        values: |m| {
+            vec![
+                ("outcome=\"success\"", load(&m.requests_success_total)),
+                ("outcome=\"retried\"", load(&m.requests_retried_total)),
+                ("outcome=\"failed\"", load(&m.requests_failed_total)),
+            ]
+        },
+    },
+    Family {
+        name: "queue_length",
+        kind: "gauge",
+        help: "Samples queued or in flight.",
+        values: |m| vec![("", m.queue_length.load(Relaxed) as f64)],
+    },
+    Family {
+        name: "queue_capacity",
+        kind: "gauge",
+        help: "Most samples queued or in flight before senders wait.",
+        values: |m| vec![("", load(&m.queue_capacity))],
+    },
+    Family {
+        name: "shards",
+        kind: "gauge",
+        help: "Concurrent senders.",
+        values: |m| vec![("", load(&m.shards))],
+    },
+    Family {
+        name: "highest_sent_timestamp_seconds",
+        kind: "gauge",
+        help: "Highest sample timestamp the receiver accepted, in seconds since the epoch.",
+        values: |m| vec![("", m.highest_sent_timestamp_ms.load(Relaxed) as f64 / 1000.0)],
+    },
+    Family {
+        name: "last_send_error_timestamp_seconds",
+        kind: "gauge",
+        help: "When the last remote-write attempt failed, in seconds since the epoch (0: never).",
+        values: |m| vec![("", m.last_send_error_timestamp_ms.load(Relaxed) as f64 / 1000.0)],
+    },
+];
+
+/// Prefix of every metric name.
+const METRIC_PREFIX: &str = "trawl_remote_write_";
+
 impl RemoteWriteMetrics {
-    /// Appends this endpoint's metrics in the text format.
+    /// Renders this endpoint's metrics in the Prometheus text format, with HELP and TYPE.
     pub fn render(&self, endpoint: &str, out: &mut String) {
-        let e = crate::labels::escape_value(endpoint);
-        let rows: [(&str, &str, &str, f64); 11] = [
-            (
-                "samples_sent_total",
-                "counter",
-                "Samples accepted by the receiver.",
-                self.samples_sent.load(Relaxed) as f64,
-            ),
-            (
-                "samples_failed_total",
-                "counter",
-                "Samples dropped after a non-retryable error.",
-                self.samples_failed.load(Relaxed) as f64,
-            ),
-            (
-                "samples_retried_total",
-                "counter",
-                "Samples sent again after a retryable error.",
-                self.samples_retried.load(Relaxed) as f64,
-            ),
-            (
-                "samples_dropped_total",
-                "counter",
-                "Samples dropped unsent (shutdown deadline).",
-                self.samples_dropped.load(Relaxed) as f64,
-            ),
-            (
-                "samples_relabel_dropped_total",
-                "counter",
-                "Samples removed by write_relabel_configs.",
-                self.samples_relabel_dropped.load(Relaxed) as f64,
-            ),
-            (
-                "bytes_sent_total",
-                "counter",
-                "Compressed bytes accepted by the receiver.",
-                self.bytes_sent.load(Relaxed) as f64,
-            ),
-            (
-                "requests_ok_total",
-                "counter",
-                "Requests answered with 2xx.",
-                self.requests_ok.load(Relaxed) as f64,
-            ),
-            (
-                "requests_retried_total",
-                "counter",
-                "Requests that failed retryably.",
-                self.requests_retried.load(Relaxed) as f64,
-            ),
-            (
-                "requests_failed_total",
-                "counter",
-                "Requests answered with a non-retryable error.",
-                self.requests_failed.load(Relaxed) as f64,
-            ),
-            (
-                "pending_samples",
-                "gauge",
-                "Samples queued and not yet accepted.",
-                self.pending_samples.load(Relaxed) as f64,
-            ),
-            (
-                "highest_sent_timestamp_seconds",
-                "gauge",
-                "Newest sample timestamp accepted by the receiver.",
-                self.highest_sent_timestamp_ms.load(Relaxed) as f64 / 1000.0,
-            ),
-        ];
-        for (name, kind, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP trawl_remote_write_{name} {help}\n# TYPE trawl_remote_write_{name} {kind}\n\
-                 trawl_remote_write_{name}{{endpoint=\"{e}\"}} {v}"
-            );
+        Self::render_all([(endpoint, self)], out);
+    }
+
+    /// Renders several endpoints' metrics with each family's HELP and TYPE written once, as the
+    /// text format requires when more than one endpoint is configured.
+    pub fn render_all<'a, I>(endpoints: I, out: &mut String)
+    where
+        I: IntoIterator<Item = (&'a str, &'a RemoteWriteMetrics)>,
+        I::IntoIter: Clone,
+    {
+        let endpoints = endpoints.into_iter();
+        for f in FAMILIES {
+            let _ = writeln!(out, "# HELP {METRIC_PREFIX}{} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {METRIC_PREFIX}{} {}", f.name, f.kind);
+            for (endpoint, m) in endpoints.clone() {
+                for (extra, v) in (f.values)(m) {
+                    let sep = if extra.is_empty() { "" } else { "," };
+                    let endpoint = crate::labels::escape_value(endpoint);
+                    let _ =
+                        writeln!(out, "{METRIC_PREFIX}{}{{endpoint=\"{endpoint}\"{sep}{extra}}} {v}", f.name);
+                }
+            }
+        }
+    }
+
+    /// The last failed attempt's error message, if any attempt has failed.
+    pub fn last_send_error(&self) -> Option<String> {
+        self.last_send_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn record_error(&self, message: String) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.last_send_error_timestamp_ms.store(now_ms, Relaxed);
+        if let Ok(mut e) = self.last_send_error.lock() {
+            *e = Some(message);
         }
     }
 }
 
-/// Why an endpoint refused work. Not retryable: the endpoint is shutting down or misconfigured.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The endpoint has begun shutting down.
-    #[error("remote write endpoint {0} is shut down")]
-    Closed(String),
-    /// The configured URL or headers are not usable.
-    #[error("remote write endpoint {0}: {1}")]
-    Config(String, String),
-}
-
-/// A running endpoint: its queue and sender shards.
+/// One remote-write destination: a bounded queue feeding sender shards.
+#[derive(Debug)]
 pub struct Endpoint {
     name: String,
     metrics: Arc<RemoteWriteMetrics>,
-    /// Free queue slots, in samples.
-    room: Arc<Semaphore>,
-    capacity: usize,
-    shards: Vec<mpsc::UnboundedSender<Batch>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Tells the shards the time by which they must give up on a shutdown flush.
-    deadline: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
-    rules: Vec<RelabelConfig>,
-    relabel_cache: std::sync::Mutex<RelabelCache>,
-}
-
-/// Per-series outcome of `write_relabel_configs`, keyed by the address of the shared label set
-/// (the scrape loops reuse one `Arc` per series, so this is a pointer lookup per sample). The
-/// entry keeps its `Arc`, so an address cannot be reused while cached; the cache is cleared when
-/// it outgrows [`RELABEL_CACHE_MAX`] entries so churned series do not pile up.
-type RelabelCache = HashMap<usize, (Arc<Labels>, Option<Arc<Labels>>)>;
-const RELABEL_CACHE_MAX: usize = 1 << 20;
-
-/// What every shard of an endpoint shares.
-struct Shared {
-    name: String,
-    uri: hyper::Uri,
-    client: Client,
-    custom: Vec<(HeaderName, HeaderValue)>,
-    http: HttpClientConfig,
-    timeout: StdDuration,
-    queue: QueueConfig,
-    metrics: Arc<RemoteWriteMetrics>,
-    external: Arc<Labels>,
+    queue: queue::Queue,
 }
 
 impl Endpoint {
-    /// Starts the sender tasks on the current Tokio runtime.
+    /// Starts the sender task(s) on the current Tokio runtime.
     pub fn start(
         cfg: RemoteWriteConfig,
         external_labels: Arc<Labels>,
-        client: Client,
+        client: http_client::Client,
     ) -> Result<Endpoint, Error> {
-        let name = cfg.name.clone().unwrap_or_else(|| cfg.url.clone());
-        let uri: hyper::Uri = cfg.url.parse().map_err(|e| Error::Config(name.clone(), format!("{e}")))?;
+        cfg.validate().map_err(Error::Config)?;
+        let uri = parse_url(&cfg.url).map_err(Error::Config)?;
+        let mut headers = Vec::with_capacity(cfg.headers.len());
+        for (name, value) in &cfg.headers {
+            let name = hyper::header::HeaderName::try_from(name.as_str())
+                .map_err(|e| Error::Config(format!("header {name:?}: {e}")))?;
+            let value = hyper::header::HeaderValue::try_from(value.as_str())
+                .map_err(|e| Error::Config(format!("header {name:?}: {e}")))?;
+            headers.push((name, value));
+        }
+        let name = cfg.endpoint_name().to_owned();
         let metrics = Arc::new(RemoteWriteMetrics::default());
-        let q = cfg.queue_config.clone();
-        // Shards are fixed at min_shards for now; scaling with the backlog comes with the
-        // outage buffer. One shard keeps up with a dense node: encoding is a copy per sample.
-        let n = q.min_shards.max(1);
-        let custom = cfg
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?))
-            })
-            .collect();
-        let shared = Arc::new(Shared {
+        metrics.queue_capacity.store(cfg.queue_config.capacity as u64, Relaxed);
+        let target = retry::Target {
             name: name.clone(),
             uri,
-            client,
-            custom,
+            headers,
             http: cfg.http_client_config(),
-            timeout: cfg.remote_timeout.get(),
-            queue: q.clone(),
+            client,
+            remote_timeout: cfg.remote_timeout.get(),
+            min_backoff: cfg.queue_config.min_backoff.get(),
+            max_backoff: cfg.queue_config.max_backoff.get(),
+            retry_on_http_429: cfg.queue_config.retry_on_http_429,
             metrics: metrics.clone(),
+        };
+        let queue = queue::Queue::start(queue::Settings {
+            target,
             external: external_labels,
+            relabel: cfg.write_relabel_configs,
+            capacity: cfg.queue_config.capacity,
+            min_shards: cfg.queue_config.min_shards,
+            max_shards: cfg.queue_config.max_shards,
+            max_samples_per_send: cfg.queue_config.max_samples_per_send,
+            batch_send_deadline: cfg.queue_config.batch_send_deadline.get(),
+            sample_age_limit: cfg.queue_config.sample_age_limit.get(),
         });
-        let room = Arc::new(Semaphore::new(q.capacity));
-        let (deadline, deadline_rx) = tokio::sync::watch::channel(None);
-        let mut shards = Vec::new();
-        let mut tasks = Vec::new();
-        for _ in 0..n {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tasks.push(tokio::spawn(shard(shared.clone(), rx, room.clone(), deadline_rx.clone())));
-            shards.push(tx);
-        }
-        Ok(Endpoint {
-            name,
-            metrics,
-            room,
-            capacity: q.capacity,
-            shards,
-            tasks,
-            deadline,
-            rules: cfg.write_relabel_configs,
-            relabel_cache: std::sync::Mutex::default(),
+        tracing::info!(
+            endpoint = %name,
+            shards = cfg.queue_config.min_shards,
+            capacity = cfg.queue_config.capacity,
+            "Remote-write endpoint started."
+        );
+        Ok(Endpoint { name, metrics, queue })
+    }
+
+    /// Enqueues a scrape's batch. Waits when the queue is full (back-pressure on the scraper),
+    /// never drops silently; returns `Err` only after shutdown began.
+    pub async fn send(&self, batch: Batch) -> Result<(), Error> {
+        self.queue.send(batch).await.map_err(|lost| {
+            if lost > 0 {
+                self.metrics.samples_dropped_shutdown_total.fetch_add(lost as u64, Relaxed);
+            }
+            Error::ShuttingDown(self.name.clone())
         })
     }
 
-    /// The endpoint's name in logs and metrics.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The endpoint's counters.
+    /// This endpoint's metrics.
     pub fn metrics(&self) -> &Arc<RemoteWriteMetrics> {
         &self.metrics
     }
 
-    /// Queues a scrape's batch. Waits while the queue is full (back-pressure on the scraper);
-    /// never drops. Errors only once shutdown has begun.
-    pub async fn send(&self, batch: Batch) -> Result<(), Error> {
-        let mut batch = self.write_relabel(batch);
-        while !batch.is_empty() {
-            // A batch larger than the whole queue goes in pieces, so it can never wait forever.
-            let take = batch.len().min(self.capacity);
-            let rest = batch.split_off(take);
-            let permits =
-                self.room.acquire_many(take as u32).await.map_err(|_| Error::Closed(self.name.clone()))?;
-            permits.forget();
-            self.metrics.pending_samples.fetch_add(take as i64, Relaxed);
-            if self.shards.len() == 1 {
-                self.shards[0].send(batch).map_err(|_| Error::Closed(self.name.clone()))?;
-            } else {
-                let mut parts: Vec<Batch> = vec![Vec::new(); self.shards.len()];
-                for s in batch {
-                    let i = (series_hash(&s.series) % self.shards.len() as u64) as usize;
-                    parts[i].push(s);
-                }
-                for (tx, part) in self.shards.iter().zip(parts) {
-                    if !part.is_empty() {
-                        tx.send(part).map_err(|_| Error::Closed(self.name.clone()))?;
-                    }
-                }
-            }
-            batch = rest;
-        }
-        Ok(())
+    /// The endpoint's name: the configured `name`, or else the URL.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    fn write_relabel(&self, mut batch: Batch) -> Batch {
-        if self.rules.is_empty() {
-            return batch;
-        }
-        let mut cache = self.relabel_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() > RELABEL_CACHE_MAX {
-            cache.clear();
-        }
-        let before = batch.len();
-        batch.retain_mut(|s| {
-            let key = Arc::as_ptr(&s.series) as usize;
-            let out = cache
-                .entry(key)
-                .or_insert_with(|| {
-                    let mut l = (*s.series).clone();
-                    let kept = crate::relabel::process(&self.rules, &mut l) && !l.is_empty();
-                    (s.series.clone(), kept.then(|| Arc::new(l)))
-                })
-                .1
-                .clone();
-            match out {
-                Some(l) => {
-                    s.series = l;
-                    true
-                }
-                None => false,
-            }
-        });
-        self.metrics.samples_relabel_dropped.fetch_add((before - batch.len()) as u64, Relaxed);
-        batch
-    }
-
-    /// Stops accepting, sends everything queued (with retries) until `deadline` from now, then
-    /// stops; what is still unsent then is counted as dropped and logged.
-    pub async fn shutdown(self, deadline: StdDuration) {
-        let until = tokio::time::Instant::now() + deadline;
-        let _ = self.deadline.send(Some(until));
-        self.room.close();
-        drop(self.shards);
-        for t in self.tasks {
-            let _ = t.await;
+    /// Stops accepting, flushes everything queued (with retries) until `deadline`, then stops;
+    /// samples still unsent at the deadline are counted as dropped and logged.
+    pub async fn shutdown(self, deadline: std::time::Duration) {
+        let started = tokio::time::Instant::now();
+        self.queue.shutdown(started + deadline).await;
+        let lost = self.metrics.queue_length.swap(0, Relaxed).max(0) as u64;
+        if lost > 0 {
+            self.metrics.samples_dropped_shutdown_total.fetch_add(lost, Relaxed);
+            tracing::error!(
+                endpoint = %self.name,
+                samples = lost,
+                deadline_ms = deadline.as_millis() as u64,
+                "Remote-write samples still unsent at the shutdown deadline were dropped."
+            );
+        } else {
+            tracing::info!(
+                endpoint = %self.name,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Remote-write endpoint flushed and stopped."
+            );
         }
     }
-}
-
-/// A stable hash of a series' labels, for shard choice (the same across restarts).
-fn series_hash(l: &Labels) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for x in l.iter() {
-        h.update(x.name.as_bytes());
-        h.update(&[0xff]);
-        h.update(x.value.as_bytes());
-        h.update(&[0xff]);
-    }
-    h.digest()
-}
-
-/// One shard: batches samples and sends them in order, retrying until accepted or refused.
-async fn shard(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    room: Arc<Semaphore>,
-    deadline: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
-) {
-    let max = shared.queue.max_samples_per_send;
-    let mut pending: Vec<Sample> = Vec::with_capacity(max);
-    let mut encoder = Encoder::new(shared.external.clone());
-    let mut open = true;
-    while open || !pending.is_empty() {
-        // Fill up to a full batch, or until `batch_send_deadline` after the first pending sample.
-        let mut flush_at = (!pending.is_empty())
-            .then(|| tokio::time::Instant::now() + shared.queue.batch_send_deadline.get());
-        while open && pending.len() < max {
-            let sleep_until = flush_at.unwrap_or_else(tokio::time::Instant::now);
-            tokio::select! {
-                b = rx.recv() => match b {
-                    Some(b) => {
-                        if flush_at.is_none() {
-                            flush_at = Some(tokio::time::Instant::now() + shared.queue.batch_send_deadline.get());
-                        }
-                        pending.extend(b);
-                    }
-                    None => open = false,
-                },
-                _ = tokio::time::sleep_until(sleep_until), if flush_at.is_some() => break,
-            }
-        }
-        while !pending.is_empty() {
-            let n = pending.len().min(max);
-            let chunk: Vec<Sample> = pending.drain(..n).collect();
-            let sent = send_with_retries(&shared, &mut encoder, &chunk, &deadline).await;
-            room.add_permits(n);
-            shared.metrics.pending_samples.fetch_sub(n as i64, Relaxed);
-            if !sent {
-                // Shutdown deadline passed: everything still queued is lost.
-                let mut lost = n + pending.len();
-                pending.clear();
-                while let Ok(b) = rx.try_recv() {
-                    lost += b.len();
-                }
-                shared.metrics.samples_dropped.fetch_add(lost as u64, Relaxed);
-                tracing::error!(endpoint = %shared.name, samples = lost, "Shutdown deadline reached; dropping unsent samples.");
-                return;
-            }
-            if open && pending.len() < max {
-                break;
-            }
-        }
-    }
-}
-
-/// How a send attempt ended.
-enum Outcome {
-    Ok,
-    /// Retry, after at least this long if the receiver said so.
-    Retry(Option<StdDuration>, String),
-    /// Drop the batch.
-    Drop(String),
-}
-
-/// Sends one chunk until it is accepted (true), refused (true: it is dropped and counted), or the
-/// shutdown deadline passes (false).
-async fn send_with_retries(
-    shared: &Shared,
-    encoder: &mut Encoder,
-    chunk: &[Sample],
-    deadline: &tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
-) -> bool {
-    let body = match encoder.encode(chunk) {
-        Ok(b) => Bytes::copy_from_slice(b),
-        Err(e) => {
-            shared.metrics.samples_failed.fetch_add(chunk.len() as u64, Relaxed);
-            tracing::error!(endpoint = %shared.name, error = %e, samples = chunk.len(), "Encoding failed; dropping samples.");
-            return true;
-        }
-    };
-    let mut backoff = shared.queue.min_backoff.get();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match post(shared, body.clone()).await {
-            Outcome::Ok => {
-                let m = &shared.metrics;
-                m.samples_sent.fetch_add(chunk.len() as u64, Relaxed);
-                m.bytes_sent.fetch_add(body.len() as u64, Relaxed);
-                m.requests_ok.fetch_add(1, Relaxed);
-                if let Some(newest) = chunk.iter().map(|s| s.timestamp_ms).max() {
-                    m.highest_sent_timestamp_ms.fetch_max(newest, Relaxed);
-                }
-                return true;
-            }
-            Outcome::Drop(reason) => {
-                shared.metrics.samples_failed.fetch_add(chunk.len() as u64, Relaxed);
-                shared.metrics.requests_failed.fetch_add(1, Relaxed);
-                tracing::error!(endpoint = %shared.name, samples = chunk.len(), error = %reason, "Remote write refused the batch; dropping it (not retryable).");
-                return true;
-            }
-            Outcome::Retry(after, reason) => {
-                shared.metrics.requests_retried.fetch_add(1, Relaxed);
-                shared.metrics.samples_retried.fetch_add(chunk.len() as u64, Relaxed);
-                let wait = match after {
-                    Some(a) => a.min(MAX_RETRY_AFTER),
-                    None => jitter(backoff),
-                };
-                tracing::warn!(endpoint = %shared.name, attempt, error = %reason, retry_in = ?wait, "Remote write failed; retrying.");
-                backoff = (backoff * 2).min(shared.queue.max_backoff.get());
-                let give_up = *deadline.borrow();
-                if let Some(d) = give_up
-                    && tokio::time::Instant::now() + wait > d
-                {
-                    return false;
-                }
-                let mut deadline = deadline.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    // Shutdown began while we waited: re-check against its deadline.
-                    _ = deadline.changed() => {}
-                }
-            }
-        }
-    }
-}
-
-/// Full jitter in [d/2, d], so shards that failed together do not retry in lockstep.
-fn jitter(d: StdDuration) -> StdDuration {
-    let half = d / 2;
-    half + half.mul_f64(rand::random::<f64>())
-}
-
-async fn post(shared: &Shared, body: Bytes) -> Outcome {
-    let mut req = hyper::Request::post(shared.uri.clone())
-        .header(header::CONTENT_ENCODING, "snappy")
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .header(headers::VERSION, "0.1.0")
-        .header(header::USER_AGENT, crate::USER_AGENT);
-    for (k, v) in &shared.custom {
-        req = req.header(k, v);
-    }
-    match crate::http_client::auth_header(&shared.http) {
-        Ok(Some(a)) => req = req.header(header::AUTHORIZATION, a),
-        Ok(None) => {}
-        Err(e) => return Outcome::Retry(None, format!("credentials: {e}")),
-    }
-    let req = match req.body(Full::new(body)) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Drop(format!("building the request: {e}")),
-    };
-    let resp = match tokio::time::timeout(shared.timeout, shared.client.request(req)).await {
-        Err(_) => return Outcome::Retry(None, "request timed out".into()),
-        Ok(Err(e)) => return Outcome::Retry(None, crate::fetch::error_chain(&e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    if status.is_success() {
-        // The spec: MUST ignore the body of a 2xx. Drain it so the connection can be reused.
-        let _ = tokio::time::timeout(shared.timeout, resp.into_body().collect()).await;
-        return Outcome::Ok;
-    }
-    let retry_after =
-        resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let body = match tokio::time::timeout(shared.timeout, resp.into_body().collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        _ => Bytes::new(),
-    };
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY_BYTES)]).into_owned();
-    let reason = format!("server returned HTTP status {status}: {}", text.trim_end());
-    if status.is_server_error() || (status.as_u16() == 429 && shared.queue.retry_on_http_429) {
-        Outcome::Retry(retry_after, reason)
-    } else {
-        Outcome::Drop(reason)
-    }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<StdDuration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(StdDuration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(yaml: &str) -> Result<RemoteWriteConfig, String> {
+    fn parse(yaml: &str) -> Result<RemoteWriteConfig, String> {
         serde_saphyr::from_str::<RemoteWriteConfig>(yaml).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn defaults_and_validation() {
-        let c = load("url: http://r:9090/api/v1/write\n").unwrap();
-        assert_eq!(c.queue_config, QueueConfig::default());
+    fn defaults_match_prometheus_except_429() {
+        let c = parse("url: http://localhost:9090/api/v1/write\n").unwrap();
+        assert_eq!(c, RemoteWriteConfig::new("http://localhost:9090/api/v1/write"));
+        let q = &c.queue_config;
+        assert_eq!((q.capacity, q.max_shards, q.min_shards, q.max_samples_per_send), (10_000, 50, 1, 2_000));
+        assert_eq!(q.batch_send_deadline, Duration::from_secs(5));
+        assert_eq!(q.min_backoff, Duration::from_millis(30));
+        assert_eq!(q.max_backoff, Duration::from_secs(5));
+        assert!(q.retry_on_http_429, "trawl retries 429 by default (no WAL to replay from)");
         assert_eq!(c.remote_timeout, Duration::from_secs(30));
-        // (yaml, fragment, why)
-        let bad: &[(&str, &str, &str)] = &[
-            ("url: ftp://r/\n", "must be http", "scheme"),
-            ("url: http://r/\nheaders:\n  Content-Type: x\n", "reserved header", "reserved header"),
-            ("url: http://r/\nqueue_config:\n  capacity: 0\n", "must be positive", "zero capacity"),
-            ("url: http://r/\nbogus: 1\n", "unknown field", "unknown field"),
-            ("url: http://r/\nbearer_token: a\nbasic_auth: {username: u}\n", "at most one", "two auths"),
+        assert_eq!(c.endpoint_name(), "http://localhost:9090/api/v1/write");
+    }
+
+    #[test]
+    fn full_block_parses() {
+        let c = parse(
+            "url: https://mimir.example/api/v1/push\n\
+             name: mimir\n\
+             remote_timeout: 10s\n\
+             headers:\n  X-Scope-OrgID: tenant-1\n\
+             queue_config:\n  capacity: 500\n  max_shards: 4\n  retry_on_http_429: false\n\
+             write_relabel_configs:\n  - source_labels: [__name__]\n    regex: go_.*\n    action: drop\n\
+             protobuf_message: prometheus.WriteRequest\n\
+             send_exemplars: false\n\
+             metadata_config:\n  send: false\n\
+             basic_auth:\n  username: u\n  password: p\n\
+             tls_config:\n  insecure_skip_verify: true\n\
+             follow_redirects: true\n\
+             enable_http2: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.endpoint_name(), "mimir");
+        assert_eq!(c.queue_config.capacity, 500);
+        assert_eq!(c.queue_config.max_samples_per_send, 2_000, "unset keys keep their default");
+        assert!(!c.queue_config.retry_on_http_429);
+        assert_eq!(c.headers.get("X-Scope-OrgID").map(String::as_str), Some("tenant-1"));
+        assert_eq!(c.write_relabel_configs.len(), 1);
+        assert_eq!(c.http_client_config().basic_auth.map(|b| b.username), Some("u".to_owned()));
+    }
+
+    #[test]
+    fn rejections() {
+        // (yaml, expected fragment of the error, why)
+        let cases: &[(&str, &str, &str)] = &[
+            ("url: ftp://x/y\n", "http or https", "scheme"),
+            ("url: http:///write\n", "", "no host"),
+            ("url: /api/v1/write\n", "http or https", "relative URL"),
+            ("url: http://x/\nheaders:\n  content-type: text/plain\n", "reserved", "reserved, any case"),
+            ("url: http://x/\nheaders:\n  User-Agent: curl\n", "reserved", "User-Agent is reserved"),
+            (
+                "url: http://x/\nheaders:\n  X-Prometheus-Remote-Write-Version: 2.0.0\n",
+                "reserved",
+                "version header",
+            ),
+            ("url: http://x/\nprotobuf_message: io.prometheus.write.v2.Request\n", "not supported", "v2"),
+            ("url: http://x/\nproxy_url: http://proxy:3128\n", "proxy_url", "proxies"),
+            ("url: http://x/\nsigv4: {}\n", "sigv4", "unknown field"),
+            ("url: http://x/\nqueue_config:\n  capacity: 0\n", "capacity", "zero capacity"),
+            ("url: http://x/\nqueue_config:\n  min_shards: 5\n  max_shards: 2\n", "min_shards", "shards"),
+            ("url: http://x/\nqueue_config:\n  bogus: 1\n", "bogus", "unknown queue key"),
+            ("url: http://x/\nbearer_token: a\nbearer_token_file: /f\n", "at most one", "two tokens"),
         ];
-        for (y, frag, why) in bad {
-            let e = load(y).unwrap_err();
-            assert!(e.contains(frag), "{why}: {e}");
+        for (yaml, want, why) in cases {
+            let err = parse(yaml).expect_err(why);
+            assert!(err.contains(want), "{why}: {err}");
         }
     }
 
     #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("3"), Some(StdDuration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(StdDuration::ZERO),
-            "a past date: retry now"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
+    fn reserved_header_error_has_a_position() {
+        let yaml = "remote_write:\n  - url: http://x/\n    headers:\n      Content-Encoding: gzip\n";
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            remote_write: Vec<RemoteWriteConfig>,
+        }
+        let err = serde_saphyr::from_str::<File>(yaml).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+        assert!(err.contains("line 2"), "the entry's position is reported: {err}");
     }
 
     #[test]
-    fn jitter_stays_in_range() {
-        for _ in 0..100 {
-            let j = jitter(StdDuration::from_millis(100));
-            assert!(j >= StdDuration::from_millis(50) && j <= StdDuration::from_millis(100));
-        }
+    fn render_has_help_type_and_endpoint_label() {
+        let m = RemoteWriteMetrics::default();
+        m.samples_sent_total.store(7, Relaxed);
+        m.highest_sent_timestamp_ms.store(1_500, Relaxed);
+        let mut out = String::new();
+        m.render("http://a/\"q\"", &mut out);
+        assert!(out.contains("# HELP trawl_remote_write_samples_sent_total "));
+        assert!(out.contains("# TYPE trawl_remote_write_samples_sent_total counter\n"));
+        assert!(out.contains("trawl_remote_write_samples_sent_total{endpoint=\"http://a/\\\"q\\\"\"} 7\n"));
+        assert!(out.contains(
+            "trawl_remote_write_requests_total{endpoint=\"http://a/\\\"q\\\"\",outcome=\"success\"} 0\n"
+        ));
+        assert!(out.contains(
+            "trawl_remote_write_highest_sent_timestamp_seconds{endpoint=\"http://a/\\\"q\\\"\"} 1.5\n"
+        ));
+
+        let other = RemoteWriteMetrics::default();
+        let mut two = String::new();
+        RemoteWriteMetrics::render_all([("a", &m), ("b", &other)], &mut two);
+        assert_eq!(two.matches("# TYPE trawl_remote_write_samples_sent_total ").count(), 1);
+        assert_eq!(two.matches("trawl_remote_write_samples_sent_total{").count(), 2);
     }
 }

@@ -209,11 +209,7 @@ async fn receiver_outage_loses_nothing() {
     let enough = eventually(WAIT, async || (target.hits("/counter") >= 10).then_some(())).await;
     assert!(enough.is_some());
     let metrics = trawl.metrics().await;
-    let retried: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("trawl_remote_write_requests_retried_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let retried = support::metric_sum(&metrics, "trawl_remote_write_requests_total", "outcome=\"retried\"");
     assert!(retried >= 2.0, "the outage made trawl retry:\n{metrics}");
     assert_eq!(trawl.interrupt(), Some(0), "{}", trawl.proc.log());
     let scrapes = target.hits("/counter");
@@ -256,11 +252,7 @@ async fn receiver_answering_400_causes_no_retry_storm() {
         target.hits("/m")
     );
     let metrics = trawl.metrics().await;
-    let failed: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("trawl_remote_write_samples_failed_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let failed = support::metric_sum(&metrics, "trawl_remote_write_samples_failed_total", "");
     assert!(failed > 0.0, "dropped samples are counted:\n{metrics}");
     assert_eq!(trawl.interrupt(), Some(0));
 }

@@ -37,6 +37,17 @@ pub fn require_binary(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// The sum over the series of metric `name` whose line contains `matching` (e.g. a label pair;
+/// "" for all) in an exposition page such as trawl's /metrics.
+pub fn metric_sum(page: &str, name: &str, matching: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])) && l.contains(matching)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A free loopback port (bound then released; good enough on a test machine).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

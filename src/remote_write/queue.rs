@@ -1,0 +1,766 @@
+//! The bounded, sharded queue between [`super::Endpoint::send`] and the HTTP requests.
+//!
+//! What this is: admission (a semaphore of `capacity` sample permits: a full queue makes
+//! `send` wait), routing to shards by a stable hash of the series labels, the shard tasks that
+//! batch (up to `max_samples_per_send`, or `batch_send_deadline` after the first queued sample),
+//! apply `write_relabel_configs` (cached per series), encode and send, and the resharding loop.
+//! What this is not: HTTP or retry policy ([`super::retry`]), or the wire format
+//! ([`crate::encode`]).
+//!
+//! # Ordering
+//!
+//! A series always hashes to the same shard, and a shard sends one request at a time, retrying
+//! it until it is accepted or refused before building the next; so each series' samples reach
+//! the receiver in the order `send` got them. Resharding keeps this by stopping the old shards,
+//! letting them flush everything they hold, and only then starting the new ones (as Prometheus'
+//! queue manager does); `send` waits meanwhile.
+//!
+//! # Resharding
+//!
+//! Every [`SHARD_UPDATE_INTERVAL`] the loop estimates, from exponentially weighted rates, how
+//! many shards keep up: `time per sample × (incoming rate + 5 % of the backlog)`, where the time
+//! per sample is the send time spent per sample sent. Changes within ±30 % are ignored, the
+//! result is clamped to `min_shards..=max_shards`, and nothing changes while sends are failing
+//! or, for a decrease, while more than 10 s behind. These are Prometheus' rules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::retry::{Outcome, Target};
+use crate::encode::Encoder;
+use crate::labels::Labels;
+use crate::relabel::RelabelConfig;
+use crate::ring::{Batch, Sample};
+
+/// How often the shard count is reconsidered (Prometheus: 10 s).
+const SHARD_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
+/// Weight of the newest interval in the rate averages (Prometheus: 0.2).
+const EWMA_WEIGHT: f64 = 0.2;
+/// Shard count changes smaller than this fraction are ignored (Prometheus: 0.3).
+const SHARD_TOLERANCE_FRACTION: f64 = 0.3;
+/// Fraction of the backlog to catch up on per second when behind (Prometheus: 0.05).
+const BACKLOG_CATCHUP_FRACTION: f64 = 0.05;
+/// No downsharding while the newest sent sample is this far behind the newest received one.
+const MAX_DOWNSHARD_DELAY_SECS: f64 = 10.0;
+/// The relabel cache is swept of series nobody else holds when it reaches this many entries
+/// (or twice its size after the last sweep, whichever is larger).
+const RELABEL_CACHE_SWEEP_MIN_ENTRIES: usize = 1024;
+
+/// What a queue needs; built by [`super::Endpoint::start`] from a checked config.
+pub(crate) struct Settings {
+    /// Where and how to POST.
+    pub target: Target,
+    /// Labels merged into every series (the series' own labels win).
+    pub external: Arc<Labels>,
+    /// `write_relabel_configs`; they see the external labels, as in Prometheus.
+    pub relabel: Vec<RelabelConfig>,
+    /// Samples queued or in flight, at most.
+    pub capacity: usize,
+    /// Fewest shards (and the starting count).
+    pub min_shards: usize,
+    /// Most shards.
+    pub max_shards: usize,
+    /// Most samples per request.
+    pub max_samples_per_send: usize,
+    /// Longest wait for a request to fill.
+    pub batch_send_deadline: Duration,
+    /// Samples older than this when their request is built are dropped (zero: off).
+    pub sample_age_limit: Duration,
+}
+
+/// Counters the resharding loop reads (deltas are taken with `swap(0)`).
+#[derive(Debug, Default)]
+struct Stats {
+    /// Samples admitted by `send`.
+    samples_in: AtomicU64,
+    /// Samples whose request ended (sent or refused).
+    samples_out: AtomicU64,
+    /// Samples dropped before sending (relabeling, age limit).
+    samples_dropped: AtomicU64,
+    /// Time spent in requests, summed over shards, in ns.
+    send_nanos: AtomicU64,
+    /// Newest timestamp admitted, in ms.
+    highest_in_ms: AtomicI64,
+    /// When the last request ended, in ms since the queue started (0: never).
+    last_send_ms: AtomicU64,
+}
+
+/// State shared by `send`, the shards and the resharding loop.
+struct Shared {
+    settings: Settings,
+    /// One permit per sample queued or in flight.
+    permits: Semaphore,
+    /// Hard stop: shards abandon what they hold (the shutdown deadline passed).
+    hard: CancellationToken,
+    stats: Stats,
+    started: Instant,
+}
+
+impl Shared {
+    /// Samples that left the queue (sent, refused or dropped): make room for new ones.
+    fn resolve(&self, n: usize) {
+        if n > 0 {
+            self.settings.target.metrics.queue_length.fetch_sub(n as i64, Relaxed);
+            self.permits.add_permits(n);
+        }
+    }
+
+    fn metrics(&self) -> &super::RemoteWriteMetrics {
+        &self.settings.target.metrics
+    }
+}
+
+/// The running shards. Empty once stopped for good.
+#[derive(Default)]
+struct ShardSet {
+    senders: Vec<mpsc::UnboundedSender<Batch>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ShardSet {
+    fn spawn(shared: &Arc<Shared>, n: usize) -> ShardSet {
+        let mut set = ShardSet::default();
+        for id in 0..n {
+            // Unbounded is safe here: admission is bounded by the permits, not by the channel.
+            let (tx, rx) = mpsc::unbounded_channel();
+            set.senders.push(tx);
+            set.tasks.push(tokio::spawn(run_shard(shared.clone(), id, rx)));
+        }
+        shared.metrics().shards.store(n as u64, Relaxed);
+        set
+    }
+
+    /// Routes samples to their shards; on failure returns how many were not handed over.
+    fn route(&self, batch: Batch) -> Result<(), usize> {
+        let n = self.senders.len();
+        if n == 1 {
+            let len = batch.len();
+            return self.senders[0].send(batch).map_err(|_| len);
+        }
+        let mut parts: Vec<Batch> = (0..n).map(|_| Vec::new()).collect();
+        for s in batch {
+            parts[shard_of(&s.series, n)].push(s);
+        }
+        let mut lost = 0;
+        for (tx, part) in self.senders.iter().zip(parts) {
+            if !part.is_empty() {
+                let len = part.len();
+                if tx.send(part).is_err() {
+                    lost += len;
+                }
+            }
+        }
+        if lost == 0 { Ok(()) } else { Err(lost) }
+    }
+}
+
+/// The shard of a series: xxh3 of its label bytes (stable across restarts and versions).
+fn shard_of(labels: &Labels, shards: usize) -> usize {
+    let mut h = Xxh3::new();
+    for l in labels {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xff]);
+    }
+    (h.digest() % shards as u64) as usize
+}
+
+/// An endpoint's queue: admission, shards and the resharding loop.
+pub(crate) struct Queue {
+    shared: Arc<Shared>,
+    router: Arc<RwLock<ShardSet>>,
+    resharder: Option<JoinHandle<()>>,
+    resharder_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("target", &self.shared.settings.target)
+            .field("capacity", &self.shared.settings.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Starts `min_shards` shards and the resharding loop on the current runtime.
+    pub(crate) fn start(settings: Settings) -> Queue {
+        let shared = Arc::new(Shared {
+            permits: Semaphore::new(settings.capacity),
+            settings,
+            hard: CancellationToken::new(),
+            stats: Stats::default(),
+            started: Instant::now(),
+        });
+        let router = Arc::new(RwLock::new(ShardSet::spawn(&shared, shared.settings.min_shards)));
+        let resharder_stop = CancellationToken::new();
+        let resharder = (shared.settings.max_shards > shared.settings.min_shards)
+            .then(|| tokio::spawn(reshard_loop(shared.clone(), router.clone(), resharder_stop.clone())));
+        Queue { shared, router, resharder, resharder_stop }
+    }
+
+    /// Admits `batch` (waiting for room), then hands it to the shards. `Err(n)`: the queue is
+    /// stopping and `n` samples were not taken.
+    pub(crate) async fn send(&self, mut batch: Batch) -> Result<(), usize> {
+        let Some(highest) = batch.iter().map(|s| s.timestamp_ms).max() else { return Ok(()) };
+        let shared = &*self.shared;
+        // A batch larger than the whole queue goes in pieces, in order.
+        while !batch.is_empty() {
+            let rest = if batch.len() > shared.settings.capacity {
+                batch.split_off(shared.settings.capacity)
+            } else {
+                Vec::new()
+            };
+            let n = batch.len();
+            // `capacity` fits in u32 (checked by the config), so this cast is exact.
+            match shared.permits.acquire_many(n as u32).await {
+                Ok(permit) => permit.forget(),
+                Err(_closed) => return Err(n + rest.len()),
+            }
+            shared.metrics().queue_length.fetch_add(n as i64, Relaxed);
+            shared.stats.samples_in.fetch_add(n as u64, Relaxed);
+            let set = self.router.read().await;
+            let routed = if set.senders.is_empty() { Err(n) } else { set.route(batch) };
+            drop(set);
+            if let Err(lost) = routed {
+                shared.resolve(lost);
+                return Err(lost + rest.len());
+            }
+            batch = rest;
+        }
+        shared.stats.highest_in_ms.fetch_max(highest, Relaxed);
+        Ok(())
+    }
+
+    /// Stops admission, lets the shards flush until `deadline`, then stops them hard.
+    pub(crate) async fn shutdown(mut self, deadline: Instant) {
+        let shared = self.shared.clone();
+        shared.permits.close();
+        self.resharder_stop.cancel();
+        if let Some(mut resharder) = self.resharder.take() {
+            // A reshard in progress flushes the old shards; it gets the same deadline.
+            if tokio::time::timeout_at(deadline, &mut resharder).await.is_err() {
+                shared.hard.cancel();
+                let _ = resharder.await;
+            }
+        }
+        let set = std::mem::take(&mut *self.router.write().await);
+        drop(set.senders); // closed channels: each shard sends what it holds, then exits
+        let mut tasks = set.tasks;
+        let all = async {
+            for t in &mut tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            shared.hard.cancel();
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        shared.metrics().shards.store(0, Relaxed);
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Dropped without shutdown: the resharder lets go of the router, whose senders then
+        // close, and the shards flush in the background.
+        self.resharder_stop.cancel();
+    }
+}
+
+/// One shard: gathers samples into requests and sends them one at a time.
+async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiver<Batch>) {
+    let s = &shared.settings;
+    let max = s.max_samples_per_send;
+    // Without rules the encoder merges the external labels on the fly; with rules they are merged
+    // before relabeling (so rules can match or drop them) and the result is final.
+    let mut encoder =
+        Encoder::new(if s.relabel.is_empty() { s.external.clone() } else { Arc::new(Labels::new()) });
+    let mut relabel = RelabelCache::default();
+    let mut pending: Vec<Sample> = Vec::new();
+    let mut batch: Vec<Sample> = Vec::with_capacity(max.min(s.capacity));
+    // When the oldest pending sample must be sent by: set when `pending` becomes non-empty.
+    let mut deadline: Option<Instant> = None;
+    let mut closed = false;
+    loop {
+        while !pending.is_empty()
+            && (closed || pending.len() >= max || deadline.is_some_and(|d| d <= Instant::now()))
+        {
+            let n = pending.len().min(max);
+            if !send_batch(&shared, &mut encoder, &mut pending, &mut batch, n).await {
+                tracing::debug!(endpoint = %s.target.name, shard = id, "Remote-write shard stopped.");
+                return;
+            }
+            if pending.is_empty() {
+                deadline = None;
+            }
+        }
+        if closed {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = shared.hard.cancelled() => return,
+            msg = rx.recv() => match msg {
+                Some(chunk) => {
+                    accept(&shared, &mut relabel, chunk, &mut pending);
+                    if deadline.is_none() && !pending.is_empty() {
+                        deadline = Some(Instant::now() + s.batch_send_deadline);
+                    }
+                }
+                None => closed = true,
+            },
+            _ = sleep_until_opt(deadline) => {}
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves admitted samples into `pending`, applying `write_relabel_configs`.
+fn accept(shared: &Shared, cache: &mut RelabelCache, chunk: Batch, pending: &mut Vec<Sample>) {
+    let rules = &shared.settings.relabel;
+    if rules.is_empty() {
+        if pending.is_empty() {
+            *pending = chunk;
+        } else {
+            pending.extend(chunk);
+        }
+        return;
+    }
+    let mut dropped = 0;
+    for mut sample in chunk {
+        match cache.get(&sample.series, &shared.settings.external, rules) {
+            Relabeled::Keep => pending.push(sample),
+            Relabeled::Replace(series) => {
+                sample.series = series;
+                pending.push(sample);
+            }
+            Relabeled::Drop => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        shared.metrics().samples_dropped_relabel_total.fetch_add(dropped as u64, Relaxed);
+        shared.stats.samples_dropped.fetch_add(dropped as u64, Relaxed);
+        shared.resolve(dropped);
+    }
+}
+
+/// Sends the first `n` pending samples as one request. Returns false when the shard must stop
+/// (hard cancellation); the samples it held stay counted in `queue_length`.
+async fn send_batch(
+    shared: &Shared,
+    encoder: &mut Encoder,
+    pending: &mut Vec<Sample>,
+    batch: &mut Vec<Sample>,
+    n: usize,
+) -> bool {
+    let s = &shared.settings;
+    batch.clear();
+    let mut too_old = 0;
+    if s.sample_age_limit.is_zero() {
+        batch.extend(pending.drain(..n));
+    } else {
+        let oldest_ms = now_ms().saturating_sub(s.sample_age_limit.as_millis() as i64);
+        for sample in pending.drain(..n) {
+            if sample.timestamp_ms < oldest_ms {
+                too_old += 1;
+            } else {
+                batch.push(sample);
+            }
+        }
+    }
+    if too_old > 0 {
+        shared.metrics().samples_dropped_too_old_total.fetch_add(too_old as u64, Relaxed);
+        shared.stats.samples_dropped.fetch_add(too_old as u64, Relaxed);
+        shared.resolve(too_old);
+    }
+    if batch.is_empty() {
+        return true;
+    }
+    let count = batch.len();
+    let body = match encoder.encode(batch) {
+        Ok(b) => Bytes::copy_from_slice(b),
+        Err(e) => {
+            tracing::error!(endpoint = %s.target.name, samples = count, error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
+            shared.metrics().samples_failed_total.fetch_add(count as u64, Relaxed);
+            shared.resolve(count);
+            batch.clear();
+            return true;
+        }
+    };
+    let highest = encoder.highest_timestamp_ms();
+    let started = Instant::now();
+    let outcome = s.target.send(body, count, highest, &shared.hard).await;
+    let ended = Instant::now();
+    shared.stats.send_nanos.fetch_add((ended - started).as_nanos() as u64, Relaxed);
+    shared.stats.last_send_ms.store((ended - shared.started).as_millis().max(1) as u64, Relaxed);
+    batch.clear();
+    match outcome {
+        Outcome::Sent | Outcome::Failed => {
+            shared.stats.samples_out.fetch_add(count as u64, Relaxed);
+            shared.resolve(count);
+            true
+        }
+        Outcome::Cancelled => false,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A series' fate under `write_relabel_configs`.
+#[derive(Clone, Debug)]
+enum Relabeled {
+    /// Unchanged.
+    Keep,
+    /// Sent with these labels instead.
+    Replace(Arc<Labels>),
+    /// Not sent.
+    Drop,
+}
+
+/// Relabel outcomes per series (external labels merged first, series labels winning, as
+/// Prometheus does), keyed by the address of the series' `Arc`. Each entry holds a
+/// clone of that `Arc`, so the address cannot be freed and reused while cached; entries nobody
+/// else holds any more (the series is gone from its scrape) are swept when the cache grows.
+#[derive(Default)]
+struct RelabelCache {
+    map: HashMap<usize, (Arc<Labels>, Relabeled), foldhash::fast::RandomState>,
+    sweep_at: usize,
+}
+
+impl RelabelCache {
+    fn get(&mut self, series: &Arc<Labels>, external: &Labels, rules: &[RelabelConfig]) -> Relabeled {
+        let key = Arc::as_ptr(series) as usize;
+        if let Some((_, r)) = self.map.get(&key) {
+            return r.clone();
+        }
+        if self.map.len() >= self.sweep_at {
+            self.map.retain(|_, (orig, _)| Arc::strong_count(orig) > 1);
+            self.sweep_at = (self.map.len() * 2).max(RELABEL_CACHE_SWEEP_MIN_ENTRIES);
+        }
+        let mut labels = if external.is_empty() {
+            (**series).clone()
+        } else {
+            let mut merged = Labels::new();
+            for l in crate::encode::merged(series, external) {
+                merged.set(l.name.clone(), l.value.clone());
+            }
+            merged
+        };
+        let r = if !crate::relabel::process(rules, &mut labels) || labels.is_empty() {
+            Relabeled::Drop
+        } else if labels == **series {
+            Relabeled::Keep
+        } else {
+            Relabeled::Replace(Arc::new(labels))
+        };
+        self.map.insert(key, (series.clone(), r.clone()));
+        r
+    }
+}
+
+/// Exponentially weighted rate of a counter, per second.
+#[derive(Debug, Default)]
+struct Ewma {
+    rate: f64,
+    primed: bool,
+}
+
+impl Ewma {
+    fn update(&mut self, delta: u64, interval: Duration) {
+        let instant = delta as f64 / interval.as_secs_f64();
+        if self.primed {
+            self.rate += EWMA_WEIGHT * (instant - self.rate);
+        } else {
+            self.rate = instant;
+            self.primed = true;
+        }
+    }
+}
+
+/// What the shard estimate is computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ShardInputs {
+    /// Samples admitted per second.
+    in_rate: f64,
+    /// Samples whose request ended, per second.
+    out_rate: f64,
+    /// Samples dropped before sending, per second.
+    dropped_rate: f64,
+    /// Seconds spent sending per second (summed over shards).
+    out_duration: f64,
+    /// How far the newest sent sample is behind the newest admitted one, in seconds.
+    delay_secs: f64,
+}
+
+/// Prometheus' `calculateDesiredShards`: the shard count that keeps up with the input.
+fn desired_shards(i: &ShardInputs, current: usize, min: usize, max: usize) -> usize {
+    if i.out_rate <= 0.0 {
+        return current;
+    }
+    let kept_ratio = i.out_rate / (i.dropped_rate + i.out_rate);
+    let backlog = i.delay_secs * i.in_rate * kept_ratio;
+    let time_per_sample = i.out_duration / i.out_rate;
+    let desired = (time_per_sample * (i.in_rate * kept_ratio + BACKLOG_CATCHUP_FRACTION * backlog)).ceil();
+    let lower = current as f64 * (1.0 - SHARD_TOLERANCE_FRACTION);
+    let upper = current as f64 * (1.0 + SHARD_TOLERANCE_FRACTION);
+    if (lower..=upper).contains(&desired) {
+        return current;
+    }
+    let n = desired.clamp(0.0, max as f64) as usize;
+    if n < current && i.delay_secs > MAX_DOWNSHARD_DELAY_SECS {
+        return current;
+    }
+    n.clamp(min, max)
+}
+
+async fn reshard_loop(shared: Arc<Shared>, router: Arc<RwLock<ShardSet>>, stop: CancellationToken) {
+    let s = &shared.settings;
+    let (mut in_rate, mut out_rate, mut dropped_rate, mut out_duration) =
+        (Ewma::default(), Ewma::default(), Ewma::default(), Ewma::default());
+    let mut ticks = tokio::time::interval_at(Instant::now() + SHARD_UPDATE_INTERVAL, SHARD_UPDATE_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let st = &shared.stats;
+        in_rate.update(st.samples_in.swap(0, Relaxed), SHARD_UPDATE_INTERVAL);
+        out_rate.update(st.samples_out.swap(0, Relaxed), SHARD_UPDATE_INTERVAL);
+        dropped_rate.update(st.samples_dropped.swap(0, Relaxed), SHARD_UPDATE_INTERVAL);
+        out_duration.update(st.send_nanos.swap(0, Relaxed), SHARD_UPDATE_INTERVAL);
+        let highest_sent = shared.metrics().highest_sent_timestamp_ms.load(Relaxed);
+        let delay_ms =
+            if highest_sent == 0 { 0 } else { st.highest_in_ms.load(Relaxed).saturating_sub(highest_sent) };
+        let inputs = ShardInputs {
+            in_rate: in_rate.rate,
+            out_rate: out_rate.rate,
+            dropped_rate: dropped_rate.rate,
+            out_duration: out_duration.rate / 1e9,
+            delay_secs: delay_ms.max(0) as f64 / 1000.0,
+        };
+        let current = router.read().await.senders.len();
+        let desired = desired_shards(&inputs, current, s.min_shards, s.max_shards);
+        tracing::debug!(endpoint = %s.target.name, ?inputs, current, desired, "Remote-write shard estimate.");
+        if desired == current || current == 0 {
+            continue;
+        }
+        // Don't reshard while the endpoint is failing: more shards would only retry more.
+        let last = st.last_send_ms.load(Relaxed);
+        let now = (Instant::now() - shared.started).as_millis() as u64;
+        if last == 0 || now.saturating_sub(last) > 2 * s.batch_send_deadline.as_millis() as u64 {
+            tracing::warn!(endpoint = %s.target.name, current, desired, "Skipping remote-write resharding: no request has completed recently.");
+            continue;
+        }
+        if stop.is_cancelled() {
+            return; // shutting down: the shards are about to be flushed anyway
+        }
+        tracing::info!(endpoint = %s.target.name, from = current, to = desired, "Remote-write resharding.");
+        reshard(&shared, &router, desired).await;
+    }
+}
+
+/// Replaces the shards with `n` new ones once the old ones have flushed everything they hold.
+async fn reshard(shared: &Arc<Shared>, router: &RwLock<ShardSet>, n: usize) {
+    let mut set = router.write().await;
+    let old = std::mem::take(&mut *set);
+    drop(old.senders);
+    for t in old.tasks {
+        let _ = t.await;
+    }
+    if shared.hard.is_cancelled() {
+        return; // stopping: leave no shards, so `send` refuses
+    }
+    *set = ShardSet::spawn(shared, n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_hash_is_stable_and_spreads() {
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        assert_eq!(shard_of(&a, 7), shard_of(&a.clone(), 7));
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            seen.insert(shard_of(&Labels::from_pairs([("i", i.to_string())]), 4));
+        }
+        assert_eq!(seen.len(), 4, "200 series use all 4 shards");
+        // Label boundaries matter: {a="bc"} and {ab="c"} are different series.
+        let x = Labels::from_pairs([("a", "bc")]);
+        let y = Labels::from_pairs([("ab", "c")]);
+        assert_ne!(
+            (0..16).map(|n| shard_of(&x, n + 1)).collect::<Vec<_>>(),
+            (0..16).map(|n| shard_of(&y, n + 1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn desired_shards_follows_prometheus() {
+        let base =
+            ShardInputs { in_rate: 10_000.0, out_rate: 10_000.0, out_duration: 4.0, ..Default::default() };
+        // 4 s of sending per second at 10k samples/s: 0.4 ms per sample → 4 shards.
+        assert_eq!(desired_shards(&base, 1, 1, 50), 4);
+        assert_eq!(desired_shards(&base, 4, 1, 50), 4);
+        assert_eq!(desired_shards(&base, 5, 1, 50), 5, "within 30 %: no change");
+        assert_eq!(desired_shards(&base, 1, 1, 3), 3, "clamped to max_shards");
+        assert_eq!(desired_shards(&base, 20, 1, 50), 4, "downshard when idle capacity");
+        let behind = ShardInputs { delay_secs: 60.0, ..base };
+        assert_eq!(desired_shards(&behind, 20, 1, 50), 20, "no downsharding while far behind");
+        // A backlog adds 5 %/s of it: 60 s × 10k/s × 5 % = 30k/s more → 16 shards.
+        assert_eq!(desired_shards(&behind, 1, 1, 50), 16);
+        let idle = ShardInputs { out_rate: 0.0, ..base };
+        assert_eq!(desired_shards(&idle, 3, 1, 50), 3, "nothing sent: no estimate");
+        let quiet = ShardInputs { in_rate: 1.0, out_rate: 1.0, out_duration: 0.01, ..Default::default() };
+        assert_eq!(desired_shards(&quiet, 5, 2, 50), 2, "clamped to min_shards");
+    }
+
+    #[test]
+    fn ewma_primes_then_smooths() {
+        let mut e = Ewma::default();
+        e.update(100, Duration::from_secs(10));
+        assert_eq!(e.rate, 10.0);
+        e.update(200, Duration::from_secs(10));
+        assert!((e.rate - 12.0).abs() < 1e-9);
+    }
+
+    /// A loopback receiver that records `(i label, timestamp)` of every accepted sample.
+    async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<(String, i64)>>>) {
+        use http_body_util::{BodyExt as _, Full};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/write", listener.local_addr().unwrap());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let record = record.clone();
+                let service =
+                    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let wr = crate::prompb::decode_snappy(&body, 1 << 24).expect("valid body");
+                            // Uneven answer times, so shards race each other.
+                            tokio::time::sleep(Duration::from_millis(body.len() as u64 % 5)).await;
+                            let mut r = record.lock().unwrap();
+                            for ts in wr.timeseries {
+                                let i = ts.labels.iter().find(|l| l.name == "i").map(|l| l.value.clone());
+                                for s in ts.samples {
+                                    r.push((i.clone().unwrap_or_default(), s.timestamp));
+                                }
+                            }
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (url, got)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resharding_keeps_every_series_in_order() {
+        let (url, got) = receiver().await;
+        let metrics = Arc::new(super::super::RemoteWriteMetrics::default());
+        let target = Target {
+            name: "test".into(),
+            uri: url.parse().unwrap(),
+            headers: Vec::new(),
+            http: Default::default(),
+            client: crate::http_client::build(None).unwrap(),
+            remote_timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            retry_on_http_429: true,
+            metrics: metrics.clone(),
+        };
+        let queue = Queue::start(Settings {
+            target,
+            external: Arc::new(Labels::new()),
+            relabel: Vec::new(),
+            capacity: 200,
+            min_shards: 1,
+            max_shards: 8,
+            max_samples_per_send: 9,
+            batch_send_deadline: Duration::from_millis(5),
+            sample_age_limit: Duration::ZERO,
+        });
+        let series: Vec<_> = (0..30).map(|i| Arc::new(Labels::from_pairs([("i", i.to_string())]))).collect();
+        let batch = |t: i64| {
+            series.iter().map(|s| Sample { series: s.clone(), timestamp_ms: t, value: 0.0 }).collect()
+        };
+        for t in 1..=40 {
+            queue.send(batch(t)).await.unwrap();
+            match t {
+                10 => reshard(&queue.shared, &queue.router, 4).await,
+                20 => reshard(&queue.shared, &queue.router, 7).await,
+                30 => reshard(&queue.shared, &queue.router, 2).await,
+                _ => {}
+            }
+        }
+        assert_eq!(metrics.shards.load(Relaxed), 2);
+        queue.shutdown(Instant::now() + Duration::from_secs(10)).await;
+
+        let mut per_series: HashMap<String, Vec<i64>> = HashMap::new();
+        for (i, t) in got.lock().unwrap().iter() {
+            per_series.entry(i.clone()).or_default().push(*t);
+        }
+        assert_eq!(per_series.len(), 30);
+        for (i, ts) in per_series {
+            assert_eq!(ts, (1..=40).collect::<Vec<i64>>(), "series {i}: complete and in order");
+        }
+        assert_eq!(metrics.queue_length.load(Relaxed), 0);
+        assert_eq!(metrics.samples_sent_total.load(Relaxed), 30 * 40);
+    }
+
+    #[test]
+    fn relabel_cache_holds_and_sweeps() {
+        let mut cache = RelabelCache::default();
+        let rules: Vec<RelabelConfig> = Vec::new();
+        let mut keep = Vec::new();
+        for i in 0..(RELABEL_CACHE_SWEEP_MIN_ENTRIES * 3) {
+            let s = Arc::new(Labels::from_pairs([("i", i.to_string())]));
+            assert!(matches!(cache.get(&s, &Labels::new(), &rules), Relabeled::Keep));
+            if i % 2 == 0 {
+                keep.push(s); // still scraped
+            }
+        }
+        let external = Labels::from_pairs([("cluster", "c"), ("i", "ext")]);
+        let s = Arc::new(Labels::from_pairs([("i", "own")]));
+        let Relabeled::Replace(out) = cache.get(&s, &external, &rules) else {
+            panic!("external labels merged")
+        };
+        assert_eq!(out.get("cluster"), Some("c"));
+        assert_eq!(out.get("i"), Some("own"), "the series wins");
+        assert!(cache.map.len() < RELABEL_CACHE_SWEEP_MIN_ENTRIES * 3, "series nobody holds were swept");
+        for s in &keep[keep.len() - 10..] {
+            assert!(cache.map.contains_key(&(Arc::as_ptr(s) as usize)), "live series stay cached");
+        }
+    }
+}

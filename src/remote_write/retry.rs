@@ -1,0 +1,323 @@
+//! One remote-write request, retried until it is accepted, refused, or the sender is stopped.
+//!
+//! What this is: the HTTP POST with the spec's headers, the classification of its outcome
+//! (2xx sent; 5xx, 429 when enabled, network errors and timeouts retried; anything else dropped),
+//! and the wait between tries (jittered exponential backoff, or the server's `Retry-After`).
+//! What this is not: batching or encoding; the body arrives encoded and is resent byte for byte,
+//! so a retry carries exactly the samples (and timestamps) of the first try.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::StatusCode;
+use hyper::header::{self, HeaderName, HeaderValue};
+use rand::Rng as _;
+use tokio_util::sync::CancellationToken;
+
+use super::RemoteWriteMetrics;
+use crate::config::common::HttpClientConfig;
+use crate::http_client::{self, Client};
+
+/// Most bytes of an error response body kept for the log (Prometheus keeps 1 KiB too).
+const ERROR_BODY_LOG_BYTES: usize = 1024;
+/// Most bytes of a response body read (and discarded) so the connection can be reused; a longer
+/// body is abandoned with its connection.
+const DRAIN_BODY_MAX_BYTES: usize = 64 * 1024;
+/// Longest `Retry-After` honoured. A server may ask for more, but an agent without a disk
+/// buffer that stops sending for longer only turns back-pressure into lost scrapes.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+/// Backoff delays are shortened by a random fraction below this, so shards and agents that
+/// failed together don't retry in lock-step, while delays still never shrink between tries
+/// (each is at least 0.8 × the last).
+const JITTER_FRACTION: f64 = 0.2;
+
+/// Everything needed to POST to one endpoint.
+pub(crate) struct Target {
+    /// Endpoint name for logs.
+    pub name: String,
+    /// Where to POST.
+    pub uri: hyper::Uri,
+    /// Configured extra headers (checked: none is reserved).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Auth settings; credential files are read per request.
+    pub http: HttpClientConfig,
+    /// The pooled client.
+    pub client: Client,
+    /// Deadline of one try, body included.
+    pub remote_timeout: Duration,
+    /// First backoff.
+    pub min_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Whether 429 is retried.
+    pub retry_on_http_429: bool,
+    /// Where outcomes are counted.
+    pub metrics: Arc<RemoteWriteMetrics>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("name", &self.name).field("uri", &self.uri).finish_non_exhaustive()
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Accepted (2xx).
+    Sent,
+    /// Refused with a non-retryable answer; the samples are dropped.
+    Failed,
+    /// The sender was stopped before the request was accepted.
+    Cancelled,
+}
+
+/// One failed try. `Retry` errors (5xx, 429 when enabled, network, timeout) are retried; `Drop`
+/// errors (other non-2xx answers) drop the request's samples, as the spec requires.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TryError {
+    /// Worth retrying, after `retry_after` if the server said so.
+    #[error("{reason}")]
+    Retry {
+        /// What happened.
+        reason: String,
+        /// The server's `Retry-After`, already capped.
+        retry_after: Option<Duration>,
+    },
+    /// Not worth retrying.
+    #[error("HTTP {status}: {body}")]
+    Drop {
+        /// The status.
+        status: StatusCode,
+        /// The start of the response body, verbatim (lossy only for invalid UTF-8).
+        body: String,
+    },
+}
+
+impl Target {
+    /// Sends `body` (samples `samples`, newest timestamp `highest_ms`) until it is accepted,
+    /// refused, or `stop` is cancelled. Counts every outcome in the metrics.
+    pub(crate) async fn send(
+        &self,
+        body: Bytes,
+        samples: usize,
+        highest_ms: i64,
+        stop: &CancellationToken,
+    ) -> Outcome {
+        let m = &*self.metrics;
+        let mut backoff = self.min_backoff;
+        let mut tries: u32 = 0;
+        loop {
+            if stop.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+            tries += 1;
+            let result = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Outcome::Cancelled,
+                r = tokio::time::timeout(self.remote_timeout, self.try_once(body.clone())) => r,
+            };
+            let err = match result {
+                Ok(Ok(())) => {
+                    m.samples_sent_total.fetch_add(samples as u64, Relaxed);
+                    m.bytes_sent_total.fetch_add(body.len() as u64, Relaxed);
+                    m.requests_success_total.fetch_add(1, Relaxed);
+                    m.highest_sent_timestamp_ms.fetch_max(highest_ms, Relaxed);
+                    if tries > 1 {
+                        tracing::info!(endpoint = %self.name, samples, tries, "Remote write succeeded after retrying.");
+                    }
+                    return Outcome::Sent;
+                }
+                Ok(Err(e)) => e,
+                Err(_elapsed) => TryError::Retry {
+                    reason: format!("no response within remote_timeout ({:?})", self.remote_timeout),
+                    retry_after: None,
+                },
+            };
+            m.record_error(err.to_string());
+            match err {
+                TryError::Drop { status, body: text } => {
+                    m.samples_failed_total.fetch_add(samples as u64, Relaxed);
+                    m.requests_failed_total.fetch_add(1, Relaxed);
+                    tracing::error!(
+                        endpoint = %self.name,
+                        status = status.as_u16(),
+                        samples,
+                        response = %text,
+                        "Remote write refused a batch with a non-retryable status; its samples are dropped."
+                    );
+                    return Outcome::Failed;
+                }
+                TryError::Retry { reason, retry_after } => {
+                    m.requests_retried_total.fetch_add(1, Relaxed);
+                    m.samples_retried_total.fetch_add(samples as u64, Relaxed);
+                    let wait = match retry_after {
+                        Some(d) => d,
+                        None => jittered(backoff, rand::rng().random::<f64>()),
+                    };
+                    tracing::warn!(
+                        endpoint = %self.name,
+                        error = %reason,
+                        samples,
+                        tries,
+                        wait_ms = wait.as_millis() as u64,
+                        retry_after = retry_after.is_some(),
+                        "Remote write failed; retrying the same request."
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return Outcome::Cancelled,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// One POST, with the response classified.
+    async fn try_once(&self, body: Bytes) -> Result<(), TryError> {
+        let mut builder = hyper::Request::post(self.uri.clone())
+            .header(header::CONTENT_ENCODING, "snappy")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(super::header::VERSION, "0.1.0")
+            .header(header::USER_AGENT, crate::USER_AGENT);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        // A credentials file that can't be read may be mid-rotation: retry, as Prometheus does
+        // for any error of its HTTP round trip.
+        match http_client::auth_header(&self.http) {
+            Ok(Some(auth)) => builder = builder.header(header::AUTHORIZATION, auth),
+            Ok(None) => {}
+            Err(e) => return Err(TryError::Retry { reason: format!("credentials: {e}"), retry_after: None }),
+        }
+        let request = builder.body(Full::new(body)).map_err(|e| TryError::Retry {
+            reason: format!("building the request: {e}"),
+            retry_after: None,
+        })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| TryError::Retry { reason: error_chain(&e), retry_after: None })?;
+        let status = response.status();
+        let retry_after =
+            response.headers().get(header::RETRY_AFTER).and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut body = response.into_body();
+        if status.is_success() {
+            // Never interpreted; read only so the connection goes back to the pool.
+            drain(&mut body, DRAIN_BODY_MAX_BYTES, None).await;
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        drain(&mut body, DRAIN_BODY_MAX_BYTES, Some(&mut text)).await;
+        let text = truncate_utf8_lossy(&text, ERROR_BODY_LOG_BYTES);
+        let retryable =
+            status.is_server_error() || (status == StatusCode::TOO_MANY_REQUESTS && self.retry_on_http_429);
+        if retryable {
+            Err(TryError::Retry { reason: format!("HTTP {status}: {text}"), retry_after })
+        } else {
+            Err(TryError::Drop { status, body: text })
+        }
+    }
+}
+
+/// Reads up to `max` bytes of `body`, keeping the first [`ERROR_BODY_LOG_BYTES`] in `keep`.
+async fn drain(body: &mut hyper::body::Incoming, max: usize, mut keep: Option<&mut Vec<u8>>) {
+    let mut read = 0;
+    while read <= max {
+        let Some(Ok(frame)) = body.frame().await else { return };
+        if let Ok(data) = frame.into_data() {
+            read += data.len();
+            if let Some(keep) = keep.as_deref_mut() {
+                let room = ERROR_BODY_LOG_BYTES.saturating_sub(keep.len());
+                keep.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+    }
+}
+
+/// The first `max` bytes as text, cut at a character boundary, invalid UTF-8 replaced.
+fn truncate_utf8_lossy(bytes: &[u8], max: usize) -> String {
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned();
+    if bytes.len() > max {
+        // The cut may have split a character into a trailing U+FFFD; drop it and mark the cut.
+        if s.ends_with('\u{FFFD}') {
+            s.pop();
+        }
+        s.push('…');
+    }
+    s
+}
+
+/// `backoff` shortened by `unit × JITTER_FRACTION` of itself; `unit` is uniform in [0, 1).
+fn jittered(backoff: Duration, unit: f64) -> Duration {
+    backoff.mul_f64(1.0 - JITTER_FRACTION * unit.clamp(0.0, 1.0))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), capped at
+/// [`RETRY_AFTER_MAX`]. A date in the past, zero or garbage gives `None`: use the backoff.
+fn parse_retry_after(v: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let s = v.to_str().ok()?.trim();
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only; too many digits to parse means "very long".
+        Duration::from_secs(s.parse::<u64>().unwrap_or(u64::MAX).min(RETRY_AFTER_MAX.as_secs()))
+    } else {
+        httpdate::parse_http_date(s).ok()?.duration_since(now).ok()?
+    };
+    (!d.is_zero()).then(|| d.min(RETRY_AFTER_MAX))
+}
+
+/// An error with its sources, `a: b: c`, so "connection refused" isn't hidden behind
+/// "client error (Connect)".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let v = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(v("1"), Some(Duration::from_secs(1)));
+        assert_eq!(v(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(v("0"), None, "zero: fall back to the backoff");
+        assert_eq!(v("86400"), Some(RETRY_AFTER_MAX), "capped");
+        assert_eq!(v("99999999999999999999999"), Some(RETRY_AFTER_MAX), "overflow is capped, not an error");
+        assert_eq!(v("-5"), None);
+        assert_eq!(v("soon"), None);
+        let in_ten = httpdate::fmt_http_date(now + Duration::from_secs(10));
+        assert_eq!(v(&in_ten), Some(Duration::from_secs(10)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(10));
+        assert_eq!(v(&past), None, "a date in the past: use the backoff");
+    }
+
+    #[test]
+    fn jitter_never_lengthens_and_never_shrinks_much() {
+        let b = Duration::from_millis(1000);
+        assert_eq!(jittered(b, 0.0), b);
+        assert!(jittered(b, 0.999) >= Duration::from_millis(800));
+        assert!(jittered(b, 0.5) < b);
+    }
+
+    #[test]
+    fn truncation_keeps_text_verbatim() {
+        assert_eq!(truncate_utf8_lossy(b"out of order sample", 1024), "out of order sample");
+        assert_eq!(truncate_utf8_lossy("ééé".as_bytes(), 3), "é…", "cut mid-character");
+        assert_eq!(truncate_utf8_lossy(b"abcdef", 3), "abc…");
+    }
+}
