@@ -42,40 +42,43 @@ def free_port():
 
 
 def node_page(n):
-    """A node-exporter-shaped page of about n series."""
-    out, i = [], 0
+    """A node-exporter-shaped page of n distinct series (a real page never repeats a series;
+    Prometheus and trawl drop repeats within a scrape, so the generator must not make any)."""
+    modes = ["idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice"]
     fams = [
-        ("node_cpu_seconds_total", "counter", lambda k: f'cpu="{k % 64}",mode="{["idle","user","system","iowait","irq","softirq","steal","nice"][k % 8]}"'),
-        ("node_network_receive_bytes_total", "counter", lambda k: f'device="eth{k}"'),
-        ("node_filesystem_avail_bytes", "gauge", lambda k: f'device="/dev/sd{k}",fstype="ext4",mountpoint="/mnt/{k}"'),
-        ("node_disk_io_time_seconds_total", "counter", lambda k: f'device="nvme{k}n1"'),
-        ("node_memory_Active_bytes", "gauge", lambda k: ""),
+        ("node_cpu_seconds_total", "counter", lambda i: f'cpu="{i // 8}",mode="{modes[i % 8]}"'),
+        ("node_network_receive_bytes_total", "counter", lambda i: f'device="eth{i}"'),
+        ("node_filesystem_avail_bytes", "gauge", lambda i: f'device="/dev/sd{i}",fstype="ext4",mountpoint="/mnt/{i}"'),
+        ("node_disk_io_time_seconds_total", "counter", lambda i: f'device="nvme{i}n1"'),
+        ("node_memory_numa_Active_bytes", "gauge", lambda i: f'node="{i}"'),
     ]
-    while i < n:
-        for name, kind, lab in fams:
-            per = max(1, n // (len(fams) * 4))
-            out.append(f"# HELP {name} Synthetic.\n# TYPE {name} {kind}")
-            for k in range(per):
-                if i >= n:
-                    break
-                l = lab(k + i)
-                out.append(f"{name}{{{l}}} {(i * 7919) % 1000003}.{k % 10}" if l else f"{name} {i * 4096}")
-                i += 1
+    out, i = [], 0
+    per = max(1, n // len(fams))
+    for f, (name, kind, lab) in enumerate(fams):
+        out.append(f"# HELP {name} Synthetic.\n# TYPE {name} {kind}")
+        count = per if f < len(fams) - 1 else n - per * (len(fams) - 1)
+        for _ in range(count):
+            out.append(f"{name}{{{lab(i)}}} {(i * 7919) % 1000003}.{i % 10}")
+            i += 1
     return "\n".join(out) + "\n"
 
 
 def histogram_page(n):
+    """Histograms with distinct label sets: 14 series per (handler, method, code)."""
     out, i, h = [], 0, 0
     les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
     out.append("# HELP http_request_duration_seconds Synthetic.\n# TYPE http_request_duration_seconds histogram")
-    while i < n:
-        lbl = f'handler="/api/v1/items/{h % 40}",method="{["GET","POST","PUT"][h % 3]}",code="{[200,404,500][h % 3]}"'
+    while i + len(les) + 2 <= n:
+        lbl = f'handler="/api/v1/items/{h}",method="{["GET","POST","PUT"][h % 3]}",code="{[200,404,500][h % 3]}"'
         for j, le in enumerate(les):
             out.append(f'http_request_duration_seconds_bucket{{{lbl},le="{le}"}} {h * 10 + j}')
         out.append(f"http_request_duration_seconds_sum{{{lbl}}} {h * 1.5}")
         out.append(f"http_request_duration_seconds_count{{{lbl}}} {h * 10 + 11}")
         i += len(les) + 2
         h += 1
+    out.append("# TYPE app_info gauge")
+    for k in range(n - i):
+        out.append(f'app_info{{version="1.{k}"}} 1')
     return "\n".join(out) + "\n"
 
 
@@ -146,6 +149,8 @@ def main():
             kind = t % 3
             if kind not in variants:
                 variants[kind] = makers[kind](args.series)
+                keys = [l.rsplit(" ", 1)[0] for l in variants[kind].splitlines() if l and not l.startswith("#")]
+                assert len(keys) == len(set(keys)) == args.series, f"{makers[kind].__name__}: series repeat"
             d = os.path.join(www, f"t{t}")
             os.makedirs(d)
             with open(os.path.join(d, "metrics"), "w") as f:
