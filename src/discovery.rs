@@ -162,7 +162,7 @@ pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receive
         providers.push(spawn_file_sd(sc.job().to_owned(), sc.file_sd_configs.clone(), cancel.clone()));
     }
     for k in &sc.kubernetes_sd_configs {
-        providers.push(kubernetes::spawn(k.clone(), sc.job().to_owned(), cancel.clone()));
+        providers.push(spawn_kubernetes(k.clone(), sc.job().to_owned(), cancel.clone()));
     }
     let (tx, rx) = watch::channel(Arc::new(statics.clone()));
     tokio::spawn(async move {
@@ -189,6 +189,41 @@ pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receive
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 (r, _, _) = changed => if r.is_err() { return },
+            }
+        }
+    });
+    rx
+}
+
+/// How long to wait before setting up Kubernetes discovery again after it failed to start.
+const KUBERNETES_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Kubernetes SD for one config: starts it (retrying, with an error log, while the client cannot
+/// be set up, e.g. a kubeconfig or token not yet mounted) and forwards its target lists.
+fn spawn_kubernetes(
+    cfg: kubernetes::KubernetesSdConfig,
+    job: String,
+    cancel: CancellationToken,
+) -> watch::Receiver<Discovered> {
+    let (tx, rx) = watch::channel(Discovered::default());
+    tokio::spawn(async move {
+        let mut inner = loop {
+            match kubernetes::spawn(&cfg, cancel.clone()).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::error!(job, error = %e, "Kubernetes discovery cannot start; retrying.");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(KUBERNETES_RETRY) => {}
+                    }
+                }
+            }
+        };
+        loop {
+            tx.send_replace(inner.borrow_and_update().clone());
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = inner.changed() => if r.is_err() { return },
             }
         }
     });

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use fake_apiserver::FakeApiServer;
+use fake_apiserver::{FakeApiServer, Kind};
 use serde_json::json;
 use support::{Prometheus, TEXT, TestTarget, eventually, free_port};
 
@@ -85,14 +85,14 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
         targets.push(t);
     }
     let port = |i: usize| targets[i].addr.port();
-    api.apply("pods", pod("a1", "node-a", Some("true"), port(0)));
-    api.apply("pods", pod("a2", "node-a", None, port(1)));
-    api.apply("pods", pod("a3", "node-a", Some("true"), port(2)));
-    api.apply("pods", pod("b1", "node-b", Some("true"), port(3)));
-    api.apply("pods", pod("a-off", "node-a", Some("false"), port(4)));
+    api.apply(pod("a1", "node-a", Some("true"), port(0)));
+    api.apply(pod("a2", "node-a", None, port(1)));
+    api.apply(pod("a3", "node-a", Some("true"), port(2)));
+    api.apply(pod("b1", "node-b", Some("true"), port(3)));
+    api.apply(pod("a-off", "node-a", Some("false"), port(4)));
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), api.kubeconfig()).unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
     std::fs::write(dir.path().join("trawl.yml"), format!(
         "global:\n  scrape_interval: 1s\nremote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 200ms\n{SEED}",
         prom.write_url()
@@ -105,7 +105,7 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
             .arg(format!("--web.listen-address=127.0.0.1:{web}"))
             .arg("--log.level=debug")
             .env("KUBE_NODE_NAME", "node-a")
-            .env("KUBECONFIG", dir.path().join("kubeconfig"))
+            .env("KUBECONFIG", &kubeconfig)
             .current_dir(dir.path())
             .stdout(std::fs::File::create(dir.path().join("trawl.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("trawl.err")).unwrap())
@@ -127,20 +127,20 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
     assert!(series.iter().all(|s| s.keys().all(|k| !k.starts_with("__meta"))));
 
     // A changed port annotation moves the target; the old instance goes stale.
-    api.apply("pods", pod("a3", "node-a", Some("true"), port(5)));
+    api.apply(pod("a3", "node-a", Some("true"), port(5)));
     want = [inst(0), inst(5)].into();
     if let Err(got) = wait_for(&prom, &want).await {
         panic!("after the port change want {want:?}, got {got:?}\n{}", trawl.log());
     }
     // A deleted pod stops being scraped and its series go stale.
-    api.delete("pods", "default", "a1");
+    api.delete(Kind::Pod, "default", "a1");
     want = [inst(5)].into();
     if let Err(got) = wait_for(&prom, &want).await {
         panic!("after the delete want {want:?}, got {got:?}\n{}", trawl.log());
     }
     // A new annotated pod on this node appears; one on another node does not.
-    api.apply("pods", pod("a4", "node-a", Some("true"), port(1)));
-    api.apply("pods", pod("b2", "node-b", Some("true"), port(4)));
+    api.apply(pod("a4", "node-a", Some("true"), port(1)));
+    api.apply(pod("b2", "node-b", Some("true"), port(4)));
     want = [inst(1), inst(5)].into();
     if let Err(got) = wait_for(&prom, &want).await {
         panic!("after the add want {want:?}, got {got:?}\n{}", trawl.log());
@@ -149,9 +149,9 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
     // The API server restarts mid-watch, having compacted its history meanwhile: the watch
     // resumes from an expired resourceVersion, gets 410 Gone, and trawl re-lists.
     api.compact();
-    api.restart().await;
-    api.delete("pods", "default", "a4");
-    api.apply("pods", pod("a1", "node-a", Some("true"), port(0)));
+    api.restart(Duration::from_millis(500)).await;
+    api.delete(Kind::Pod, "default", "a4");
+    api.apply(pod("a1", "node-a", Some("true"), port(0)));
     want = [inst(0), inst(5)].into();
     if let Err(got) = wait_for(&prom, &want).await {
         panic!("after the restart want {want:?}, got {got:?}\n{}", trawl.log());
@@ -159,15 +159,15 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
 
     // Every pod request carried the node's field selector.
     let reqs = api.requests();
-    let pod_reqs: Vec<&String> = reqs.iter().filter(|r| r.contains("/pods")).collect();
+    let pod_reqs: Vec<_> = reqs.iter().filter(|r| r.resource() == "pods").collect();
     assert!(!pod_reqs.is_empty());
     for r in &pod_reqs {
-        assert!(r.contains("fieldSelector=spec.nodeName%3Dnode-a"), "unfiltered request {r}");
+        assert_eq!(r.param("fieldSelector"), Some("spec.nodeName=node-a"), "unfiltered request {r:?}");
     }
-    let lists = startup_requests.iter().filter(|r| !r.contains("watch=")).count();
-    let watches = startup_requests.iter().filter(|r| r.contains("watch=")).count();
-    let lists_total = reqs.iter().filter(|r| r.contains("/pods") && !r.contains("watch=")).count();
-    assert!(lists_total >= 2, "the 410 Gone made trawl re-list: {reqs:#?}");
+    let lists_total = pod_reqs.iter().filter(|r| !r.is_watch()).count();
+    assert!(lists_total >= 2, "the expired resourceVersion made trawl re-list: {pod_reqs:#?}");
+    let lists = startup_requests.iter().filter(|r| !r.is_watch()).count();
+    let watches = startup_requests.iter().filter(|r| r.is_watch()).count();
     eprintln!(
         "API cost at start: {} requests ({lists} list, {watches} watch); after restart and 410: {} requests in all",
         startup_requests.len(),

@@ -1,99 +1,158 @@
-//! Kubernetes service discovery (`kubernetes_sd_configs`): the objects of one role, watched
-//! through the API server with kube-rs, turned into target label sets with Prometheus'
-//! `__meta_kubernetes_*` labels (`discovery/kubernetes/{pod,node,service}.go`).
+//! Kubernetes service discovery (`kubernetes_sd_configs`): the objects of one role, watched through
+//! the API server with kube-rs, turned into target label sets with exactly the
+//! `__meta_kubernetes_*` labels Prometheus produces.
 //!
-//! What this is: config, the pure functions that build targets from objects (one per role,
-//! table-tested), and a thin watch loop: list, then watch from the resourceVersion, re-list on
-//! 410 Gone, back off on errors (kube-runtime's watcher does all three), publishing the full
-//! target list of this SD config on every change. With a field selector such as
-//! `spec.nodeName=<node>` the API server filters, so a DaemonSet pod holds only its node's pods.
-//! What this is not: relabeling ([`crate::relabel`]).
+//! What this is:
+//! - [`KubernetesSdConfig`], validated while the YAML is read, with Prometheus' rules and messages
+//!   (`discovery/kubernetes/kubernetes.go`, `SDConfig.UnmarshalYAML`).
+//! - One pure function per role ([`pod_targets`], [`node_targets`], [`service_targets`],
+//!   [`endpoints_targets`], [`endpointslice_targets`]) in `kubernetes/targets.rs`.
+//! - [`spawn`]: the watch loop in `kubernetes/watch.rs`. Each watched resource is listed, then
+//!   watched from the list's resourceVersion; a `410 Gone` re-lists; errors back off (0.8 s
+//!   doubling to 30 s, client-go's parameters). Every change publishes the full target list of the
+//!   config on a `watch` channel.
 //!
-//! Roles implemented: pod, node, service. `endpoints` and `endpointslice` are rejected at config
-//! load with a clear error until they are implemented, as is `attach_metadata`.
+//! What this is not: relabeling ([`crate::discovery`] consumers do that), the `ingress` role, or
+//! the `attach_metadata` pod-controller options of Prometheus 3.11 (deployment, job, cronjob
+//! names); those are rejected at load.
+//!
+//! # Cost on the API server
+//!
+//! One LIST and one long-lived WATCH per watched resource and namespace; a watch is renewed every
+//! 290 s (kube-runtime's `timeoutSeconds`) from the last resourceVersion, so without errors there
+//! is no further LIST. The role decides the resources, as in Prometheus: `pod` watches pods,
+//! `node` nodes, `service` services, `endpoints` endpoints + services + pods, `endpointslice`
+//! endpointslices + services + pods; `attach_metadata.node` adds nodes (except for `node` and
+//! `service`), `attach_metadata.namespace` adds namespaces (except for `node`). Selectors go to
+//! the API server, so a `spec.nodeName=<node>` field selector means only that node's pods are
+//! sent and held: memory follows the node, not the cluster.
+
+mod targets;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::common::{Authorization, BasicAuth, TlsConfig};
+use crate::config::common::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 use crate::discovery::Discovered;
-use crate::labels::{self, Labels};
 
-const META: &str = "__meta_kubernetes_";
-const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub use targets::{
+    Lookup, META, Objects, endpoints_targets, endpointslice_targets, node_targets, pod_targets,
+    sanitize_label_name, service_targets,
+};
 
-/// Setting up a client failed. Retryable: the watch loop tries again with backoff (a kubeconfig
-/// or token may appear later, e.g. a projected volume not yet mounted).
+/// Where a pod's service account token, CA bundle and namespace are mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Kubernetes discovery could not start.
+///
+/// Not retryable as such: every variant is a configuration or environment problem found by
+/// [`spawn`] (an unreadable kubeconfig, no in-cluster environment, a missing CA file), and the same
+/// call fails again until that is fixed. Errors from the API server after the start are retried
+/// with backoff inside the watch loop and only logged; they never surface here.
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesSdError {
-    /// The kubeconfig could not be read or used.
-    #[error("kubeconfig {0}: {1}")]
-    Kubeconfig(String, String),
-    /// In-cluster settings are missing.
-    #[error("in-cluster config: {0}")]
+    /// The kubeconfig file could not be read or used.
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Neither `api_server` nor `kubeconfig_file` is set, and the in-cluster settings (the
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT` environment and the service account files) are missing.
+    #[error("in-cluster configuration: {0}")]
     InCluster(String),
-    /// A file named in the config could not be read.
-    #[error("{0}")]
-    File(String),
-    /// The client could not be built.
-    #[error("kubernetes client: {0}")]
+    /// A file named in the config (CA, client certificate, password, own namespace) is unusable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The HTTP client for the API server could not be built.
+    #[error("Kubernetes client: {0}")]
     Client(String),
 }
 
-/// The object kind to discover.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The kind of object to discover targets from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    /// One target per declared container port (or per port-less container).
+    /// One target per declared container port, or per container without ports.
     Pod,
     /// One target per node, at the kubelet port.
     Node,
-    /// One target per service port.
+    /// One target per service port, at the service's DNS name.
     Service,
+    /// One target per Endpoints address and port.
+    Endpoints,
+    /// One target per EndpointSlice address and port.
+    EndpointSlice,
 }
 
 impl Role {
+    /// The role's name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Pod => "pod",
+            Role::Node => "node",
+            Role::Service => "service",
+            Role::Endpoints => "endpoints",
+            Role::EndpointSlice => "endpointslice",
+        }
+    }
+
     fn parse(s: &str) -> Result<Role, String> {
-        match s {
-            "pod" => Ok(Role::Pod),
-            "node" => Ok(Role::Node),
-            "service" => Ok(Role::Service),
-            "endpoints" | "endpointslice" | "ingress" => {
-                Err(format!("role {s:?} is not supported by trawl yet (supported: pod, node, service)"))
-            }
-            other => Err(format!("unknown Kubernetes SD role {other:?}")),
+        Ok(match s {
+            "pod" => Role::Pod,
+            "node" => Role::Node,
+            "service" => Role::Service,
+            "endpoints" => Role::Endpoints,
+            "endpointslice" => Role::EndpointSlice,
+            "ingress" => return Err("Kubernetes SD role \"ingress\" is not supported by trawl".into()),
+            other => return Err(format!("unknown Kubernetes SD role {other:?}")),
+        })
+    }
+
+    /// The roles whose selectors this role accepts (`allowedSelectors` in `kubernetes.go`). Pod
+    /// accepts node selectors since Prometheus 3.11 ("Select pod nodes by role"); they filter the
+    /// node watch of `attach_metadata.node`.
+    fn allowed_selectors(self) -> &'static [Role] {
+        match self {
+            Role::Pod => &[Role::Pod, Role::Node],
+            Role::Node => &[Role::Node],
+            Role::Service => &[Role::Service],
+            Role::Endpoints => &[Role::Pod, Role::Service, Role::Endpoints],
+            Role::EndpointSlice => &[Role::Pod, Role::Service, Role::EndpointSlice],
         }
     }
 }
 
-/// A `selectors` entry: label and field selectors for one role's watch.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The label and field selector sent with the LIST and WATCH of one resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
-    /// The role the selector applies to.
-    pub role: String,
-    /// Label selector (`app=x,tier!=db`).
-    #[serde(default)]
+    /// Label selector, e.g. `app=x,tier!=db` (`None` when empty).
     pub label: Option<String>,
-    /// Field selector (`spec.nodeName=node-a`).
-    #[serde(default)]
+    /// Field selector, e.g. `spec.nodeName=node-a` (`None` when empty).
     pub field: Option<String>,
 }
 
-/// `namespaces`: which namespaces to watch (default: all).
+/// `namespaces`: which namespaces to watch; none named and not `own_namespace` means all.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Namespaces {
-    /// Watch the namespace trawl runs in.
+    /// Also watch the namespace trawl runs in (read from the service account mount).
     #[serde(default)]
     pub own_namespace: bool,
     /// Namespaces to watch.
@@ -101,38 +160,69 @@ pub struct Namespaces {
     pub names: Vec<String>,
 }
 
-/// One `kubernetes_sd_configs` entry, validated at load.
+/// `attach_metadata`: labels of related objects to add to each target.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachMetadata {
+    /// Add the `__meta_kubernetes_node_*` labels of the target's node (roles pod, endpoints,
+    /// endpointslice). Watches nodes.
+    #[serde(default)]
+    pub node: bool,
+    /// Add the `__meta_kubernetes_namespace_{label,annotation}*` labels of the target's namespace
+    /// (all roles but node). Watches namespaces.
+    #[serde(default)]
+    pub namespace: bool,
+}
+
+/// One `kubernetes_sd_configs` entry, validated while it is read: the role is required and known,
+/// each selector's role is one the role accepts and appears once, selectors parse, `api_server`
+/// and `kubeconfig_file` exclude each other, HTTP client settings need `api_server`, and
+/// `own_namespace` needs the in-cluster config, all as Prometheus checks them. Unknown keys are
+/// rejected (with their line, by serde-saphyr).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(try_from = "RawKubernetesSdConfig")]
 pub struct KubernetesSdConfig {
     /// What to discover.
     pub role: Role,
-    /// API server URL (default: in-cluster, or the kubeconfig's).
+    /// API server URL; without it and without `kubeconfig_file`, the in-cluster config is used.
     pub api_server: Option<String>,
-    /// A kubeconfig to use instead of in-cluster settings.
+    /// A kubeconfig file to take the API server and credentials from.
     pub kubeconfig_file: Option<PathBuf>,
-    /// Namespaces to watch (empty: all).
+    /// Namespaces to watch.
     pub namespaces: Namespaces,
-    /// Label and field selectors of this role.
-    pub label_selector: Option<String>,
-    /// The field selector of this role.
-    pub field_selector: Option<String>,
-    /// Auth for `api_server`.
-    pub bearer_token_file: Option<PathBuf>,
-    /// Auth for `api_server`.
-    pub bearer_token: Option<String>,
-    /// Auth for `api_server`.
-    pub basic_auth: Option<BasicAuth>,
-    /// Auth for `api_server`.
-    pub authorization: Option<Authorization>,
-    /// TLS for `api_server`.
-    pub tls_config: Option<TlsConfig>,
+    /// Selectors by the role of the resource they filter.
+    pub selectors: BTreeMap<Role, Selector>,
+    /// Related-object metadata to attach.
+    pub attach_metadata: AttachMetadata,
+    /// Auth and TLS for `api_server` (`basic_auth`, `authorization`, `bearer_token[_file]`,
+    /// `tls_config`).
+    pub http: HttpClientConfig,
+}
+
+impl KubernetesSdConfig {
+    /// The selector of `role`'s resource, if configured.
+    pub fn selector(&self, role: Role) -> Option<&Selector> {
+        self.selectors.get(&role)
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSelector {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+/// The YAML shape, checked by `TryFrom` into [`KubernetesSdConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawKubernetesSdConfig {
-    role: String,
+    #[serde(default)]
+    role: Option<String>,
     #[serde(default)]
     api_server: Option<String>,
     #[serde(default)]
@@ -140,478 +230,404 @@ struct RawKubernetesSdConfig {
     #[serde(default)]
     namespaces: Option<Namespaces>,
     #[serde(default)]
-    selectors: Vec<Selector>,
+    selectors: Option<Vec<RawSelector>>,
     #[serde(default)]
-    attach_metadata: Option<BTreeMap<String, bool>>,
-    #[serde(default)]
-    bearer_token_file: Option<PathBuf>,
-    #[serde(default)]
-    bearer_token: Option<String>,
+    attach_metadata: Option<AttachMetadata>,
     #[serde(default)]
     basic_auth: Option<BasicAuth>,
     #[serde(default)]
     authorization: Option<Authorization>,
     #[serde(default)]
+    bearer_token: Option<String>,
+    #[serde(default)]
+    bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
     tls_config: Option<TlsConfig>,
-    /// Accepted for compatibility; the kube client decides.
-    #[serde(default, rename = "follow_redirects")]
-    _follow_redirects: Option<bool>,
-    /// Accepted for compatibility; the kube client decides.
-    #[serde(default, rename = "enable_http2")]
-    _enable_http2: Option<bool>,
+    #[serde(default)]
+    proxy_url: Option<String>,
+    #[serde(default)]
+    follow_redirects: Option<bool>,
+    #[serde(default)]
+    enable_http2: Option<bool>,
 }
 
 impl TryFrom<RawKubernetesSdConfig> for KubernetesSdConfig {
     type Error = String;
+
     fn try_from(r: RawKubernetesSdConfig) -> Result<Self, String> {
-        let role = Role::parse(&r.role)?;
+        let Some(role) = r.role.as_deref() else {
+            return Err("role missing (one of: pod, service, endpoints, endpointslice, node, ingress)".into());
+        };
+        let role = Role::parse(role)?;
+        let http = HttpClientConfig {
+            basic_auth: r.basic_auth,
+            authorization: r.authorization,
+            bearer_token: r.bearer_token,
+            bearer_token_file: r.bearer_token_file,
+            tls_config: r.tls_config,
+            proxy_url: r.proxy_url,
+            follow_redirects: r.follow_redirects,
+            enable_http2: r.enable_http2,
+        };
+        validate_http(&http)?;
+        let custom_http = http.basic_auth.is_some()
+            || http.authorization.is_some()
+            || http.bearer_token.is_some()
+            || http.bearer_token_file.is_some()
+            || http.tls_config.is_some()
+            || http.proxy_url.is_some()
+            || http.follow_redirects == Some(false)
+            || http.enable_http2 == Some(false);
+        let namespaces = r.namespaces.unwrap_or_default();
+        // The checks and messages of SDConfig.UnmarshalYAML, in its order.
         if r.api_server.is_some() && r.kubeconfig_file.is_some() {
             return Err("cannot use 'kubeconfig_file' and 'api_server' simultaneously".into());
         }
-        let has_auth = r.bearer_token_file.is_some()
-            || r.bearer_token.is_some()
-            || r.basic_auth.is_some()
-            || r.authorization.is_some();
-        if r.kubeconfig_file.is_some() && (has_auth || r.tls_config.is_some()) {
-            return Err("cannot use custom HTTP client configuration together with 'kubeconfig_file'".into());
+        if r.kubeconfig_file.is_some() && custom_http {
+            return Err(
+                "cannot use a custom HTTP client configuration together with 'kubeconfig_file'".into()
+            );
         }
-        if r.api_server.is_none() && r.kubeconfig_file.is_none() && has_auth {
+        if r.api_server.is_none() && custom_http {
             return Err(
                 "to use custom HTTP client configuration please provide the 'api_server' URL explicitly"
                     .into(),
             );
         }
-        if let Some(a) = &r.attach_metadata
-            && a.values().any(|v| *v)
-        {
-            return Err("attach_metadata is not supported by trawl yet".into());
+        if r.api_server.is_some() && namespaces.own_namespace {
+            return Err("cannot use 'api_server' and 'namespaces.own_namespace' simultaneously".into());
         }
-        let (mut label, mut field) = (None, None);
-        let mut seen = Vec::new();
-        for s in &r.selectors {
-            // Prometheus: each role may appear once, and only roles the SD role watches.
-            if seen.contains(&s.role) {
-                return Err(format!("duplicated selector role: {}", s.role));
-            }
-            seen.push(s.role.clone());
-            if s.role != r.role {
-                return Err(format!("{} role supports only {} selectors", r.role, r.role));
-            }
-            label = s.label.clone().filter(|x| !x.is_empty());
-            field = s.field.clone().filter(|x| !x.is_empty());
+        if r.kubeconfig_file.is_some() && namespaces.own_namespace {
+            return Err("cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously".into());
         }
         if let Some(u) = &r.api_server {
-            let uri: hyper::Uri = u.parse().map_err(|e| format!("invalid api_server {u:?}: {e}"))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) {
-                return Err(format!("api_server {u:?} must be an http(s) URL"));
+            let uri: hyper::Uri = u.parse().map_err(|e| format!("invalid api_server URL {u:?}: {e}"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(format!("invalid api_server URL {u:?}: want http(s)://host[:port]"));
             }
         }
+        if let Some(p) = &http.proxy_url
+            && !p.is_empty()
+        {
+            return Err("proxy_url is not supported by trawl's kubernetes_sd_configs".into());
+        }
+        if let Some(v) = http.tls_config.as_ref().and_then(|t| t.min_version.as_deref()) {
+            // rustls never negotiates below TLS 1.2, so those minimums already hold; TLS 1.3 only
+            // cannot be asked of the kube client.
+            if !matches!(v, "TLS10" | "TLS11" | "TLS12") {
+                return Err(format!(
+                    "tls_config.min_version {v:?} is not supported by trawl's kubernetes_sd_configs"
+                ));
+            }
+        }
+
+        let mut selectors = BTreeMap::new();
+        for s in r.selectors.unwrap_or_default() {
+            let allowed = role.allowed_selectors();
+            let allowed_text = allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+            let sel_role = match s.role.as_deref() {
+                Some(x) => Role::parse(x)?,
+                None => return Err(format!("{role} role supports only {allowed_text} selectors")),
+            };
+            if selectors.contains_key(&sel_role) {
+                return Err(format!("duplicated selector role: {sel_role}"));
+            }
+            if !allowed.contains(&sel_role) {
+                return Err(format!("{role} role supports only {allowed_text} selectors"));
+            }
+            let field = s.field.filter(|f| !f.is_empty());
+            let label = s.label.filter(|l| !l.is_empty());
+            if let Some(f) = &field {
+                validate_field_selector(f)?;
+            }
+            if let Some(l) = &label {
+                validate_label_selector(l)?;
+            }
+            selectors.insert(sel_role, Selector { label, field });
+        }
+
         Ok(KubernetesSdConfig {
             role,
             api_server: r.api_server,
             kubeconfig_file: r.kubeconfig_file,
-            namespaces: r.namespaces.unwrap_or_default(),
-            label_selector: label,
-            field_selector: field,
-            bearer_token_file: r.bearer_token_file,
-            bearer_token: r.bearer_token,
-            basic_auth: r.basic_auth,
-            authorization: r.authorization,
-            tls_config: r.tls_config,
+            namespaces,
+            selectors,
+            attach_metadata: r.attach_metadata.unwrap_or_default(),
+            http,
         })
     }
 }
 
-/// Prometheus' `strutil.SanitizeLabelName`: every character outside `[a-zA-Z0-9_]` becomes `_`.
-pub fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
-}
-
-/// `addObjectMetaLabels`: name, labels and annotations (with their `present` flags) of an object.
-fn object_meta(
-    l: &mut Labels,
-    role: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) {
-    l.set(format!("{META}{role}_name"), meta.name.clone().unwrap_or_default());
-    for (k, v) in meta.labels.iter().flatten() {
-        let n = sanitize(k);
-        l.set(format!("{META}{role}_label_{n}"), v.as_str());
-        l.set(format!("{META}{role}_labelpresent_{n}"), "true");
+/// The checks of Prometheus' `HTTPClientConfig.Validate` that apply to the settings trawl
+/// supports, plus the auth types the kube client cannot do.
+fn validate_http(h: &HttpClientConfig) -> Result<(), String> {
+    if h.bearer_token.is_some() && h.bearer_token_file.is_some() {
+        return Err("at most one of bearer_token & bearer_token_file must be configured".into());
     }
-    for (k, v) in meta.annotations.iter().flatten() {
-        let n = sanitize(k);
-        l.set(format!("{META}{role}_annotation_{n}"), v.as_str());
-        l.set(format!("{META}{role}_annotationpresent_{n}"), "true");
+    let bearer = h.bearer_token.is_some() || h.bearer_token_file.is_some();
+    if h.basic_auth.is_some() && bearer {
+        return Err(
+            "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured".into()
+        );
     }
-}
-
-/// Go's `net.JoinHostPort`: brackets around an IPv6 host.
-fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
-}
-
-/// The targets of a pod (Prometheus `Pod.buildPod`): none without a pod IP; otherwise one per
-/// declared container port and one port-less target per container without ports, init
-/// containers included (after the regular ones).
-pub fn pod_targets(pod: &Pod) -> Vec<Labels> {
-    let status = pod.status.clone().unwrap_or_default();
-    let Some(ip) = status.pod_ip.clone().filter(|ip| !ip.is_empty()) else { return Vec::new() };
-    let spec = pod.spec.clone().unwrap_or_default();
-    let mut group = Labels::new();
-    group.set(format!("{META}pod_ip"), ip.as_str());
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.to_lowercase())
-        .unwrap_or_else(|| "unknown".into());
-    group.set(format!("{META}pod_ready"), ready);
-    group.set(format!("{META}pod_phase"), status.phase.clone().unwrap_or_default());
-    group.set(format!("{META}pod_node_name"), spec.node_name.clone().unwrap_or_default());
-    group.set(format!("{META}pod_host_ip"), status.host_ip.clone().unwrap_or_default());
-    group.set(format!("{META}pod_uid"), pod.metadata.uid.clone().unwrap_or_default());
-    // The first IPv4 and the first IPv6 of status.podIPs.
-    for p in status.pod_ips.iter().flatten() {
-        let Ok(addr) = p.ip.parse::<std::net::IpAddr>() else { continue };
-        let key = if addr.is_ipv4() { "pod_ipv4" } else { "pod_ipv6" };
-        if !group.contains(&format!("{META}{key}")) {
-            group.set(format!("{META}{key}"), p.ip.as_str());
+    if let Some(b) = &h.basic_auth
+        && b.password.is_some()
+        && b.password_file.is_some()
+    {
+        return Err("at most one of basic_auth password & password_file must be configured".into());
+    }
+    if let Some(a) = &h.authorization {
+        if bearer {
+            return Err("authorization is not compatible with bearer_token & bearer_token_file".into());
         }
-    }
-    object_meta(&mut group, "pod", &pod.metadata);
-    if let Some(owner) = pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true)) {
-        group.set(format!("{META}pod_controller_kind"), owner.kind.as_str());
-        group.set(format!("{META}pod_controller_name"), owner.name.as_str());
-    }
-    group.set(format!("{META}namespace"), pod.metadata.namespace.clone().unwrap_or_default());
-
-    let regular = spec.containers.len();
-    let mut out = Vec::new();
-    for (i, c) in spec.containers.iter().chain(spec.init_containers.iter().flatten()).enumerate() {
-        let init = i >= regular;
-        let statuses = if init { &status.init_container_statuses } else { &status.container_statuses };
-        let id = statuses.iter().flatten().find(|s| s.name == c.name).and_then(|s| s.container_id.clone());
-        let mut base = group.clone();
-        base.set(format!("{META}pod_container_name"), c.name.as_str());
-        base.set(format!("{META}pod_container_id"), id.unwrap_or_default());
-        base.set(format!("{META}pod_container_image"), c.image.clone().unwrap_or_default());
-        base.set(format!("{META}pod_container_init"), if init { "true" } else { "false" });
-        let ports = c.ports.clone().unwrap_or_default();
-        if ports.is_empty() {
-            let mut t = base;
-            // A bare IPv6 address gets brackets, without the trailing ":" JoinHostPort would add.
-            let addr = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-            t.set(labels::ADDRESS, addr);
-            out.push(t);
-            continue;
+        if h.basic_auth.is_some() {
+            return Err("at most one of basic_auth, oauth2 & authorization must be configured".into());
         }
-        for p in ports {
-            let mut t = base.clone();
-            let port = p.container_port.to_string();
-            t.set(labels::ADDRESS, join_host_port(&ip, &port));
-            t.set(format!("{META}pod_container_port_number"), port);
-            t.set(format!("{META}pod_container_port_name"), p.name.unwrap_or_default());
-            t.set(format!("{META}pod_container_port_protocol"), p.protocol.unwrap_or_default());
-            out.push(t);
+        if a.credentials.is_some() && a.credentials_file.is_some() {
+            return Err(
+                "at most one of authorization credentials & credentials_file must be configured".into()
+            );
         }
-    }
-    out
-}
-
-/// The target of a node (Prometheus `Node.buildNode`): the first address by type priority, at
-/// the kubelet port; `__meta_kubernetes_node_address_<type>` for the first address of each type.
-pub fn node_targets(node: &Node) -> Vec<Labels> {
-    let status = node.status.clone().unwrap_or_default();
-    let addresses = status.addresses.clone().unwrap_or_default();
-    // Prometheus' nodeAddress priority.
-    let priority = ["InternalIP", "InternalDNS", "ExternalIP", "ExternalDNS", "LegacyHostIP", "Hostname"];
-    let Some(addr) =
-        priority.iter().find_map(|t| addresses.iter().find(|a| a.type_ == *t)).map(|a| a.address.clone())
-    else {
-        return Vec::new();
-    };
-    let port = status.daemon_endpoints.and_then(|d| d.kubelet_endpoint).map(|k| k.port).unwrap_or(0);
-    let mut t = Labels::new();
-    t.set(labels::ADDRESS, join_host_port(&addr, &port.to_string()));
-    t.set(
-        format!("{META}node_provider_id"),
-        node.spec.as_ref().and_then(|s| s.provider_id.clone()).unwrap_or_default(),
-    );
-    object_meta(&mut t, "node", &node.metadata);
-    for a in &addresses {
-        let name = format!("{META}node_address_{}", a.type_);
-        if !t.contains(&name) {
-            t.set(name, a.address.as_str());
-        }
-    }
-    t.set("instance", node.metadata.name.clone().unwrap_or_default());
-    vec![t]
-}
-
-/// The targets of a service (Prometheus `Service.buildService`): one per port, addressed by the
-/// service's DNS name.
-pub fn service_targets(svc: &Service) -> Vec<Labels> {
-    let ns = svc.metadata.namespace.clone().unwrap_or_default();
-    let name = svc.metadata.name.clone().unwrap_or_default();
-    let spec = svc.spec.clone().unwrap_or_default();
-    let mut group = Labels::new();
-    object_meta(&mut group, "service", &svc.metadata);
-    group.set(format!("{META}namespace"), ns.as_str());
-    let kind = spec.type_.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    for p in spec.ports.iter().flatten() {
-        let mut t = group.clone();
-        t.set(labels::ADDRESS, join_host_port(&format!("{name}.{ns}.svc"), &p.port.to_string()));
-        t.set(format!("{META}service_port_name"), p.name.clone().unwrap_or_default());
-        t.set(format!("{META}service_port_number"), p.port.to_string());
-        t.set(format!("{META}service_port_protocol"), p.protocol.clone().unwrap_or_default());
-        t.set(format!("{META}service_type"), kind.as_str());
-        if kind == "ExternalName" {
-            t.set(format!("{META}service_external_name"), spec.external_name.clone().unwrap_or_default());
-        } else {
-            t.set(format!("{META}service_cluster_ip"), spec.cluster_ip.clone().unwrap_or_default());
-        }
-        if kind == "LoadBalancer"
-            && let Some(ip) = spec.load_balancer_ip.clone()
-        {
-            t.set(format!("{META}service_loadbalancer_ip"), ip);
-        }
-        out.push(t);
-    }
-    out
-}
-
-/// Builds the kube client for `cfg`: kubeconfig, explicit API server, or in-cluster.
-async fn client(cfg: &KubernetesSdConfig) -> Result<Client, KubernetesSdError> {
-    let config = if let Some(path) = &cfg.kubeconfig_file {
-        let shown = path.display().to_string();
-        let kc = kube::config::Kubeconfig::read_from(path)
-            .map_err(|e| KubernetesSdError::Kubeconfig(shown.clone(), e.to_string()))?;
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| KubernetesSdError::Kubeconfig(shown, e.to_string()))?
-    } else if let Some(url) = &cfg.api_server {
-        let uri: hyper::Uri = url.parse().map_err(|e| KubernetesSdError::Client(format!("{e}")))?;
-        let mut c = kube::Config::new(uri);
-        if let Some(f) = &cfg.bearer_token_file {
-            // kube re-reads a token file when it changes, so rotation works.
-            c.auth_info.token_file = Some(f.display().to_string());
-        } else if let Some(t) = &cfg.bearer_token {
-            c.auth_info.token = Some(t.clone().into());
-        } else if let Some(a) = &cfg.authorization {
-            if let Some(f) = &a.credentials_file {
-                c.auth_info.token_file = Some(f.display().to_string());
-            } else if let Some(t) = &a.credentials {
-                c.auth_info.token = Some(t.clone().into());
+        match a.kind.as_deref() {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(t) if t.eq_ignore_ascii_case("basic") => {
+                return Err(
+                    "authorization type cannot be set to \"basic\", use \"basic_auth\" instead".into()
+                );
             }
-        } else if let Some(b) = &cfg.basic_auth {
-            c.auth_info.username = Some(b.username.clone());
-            let pw = match (&b.password, &b.password_file) {
-                (_, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| KubernetesSdError::File(format!("{}: {e}", f.display())))?,
-                (Some(p), None) => p.clone(),
-                (None, None) => String::new(),
-            };
-            c.auth_info.password = Some(pw.trim().to_owned().into());
-        }
-        if let Some(tls) = &cfg.tls_config {
-            c.accept_invalid_certs = tls.insecure_skip_verify;
-            c.tls_server_name = tls.server_name.clone();
-            if let Some(ca) = &tls.ca_file {
-                c.root_cert_file = Some(ca.clone());
-            }
-            if tls.cert_file.is_some() || tls.key_file.is_some() {
-                return Err(KubernetesSdError::Client(
-                    "client certificates for api_server are not supported yet".into(),
+            Some(t) => {
+                return Err(format!(
+                    "authorization type {t:?} is not supported by trawl's kubernetes_sd_configs (only Bearer)"
                 ));
             }
         }
-        c
-    } else {
-        // Prometheus uses the in-cluster settings here. kube's `infer` tries `$KUBECONFIG` (or
-        // ~/.kube/config) first and then the in-cluster settings, so a pod behaves exactly as
-        // Prometheus does while the same config also runs on a workstation or in a test.
-        kube::Config::infer().await.map_err(|e| KubernetesSdError::InCluster(e.to_string()))?
-    };
-    Client::try_from(config).map_err(|e| KubernetesSdError::Client(e.to_string()))
+    }
+    if let Some(t) = &h.tls_config
+        && t.cert_file.is_some() != t.key_file.is_some()
+    {
+        return Err("tls_config needs both cert_file and key_file for a client certificate".into());
+    }
+    Ok(())
 }
 
-/// The namespaces to watch; empty means all.
-fn namespaces(cfg: &KubernetesSdConfig) -> Vec<String> {
-    let mut out = cfg.namespaces.names.clone();
-    if cfg.namespaces.own_namespace {
-        match std::fs::read_to_string(format!("{SERVICE_ACCOUNT_DIR}/namespace")) {
-            Ok(ns) => out.push(ns.trim().to_owned()),
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot read the pod's own namespace; own_namespace ignored.")
-            }
+/// Checks a field selector as `fields.ParseSelector` would: comma-separated `key=value`,
+/// `key==value` or `key!=value` terms with a non-empty key (`\,` escapes a comma).
+fn validate_field_selector(s: &str) -> Result<(), String> {
+    for term in split_unescaped_commas(s) {
+        let (key, _) = term
+            .split_once("!=")
+            .or_else(|| term.split_once("=="))
+            .or_else(|| term.split_once('='))
+            .ok_or_else(|| {
+                format!("invalid field selector {s:?}: {term:?} is not key=value, key==value or key!=value")
+            })?;
+        if key.trim().is_empty() {
+            return Err(format!("invalid field selector {s:?}: empty key in {term:?}"));
         }
     }
-    out.sort();
-    out.dedup();
+    Ok(())
+}
+
+fn split_unescaped_commas(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => escaped = false,
+        }
+    }
+    out.push(&s[start..]);
     out
 }
 
-/// How long to wait before retrying client setup after a failure.
-const CLIENT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Starts discovery for `cfg` until `cancel`; every change publishes the full target list.
-pub fn spawn(cfg: KubernetesSdConfig, job: String, cancel: CancellationToken) -> watch::Receiver<Discovered> {
-    let (tx, rx) = watch::channel(Discovered::default());
-    tokio::spawn(async move {
-        let client = loop {
-            match client(&cfg).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::error!(job, error = %e, "Kubernetes discovery cannot start; retrying.");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(CLIENT_RETRY) => {}
-                    }
-                }
+/// Checks a label selector as `labels.Parse` would: comma-separated requirements `k`, `!k`,
+/// `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)` (commas inside parentheses belong to the
+/// set), with keys of at most 63 name characters behind an optional DNS-subdomain prefix.
+fn validate_label_selector(s: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("invalid label selector {s:?}: {why}");
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
             }
-        };
-        let mut wc = watcher::Config::default();
-        if let Some(f) = &cfg.field_selector {
-            wc = wc.fields(f);
+            _ => {}
         }
-        if let Some(l) = &cfg.label_selector {
-            wc = wc.labels(l);
+        if !(0..=1).contains(&depth) {
+            return Err(bad("unbalanced parentheses"));
         }
-        let nss = namespaces(&cfg);
-        let store = Arc::new(std::sync::Mutex::new(Store::default()));
-        let mut tasks = Vec::new();
-        let scopes: Vec<Option<String>> = if nss.is_empty() || cfg.role == Role::Node {
-            vec![None]
+    }
+    if depth != 0 {
+        return Err(bad("unbalanced parentheses"));
+    }
+    terms.push(&s[start..]);
+    let key_ok = |k: &str| {
+        let name = k.rsplit_once('/').map_or(k, |(_, n)| n);
+        !name.is_empty()
+            && name.len() <= 63
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    for term in terms {
+        let t = term.trim();
+        if t.is_empty() {
+            return Err(bad("empty requirement"));
+        }
+        let key = if let Some(k) = t.strip_prefix('!') {
+            k.trim()
+        } else if let Some((k, _)) =
+            t.split_once("!=").or_else(|| t.split_once("==")).or_else(|| t.split_once('='))
+        {
+            k.trim()
+        } else if let Some((k, rest)) = t.split_once(char::is_whitespace) {
+            let rest = rest.trim_start();
+            let set = rest.strip_prefix("notin").or_else(|| rest.strip_prefix("in")).map(str::trim);
+            match set {
+                Some(set) if set.starts_with('(') && set.ends_with(')') => k,
+                _ => return Err(bad(&format!("cannot parse {t:?}"))),
+            }
         } else {
-            nss.into_iter().map(Some).collect()
+            t
         };
-        for ns in scopes {
-            let (store, tx, wc, job, cancel) =
-                (store.clone(), tx.clone(), wc.clone(), job.clone(), cancel.clone());
-            let client = client.clone();
-            tasks.push(match cfg.role {
-                Role::Pod => {
-                    tokio::spawn(run_watch(api::<Pod>(client, ns), wc, pod_targets, store, tx, job, cancel))
-                }
-                Role::Service => tokio::spawn(run_watch(
-                    api::<Service>(client, ns),
-                    wc,
-                    service_targets,
-                    store,
-                    tx,
-                    job,
-                    cancel,
-                )),
-                Role::Node => tokio::spawn(run_watch(
-                    Api::<Node>::all(client),
-                    wc,
-                    node_targets,
-                    store,
-                    tx,
-                    job,
-                    cancel,
-                )),
-            });
+        if !key_ok(key) {
+            return Err(bad(&format!("invalid key {key:?}")));
         }
-        for t in tasks {
-            let _ = t.await;
-        }
-    });
-    rx
-}
-
-fn api<K>(client: Client, ns: Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client, &ns),
-        None => Api::all(client),
     }
+    Ok(())
 }
 
-/// Targets per object (`namespace/name` of the object's kind), as Prometheus keeps one target
-/// group per object.
-#[derive(Default)]
-struct Store {
-    by_object: BTreeMap<String, Vec<Labels>>,
-}
-
-impl Store {
-    fn publish(&self, tx: &watch::Sender<Discovered>) {
-        let all: Vec<Labels> = self.by_object.values().flatten().cloned().collect();
-        tx.send_replace(Arc::new(all));
-    }
-}
-
-fn key<K: ResourceExt>(o: &K) -> String {
-    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
-}
-
-async fn run_watch<K>(
-    api: Api<K>,
-    wc: watcher::Config,
-    targets: fn(&K) -> Vec<Labels>,
-    store: Arc<std::sync::Mutex<Store>>,
-    tx: watch::Sender<Discovered>,
-    job: String,
+/// Starts discovery for `cfg` and returns the channel its targets are published on.
+///
+/// The first value is published once every watched resource has been listed (as Prometheus waits
+/// for its informers' caches to sync), even when it is empty; after that a new value is published
+/// whenever a change alters the target list, typically within milliseconds of the watch event.
+/// Each value is the full list of label sets (each with `__address__` and the meta labels) for
+/// this config, ordered by object namespace and name.
+///
+/// Errors only for configuration problems found at start (see [`KubernetesSdError`]). API errors
+/// later (refused connections, 410 Gone, 5xx, 403) are logged and retried with backoff; the last
+/// published targets stay in place meanwhile. Everything stops when `cancel` fires.
+pub async fn spawn(
+    cfg: &KubernetesSdConfig,
     cancel: CancellationToken,
-) where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    use kube::runtime::WatchStreamExt;
-    let mut stream = watcher(api, wc).default_backoff().boxed();
-    // Objects listed since the last `Init`, swapped in at `InitDone` (a re-list after 410 Gone
-    // replaces the whole set, so objects deleted while disconnected disappear).
-    let mut fresh: BTreeMap<String, Vec<Labels>> = BTreeMap::new();
-    let mut own: std::collections::BTreeSet<String> = Default::default();
-    loop {
-        let ev = tokio::select! {
-            _ = cancel.cancelled() => return,
-            ev = stream.next() => ev,
-        };
-        let Some(ev) = ev else { return };
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                // The backoff wrapper retries; log and go on.
-                tracing::warn!(job, error = %e, "Kubernetes watch failed; retrying with backoff.");
-                continue;
-            }
-        };
-        let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
-        match ev {
-            watcher::Event::Init => fresh.clear(),
-            watcher::Event::InitApply(o) => {
-                fresh.insert(key(&o), targets(&o));
-            }
-            watcher::Event::InitDone => {
-                for k in std::mem::take(&mut own) {
-                    s.by_object.remove(&k);
-                }
-                own = fresh.keys().cloned().collect();
-                s.by_object.extend(std::mem::take(&mut fresh));
-                s.publish(&tx);
-            }
-            watcher::Event::Apply(o) => {
-                let k = key(&o);
-                own.insert(k.clone());
-                s.by_object.insert(k, targets(&o));
-                s.publish(&tx);
-            }
-            watcher::Event::Delete(o) => {
-                let k = key(&o);
-                own.remove(&k);
-                s.by_object.remove(&k);
-                s.publish(&tx);
-            }
-        }
-    }
+) -> Result<tokio::sync::watch::Receiver<Discovered>, KubernetesSdError> {
+    let client = watch::client(cfg).await?;
+    let namespaces = watch::namespaces(cfg, std::path::Path::new(SERVICE_ACCOUNT_DIR))?;
+    Ok(watch::start(client, cfg.clone(), namespaces, cancel))
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<KubernetesSdConfig, String> {
+        serde_saphyr::from_str::<KubernetesSdConfig>(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn daemonset_config_from_the_issue() {
+        let c = parse("role: pod\nselectors:\n  - role: pod\n    field: 'spec.nodeName=node-a'\n").unwrap();
+        assert_eq!(c.role, Role::Pod);
+        assert_eq!(c.selector(Role::Pod).and_then(|s| s.field.as_deref()), Some("spec.nodeName=node-a"));
+        assert_eq!(c.selector(Role::Pod).and_then(|s| s.label.as_deref()), None);
+    }
+
+    #[test]
+    fn rejections_match_prometheus() {
+        // (yaml, expected message fragment, why)
+        let cases: &[(&str, &str, &str)] = &[
+            ("namespaces: {names: [a]}\n", "role missing", "role is required"),
+            ("role: pods\n", "unknown Kubernetes SD role \"pods\"", "unknown role"),
+            ("role: ingress\n", "not supported", "ingress is not implemented"),
+            ("role: pod\nfoo: 1\n", "foo", "unknown keys are rejected"),
+            (
+                "role: pod\napi_server: http://a\nkubeconfig_file: /k\n",
+                "cannot use 'kubeconfig_file' and 'api_server' simultaneously",
+                "api_server xor kubeconfig_file",
+            ),
+            (
+                "role: pod\nkubeconfig_file: /k\nbearer_token_file: /t\n",
+                "custom HTTP client configuration together with 'kubeconfig_file'",
+                "auth comes from the kubeconfig",
+            ),
+            (
+                "role: pod\nbearer_token_file: /t\n",
+                "please provide the 'api_server' URL explicitly",
+                "auth without api_server",
+            ),
+            (
+                "role: pod\napi_server: http://a\nnamespaces: {own_namespace: true}\n",
+                "'api_server' and 'namespaces.own_namespace'",
+                "own namespace is in-cluster only",
+            ),
+            (
+                "role: service\nselectors: [{role: pod, label: a=b}]\n",
+                "service role supports only service selectors",
+                "selector role not watched by the role",
+            ),
+            (
+                "role: endpoints\nselectors: [{role: node, label: a=b}]\n",
+                "endpoints role supports only pod, service, endpoints selectors",
+                "listed in Prometheus' order",
+            ),
+            (
+                "role: pod\nselectors: [{role: pod, label: a=b}, {role: pod, field: x=y}]\n",
+                "duplicated selector role: pod",
+                "one selector per role",
+            ),
+            (
+                "role: pod\nselectors: [{role: pod, field: 'spec.nodeName'}]\n",
+                "invalid field selector",
+                "no op",
+            ),
+            ("role: pod\nselectors: [{role: pod, label: 'a in (b'}]\n", "invalid label selector", "open set"),
+            (
+                "role: pod\nattach_metadata: {deployment: true}\n",
+                "deployment",
+                "3.11 options not implemented",
+            ),
+            (
+                "role: pod\napi_server: http://a\nbearer_token: x\nbearer_token_file: /t\n",
+                "at most one of bearer_token & bearer_token_file",
+                "HTTPClientConfig.Validate",
+            ),
+            ("role: pod\napi_server: 'ftp://a'\n", "invalid api_server URL", "scheme must be http(s)"),
+        ];
+        for (yaml, want, why) in cases {
+            match parse(yaml) {
+                Ok(c) => panic!("{why}: {yaml:?} was accepted as {c:?}"),
+                Err(e) => assert!(e.contains(want), "{why}: {yaml:?} gave {e:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_variants() {
+        let ok = [
+            "role: endpointslice\nselectors: [{role: pod, field: spec.nodeName=n}, {role: service, label: 'app in (a,b),!x'}]\n",
+            "role: pod\nselectors: [{role: node, label: 'kubernetes.io/os=linux'}]\nattach_metadata: {node: true}\n",
+            "role: node\napi_server: https://k:6443\ntls_config: {ca_file: /ca, insecure_skip_verify: false}\nbearer_token_file: /t\n",
+            "role: service\nnamespaces: {names: [a, b]}\nattach_metadata: {namespace: true}\n",
+            "role: pod\nselectors: [{role: pod, label: 'env!=prod,tier notin (db), team'}]\n",
+        ];
+        for y in ok {
+            parse(y).unwrap_or_else(|e| panic!("{y:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_error_has_a_line_number() {
+        let e = parse("role: pod\nnamespaces:\n  names: [a]\n  nmes: [b]\n").unwrap_err();
+        assert!(e.contains("line 4") || e.contains("4:"), "{e}");
+    }
+}

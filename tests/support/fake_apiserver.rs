@@ -1,410 +1,812 @@
-//! A fake Kubernetes API server over real HTTP, for driving discovery through kube-rs.
+//! A fake Kubernetes API server for tests: LIST and WATCH over plain HTTP/1.1 on `127.0.0.1:0`.
 //!
-//! It serves list and watch for pods, nodes and services in the real JSON shapes (`PodList` with
-//! `metadata.resourceVersion`; watch as newline-delimited `{"type": ADDED|MODIFIED|DELETED|
-//! BOOKMARK|ERROR, "object": …}`), honours `fieldSelector` (any dotted path, `=`, `==`, `!=`) and
-//! `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, existence, `!key`), cluster-wide and
-//! namespaced paths, `resourceVersion` (a watch from before the compaction point gets a 410 Gone
-//! ERROR event, forcing a re-list), `allowWatchBookmarks` and `timeoutSeconds`. Tests add, modify
-//! and delete objects, compact history, and restart the server (every connection dropped, the
-//! same port bound again, the stored objects kept, as etcd keeps them). Every request is logged.
+//! What this is: enough of the API server's list/watch contract to drive a real client (kube-rs)
+//! through the situations discovery must survive, with the real JSON shapes:
+//! - Resources: pods, services, endpoints (core/v1, namespaced), nodes and namespaces (core/v1,
+//!   cluster-scoped), endpointslices (`discovery.k8s.io/v1`, namespaced); cluster-wide paths
+//!   (`/api/v1/pods`) and namespaced ones (`/api/v1/namespaces/{ns}/pods`).
+//! - LIST answers `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[…]}`
+//!   (items without kind/apiVersion, as the real server sends them).
+//! - WATCH (`watch=1`) streams newline-delimited `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR",
+//!   "object":…}` from `resourceVersion` (a version older than the last [`FakeApiServer::compact`]
+//!   answers 410 Gone, as an ERROR event or as HTTP 410, see [`GoneMode`]); `resourceVersion` unset
+//!   or `0` first replays the current objects as ADDED. `allowWatchBookmarks` gets a BOOKMARK after
+//!   every idle [`FakeApiServer::set_bookmark_interval`]; `timeoutSeconds` ends the stream.
+//! - `fieldSelector`: `path=value`, `path==value`, `path!=value` on any dotted JSON path
+//!   (`spec.nodeName`, `metadata.name`, `metadata.namespace`, …), comma-joined.
+//!   `labelSelector`: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. A watch
+//!   follows objects across the selector: an update that makes an object match is sent as ADDED,
+//!   one that makes it stop matching as DELETED, as the real server does.
+//! - Every request is recorded ([`FakeApiServer::requests`]), so tests can assert what was asked.
+//! - The test changes objects ([`FakeApiServer::apply`], [`FakeApiServer::delete`]), drops history
+//!   ([`FakeApiServer::compact`]), ends open watches with 410 ([`FakeApiServer::expire_watches`])
+//!   and restarts the server ([`FakeApiServer::stop`], [`FakeApiServer::start_again`]): all
+//!   connections are dropped and it comes back on the same port with the same objects.
+//!
+//! What this is not: a validating server (no schema, admission, RBAC, pagination `continue`
+//! tokens, or GET of single objects).
+//!
+//! Other test files include it with `#[path = "support/fake_apiserver.rs"] mod fake_apiserver;`.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::net::TcpSocket;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-
-/// One change, as a watch reports it.
-#[derive(Clone, Debug)]
-struct Change {
-    rv: u64,
-    resource: String,
-    kind: &'static str,
-    object: Value,
-}
-
-#[derive(Default)]
-struct State {
-    rv: u64,
-    /// (resource, namespace, name) → object.
-    objects: BTreeMap<(String, String, String), Value>,
-    history: Vec<Change>,
-    /// Watches from a resourceVersion below this get 410 Gone.
-    compacted: u64,
-    requests: Vec<String>,
-}
-
-/// The fake API server.
-pub struct FakeApiServer {
-    pub addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    events: broadcast::Sender<Change>,
-    stop: Mutex<CancellationToken>,
-}
 
 type Body = BoxBody<Bytes, Infallible>;
 
-impl FakeApiServer {
-    /// Starts on a free loopback port.
-    pub async fn start() -> Arc<FakeApiServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (events, _) = broadcast::channel(4096);
-        let s = Arc::new(FakeApiServer {
-            addr,
-            state: Arc::default(),
-            events,
-            stop: Mutex::new(CancellationToken::new()),
-        });
-        s.clone().serve(listener);
-        s
+/// How a watch from a compacted resourceVersion is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoneMode {
+    /// HTTP 200 and one `ERROR` event carrying a 410 `Status` (what API servers usually send).
+    ErrorEvent,
+    /// HTTP 410 with a `Status` body.
+    Http410,
+}
+
+/// A resource kind the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Pod,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Node,
+    Namespace,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] =
+        [Kind::Pod, Kind::Service, Kind::Endpoints, Kind::EndpointSlice, Kind::Node, Kind::Namespace];
+
+    /// The `kind` field of one object.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Node => "Node",
+            Kind::Namespace => "Namespace",
+        }
     }
 
-    fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
-        let stop = self.stop.lock().unwrap().clone();
+    /// The resource name in URL paths.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Pod => "pods",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Node => "nodes",
+            Kind::Namespace => "namespaces",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        if self == Kind::EndpointSlice { "discovery.k8s.io/v1" } else { "v1" }
+    }
+
+    fn namespaced(self) -> bool {
+        !matches!(self, Kind::Node | Kind::Namespace)
+    }
+
+    fn from_name(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == kind)
+    }
+
+    fn from_resource(group_version: &str, resource: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.resource() == resource && k.api_version() == group_version)
+    }
+}
+
+/// One request the server received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// `GET`, …
+    pub method: String,
+    /// The path, e.g. `/api/v1/namespaces/default/pods`.
+    pub path: String,
+    /// The raw (still percent-encoded) query string.
+    pub query: String,
+    /// The decoded query parameters.
+    pub params: BTreeMap<String, String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Request {
+    /// Whether this is a watch (`watch=1` or `watch=true`).
+    pub fn is_watch(&self) -> bool {
+        matches!(self.params.get("watch").map(String::as_str), Some("1" | "true"))
+    }
+    /// The resource, the last path segment (`pods`, `nodes`, …).
+    pub fn resource(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or_default()
+    }
+    /// A decoded query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct HistoryEvent {
+    rv: u64,
+    kind: Kind,
+    kind_of_event: &'static str,
+    object: Value,
+    previous: Option<Value>,
+}
+
+struct State {
+    rv: u64,
+    objects: BTreeMap<(Kind, String, String), Value>,
+    history: Vec<HistoryEvent>,
+    compacted: u64,
+    expire_epoch: u64,
+    requests: Vec<Request>,
+    gone_mode: GoneMode,
+    bookmark_interval: Duration,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Bumped on every change, compaction and expiry; watch streams wait on it.
+    generation: watch::Sender<u64>,
+    open_watches: AtomicUsize,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// The fake API server. Dropping it stops it.
+pub struct FakeApiServer {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    running: Mutex<Option<CancellationToken>>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.running.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.cancel();
+        }
+    }
+}
+
+impl FakeApiServer {
+    /// Starts an empty server on `127.0.0.1` with a free port.
+    pub async fn start() -> FakeApiServer {
+        let (generation, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: Vec::new(),
+                compacted: 0,
+                expire_epoch: 0,
+                requests: Vec::new(),
+                gone_mode: GoneMode::ErrorEvent,
+                bookmark_interval: Duration::from_secs(1),
+            }),
+            generation,
+            open_watches: AtomicUsize::new(0),
+        });
+        let mut server =
+            FakeApiServer { inner, addr: SocketAddr::from(([127, 0, 0, 1], 0)), running: Mutex::new(None) };
+        server.addr = server.listen().await;
+        server
+    }
+
+    async fn listen(&self) -> SocketAddr {
+        let socket = TcpSocket::new_v4().expect("socket");
+        // Coming back on the same port right after dropping connections needs SO_REUSEADDR.
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(self.addr).expect("bind 127.0.0.1");
+        let listener = socket.listen(1024).expect("listen");
+        let addr = listener.local_addr().expect("local addr");
+        let cancel = CancellationToken::new();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
+        let inner = self.inner.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                    _ = cancel.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
                 };
-                let (me, stop) = (self.clone(), stop.clone());
+                let (inner, cancel) = (inner.clone(), cancel.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let me = me.clone();
-                        async move { Ok::<_, Infallible>(me.handle(req)) }
+                    let svc_cancel = cancel.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let (inner, cancel) = (inner.clone(), svc_cancel.clone());
+                        async move { Ok::<_, Infallible>(handle(&inner, req, cancel)) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     tokio::select! {
-                        _ = stop.cancelled() => {}
+                        _ = cancel.cancelled() => {}
                         _ = conn => {}
                     }
                 });
             }
         });
+        addr
     }
 
-    /// Drops every connection and serves again on the same port, keeping the objects.
-    pub async fn restart(self: &Arc<Self>) {
-        let old = std::mem::replace(&mut *self.stop.lock().unwrap(), CancellationToken::new());
-        old.cancel();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        self.clone().serve(listener);
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig pointing at this server.
-    pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n\
-             users:\n- name: fake\n  user:\n    token: fake-token\n",
-            self.addr
-        )
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    /// Every request so far, as `path?query`.
-    pub fn requests(&self) -> Vec<String> {
-        self.state.lock().unwrap().requests.clone()
+    /// Writes a kubeconfig that points at this server (no credentials) into `dir`.
+    pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user: {{}}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n",
+            self.url()
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
     }
 
-    /// Forgets history up to now: watches from an older resourceVersion get 410 Gone.
-    pub fn compact(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.compacted = st.rv + 1;
-        st.history.clear();
-    }
-
-    /// Creates or replaces an object of `resource` ("pods", "nodes", "services").
-    pub fn apply(&self, resource: &str, mut object: Value) {
-        let mut st = self.state.lock().unwrap();
-        st.rv += 1;
-        let rv = st.rv;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let key = key_of(resource, &object);
-        let kind = if st.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
-        st.objects.insert(key, object.clone());
-        let c = Change { rv, resource: resource.to_owned(), kind, object };
-        st.history.push(c.clone());
-        let _ = self.events.send(c);
-    }
-
-    /// Deletes an object.
-    pub fn delete(&self, resource: &str, namespace: &str, name: &str) {
-        let mut st = self.state.lock().unwrap();
-        let Some(mut object) =
-            st.objects.remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
-        else {
-            return;
-        };
-        st.rv += 1;
-        let rv = st.rv;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let c = Change { rv, resource: resource.to_owned(), kind: "DELETED", object };
-        st.history.push(c.clone());
-        let _ = self.events.send(c);
-    }
-
-    fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_owned();
-        let query: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), decode(v)))
-            .collect();
-        self.state.lock().unwrap().requests.push(req.uri().to_string());
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let (namespace, resource) = match parts.as_slice() {
-            ["api", "v1", "namespaces", ns, res] => (Some(ns.to_string()), res.to_string()),
-            ["api", "v1", res] => (None, res.to_string()),
-            _ => return reply(404, json!({"kind": "Status", "code": 404, "message": "not found"})),
-        };
-        let fields = query.get("fieldSelector").cloned().unwrap_or_default();
-        let labels = query.get("labelSelector").cloned().unwrap_or_default();
-        let matches = move |o: &Value| {
-            namespace.as_deref().is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
-                && field_match(&fields, o)
-                && label_match(&labels, o)
-        };
-        if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-            let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-            let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300u64);
-            return self.watch(resource, from, bookmarks, timeout, Box::new(matches));
+    /// Stops serving: the listener closes and every open connection (watches included) is dropped.
+    pub async fn stop(&self) {
+        if let Some(t) = self.running.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.cancel();
         }
-        let st = self.state.lock().unwrap();
-        let items: Vec<Value> = st
-            .objects
-            .iter()
-            .filter(|((r, _, _), o)| *r == resource && matches(o))
-            .map(|(_, o)| o.clone())
-            .collect();
-        let kind = format!("{}List", kind_of(&resource));
-        reply(
-            200,
-            json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
-        )
+        // Let the connection tasks observe the cancellation and close their sockets.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    fn watch(
-        &self,
-        resource: String,
-        from: u64,
-        bookmarks: bool,
-        timeout_secs: u64,
-        matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
-    ) -> Response<Body> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let mut live = self.events.subscribe();
-        let (backlog, compacted, current) = {
-            let st = self.state.lock().unwrap();
-            (st.history.iter().filter(|c| c.rv > from).cloned().collect::<Vec<_>>(), st.compacted, st.rv)
+    /// Serves again on the same port, with the same objects and history.
+    pub async fn start_again(&self) {
+        let addr = self.listen().await;
+        assert_eq!(addr, self.addr, "came back on another port");
+    }
+
+    /// [`stop`](Self::stop), wait `down`, [`start_again`](Self::start_again).
+    pub async fn restart(&self, down: Duration) {
+        self.stop().await;
+        tokio::time::sleep(down).await;
+        self.start_again().await;
+    }
+
+    /// Creates or replaces an object (`kind`, `metadata.name` and, for namespaced kinds,
+    /// `metadata.namespace` are required); watchers get ADDED or MODIFIED. Returns its new
+    /// resourceVersion.
+    pub fn apply(&self, mut object: Value) -> u64 {
+        let kind = object["kind"].as_str().and_then(Kind::from_name).expect("object kind");
+        let name = object["metadata"]["name"].as_str().expect("metadata.name").to_owned();
+        let ns = if kind.namespaced() {
+            object["metadata"]["namespace"].as_str().expect("metadata.namespace").to_owned()
+        } else {
+            String::new()
         };
-        let stop = self.stop.lock().unwrap().clone();
-        tokio::spawn(async move {
-            let line = |v: Value| Bytes::from(format!("{v}\n"));
-            if from != 0 && from < compacted {
-                let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": format!("too old resource version: {from} ({compacted})"), "reason": "Expired", "code": 410});
-                let _ = tx.send(line(json!({"type": "ERROR", "object": status}))).await;
-                return;
-            }
-            // Without a resourceVersion a watch starts at "now", as the API server's "any" does.
-            let mut last = if from == 0 { current } else { from };
-            let start = last;
-            for c in backlog.into_iter().filter(|c| c.rv > start) {
-                if c.resource == resource && matches(&c.object) {
-                    last = c.rv;
-                    if tx.send(line(json!({"type": c.kind, "object": c.object}))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep_until(deadline) => return,
-                    _ = tick.tick(), if bookmarks => {
-                        let kind = kind_of(&resource);
-                        let bm = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
-                            "metadata": {"resourceVersion": last.to_string()}}});
-                        if tx.send(line(bm)).await.is_err() { return; }
-                    }
-                    c = live.recv() => match c {
-                        Ok(c) if c.rv > last && c.resource == resource => {
-                            last = c.rv;
-                            if matches(&c.object) && tx.send(line(json!({"type": c.kind, "object": c.object}))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    },
-                }
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-        });
-        let mut r = Response::new(StreamBody::new(stream).boxed());
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
-        r
+        let mut s = self.inner.lock();
+        s.rv += 1;
+        let rv = s.rv;
+        object["apiVersion"] = kind.api_version().into();
+        object["metadata"]["resourceVersion"] = rv.to_string().into();
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = format!("uid-{}-{ns}-{name}", kind.resource()).into();
+        }
+        let previous = s.objects.insert((kind, ns, name), object.clone());
+        let kind_of_event = if previous.is_some() { "MODIFIED" } else { "ADDED" };
+        s.history.push(HistoryEvent { rv, kind, kind_of_event, object, previous });
+        drop(s);
+        self.inner.bump();
+        rv
+    }
+
+    /// Deletes an object; watchers get DELETED. Returns whether it existed.
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> bool {
+        let mut s = self.inner.lock();
+        let ns = if kind.namespaced() { namespace.to_owned() } else { String::new() };
+        let Some(mut object) = s.objects.remove(&(kind, ns, name.to_owned())) else { return false };
+        s.rv += 1;
+        let rv = s.rv;
+        object["metadata"]["resourceVersion"] = rv.to_string().into();
+        s.history.push(HistoryEvent { rv, kind, kind_of_event: "DELETED", object, previous: None });
+        drop(s);
+        self.inner.bump();
+        true
+    }
+
+    /// The current object, if any.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        let ns = if kind.namespaced() { namespace.to_owned() } else { String::new() };
+        self.inner.lock().objects.get(&(kind, ns, name.to_owned())).cloned()
+    }
+
+    /// Drops the event history up to now, as etcd compaction does: a later watch from an older
+    /// resourceVersion gets 410 Gone, and so does an open watch that had not yet sent every
+    /// dropped event.
+    pub fn compact(&self) {
+        let mut s = self.inner.lock();
+        s.compacted = s.rv;
+        s.history.clear();
+        drop(s);
+        self.inner.bump();
+    }
+
+    /// Ends every open watch with an ERROR 410 event, as an API server does when a watcher falls
+    /// out of its watch cache.
+    pub fn expire_watches(&self) {
+        self.inner.lock().expire_epoch += 1;
+        self.inner.bump();
+    }
+
+    /// How a watch from a compacted resourceVersion is refused (default [`GoneMode::ErrorEvent`]).
+    pub fn set_gone_mode(&self, mode: GoneMode) {
+        self.inner.lock().gone_mode = mode;
+    }
+
+    /// How long a watch with `allowWatchBookmarks` stays idle before a BOOKMARK (default 1 s).
+    pub fn set_bookmark_interval(&self, d: Duration) {
+        self.inner.lock().bookmark_interval = d;
+    }
+
+    /// The current (latest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.inner.lock().rv
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.inner.lock().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.inner.lock().requests.clear();
+    }
+
+    /// Watch streams open right now.
+    pub fn open_watches(&self) -> usize {
+        self.inner.open_watches.load(Ordering::SeqCst)
     }
 }
 
-fn reply(status: u16, v: Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
-    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+// === request handling ===
+
+fn handle(inner: &Arc<Inner>, req: hyper::Request<Incoming>, cancel: CancellationToken) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let params = parse_query(&query);
+    let request = Request {
+        method: req.method().to_string(),
+        path: path.clone(),
+        query,
+        params: params.clone(),
+        authorization: req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        at: Instant::now(),
+    };
+    let watching = request.is_watch();
+    inner.lock().requests.push(request);
+
+    if req.method() != hyper::Method::GET {
+        return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "only GET is served");
+    }
+    let Some((kind, namespace)) = route(&path) else {
+        return status(StatusCode::NOT_FOUND, "NotFound", &format!("no resource at {path}"));
+    };
+    let selectors = match Selectors::parse(&params) {
+        Ok(s) => s,
+        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+    };
+    let query = Query { kind, namespace, selectors };
+    if watching { watch_response(inner, query, &params, cancel) } else { list_response(inner, &query) }
+}
+
+/// `(kind, namespace)` of a collection path.
+fn route(path: &str) -> Option<(Kind, Option<String>)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group_version, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("v1", rest),
+        ["apis", group, version, rest @ ..] => {
+            (if *group == "discovery.k8s.io" && *version == "v1" { "discovery.k8s.io/v1" } else { "" }, rest)
+        }
+        _ => return None,
+    };
+    match rest {
+        [resource] => Kind::from_resource(group_version, resource).map(|k| (k, None)),
+        ["namespaces", ns, resource] => {
+            let k = Kind::from_resource(group_version, resource)?;
+            k.namespaced().then(|| (k, Some((*ns).to_owned())))
+        }
+        _ => None,
+    }
+}
+
+fn full(status_code: StatusCode, body: Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *r.status_mut() = status_code;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     r
 }
 
-fn kind_of(resource: &str) -> &'static str {
-    match resource {
-        "pods" => "Pod",
-        "nodes" => "Node",
-        "services" => "Service",
-        "namespaces" => "Namespace",
-        _ => "Unknown",
+fn status_object(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    full(code, status_object(code.as_u16(), reason, message))
+}
+
+struct Query {
+    kind: Kind,
+    namespace: Option<String>,
+    selectors: Selectors,
+}
+
+impl Query {
+    fn matches(&self, kind: Kind, object: &Value) -> bool {
+        kind == self.kind
+            && self.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns))
+            && self.selectors.matches(object)
     }
 }
 
-fn key_of(resource: &str, o: &Value) -> (String, String, String) {
-    (
-        resource.to_owned(),
-        o["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
-        o["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+fn list_response(inner: &Inner, q: &Query) -> Response<Body> {
+    let s = inner.lock();
+    let items: Vec<Value> = s
+        .objects
+        .iter()
+        .filter(|((k, _, _), o)| q.matches(*k, o))
+        .map(|(_, o)| {
+            // List items carry no kind/apiVersion on the wire.
+            let mut o = o.clone();
+            if let Some(m) = o.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    full(
+        StatusCode::OK,
+        json!({
+            "kind": format!("{}List", q.kind.name()),
+            "apiVersion": q.kind.api_version(),
+            "metadata": {"resourceVersion": s.rv.to_string()},
+            "items": items,
+        }),
     )
 }
 
-fn decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let h =
-                    std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match h {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
+fn watch_response(
+    inner: &Arc<Inner>,
+    q: Query,
+    params: &BTreeMap<String, String>,
+    cancel: CancellationToken,
+) -> Response<Body> {
+    let from = params.get("resourceVersion").map(String::as_str).unwrap_or_default();
+    let bookmarks = matches!(params.get("allowWatchBookmarks").map(String::as_str), Some("true" | "1"));
+    let timeout = params.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let mut initial = Vec::new();
+    let cursor;
+    {
+        let s = inner.lock();
+        if from.is_empty() || from == "0" {
+            // "Start at most recent": the current objects as ADDED, then changes.
+            for ((k, _, _), o) in &s.objects {
+                if q.matches(*k, o) {
+                    initial.push(event_line("ADDED", o.clone()));
+                }
+            }
+            cursor = s.rv;
+        } else {
+            let Ok(rv) = from.parse::<u64>() else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("invalid resourceVersion {from:?}"),
+                );
+            };
+            if rv < s.compacted {
+                let message = format!("too old resource version: {rv} ({})", s.compacted);
+                return match s.gone_mode {
+                    GoneMode::Http410 => status(StatusCode::GONE, "Gone", &message),
+                    GoneMode::ErrorEvent => {
+                        let line = event_line("ERROR", status_object(410, "Expired", &message));
+                        full_stream(StatusCode::OK, line)
                     }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
+                };
+            }
+            cursor = rv;
+        }
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        inner.open_watches.fetch_add(1, Ordering::SeqCst);
+        stream_watch(&inner, q, cursor, initial, bookmarks, timeout, tx, cancel).await;
+        inner.open_watches.fetch_sub(1, Ordering::SeqCst);
+    });
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    }));
+    let mut r = Response::new(BodyExt::boxed(body));
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn full_stream(code: StatusCode, line: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(line).boxed());
+    *r.status_mut() = code;
+    r
+}
+
+fn event_line(kind_of_event: &str, object: Value) -> Bytes {
+    let mut s = json!({"type": kind_of_event, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_watch(
+    inner: &Inner,
+    q: Query,
+    mut cursor: u64,
+    initial: Vec<Bytes>,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut generation = inner.generation.subscribe();
+    let epoch = inner.lock().expire_epoch;
+    for line in initial {
+        if tx.send(line).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let (lines, ended, interval) = {
+            let s = inner.lock();
+            let mut lines = Vec::new();
+            let mut ended = false;
+            if s.expire_epoch != epoch || cursor < s.compacted {
+                let message = format!("too old resource version: {cursor} ({})", s.compacted.max(cursor + 1));
+                lines.push(event_line("ERROR", status_object(410, "Expired", &message)));
+                ended = true;
+            } else {
+                for e in s.history.iter().filter(|e| e.rv > cursor) {
+                    let now = q.matches(e.kind, &e.object);
+                    let before = e.previous.as_ref().is_some_and(|p| q.matches(e.kind, p));
+                    let sent = match (e.kind_of_event, before, now) {
+                        ("ADDED", _, true) => Some("ADDED"),
+                        ("MODIFIED", true, true) => Some("MODIFIED"),
+                        ("MODIFIED", false, true) => Some("ADDED"),
+                        ("MODIFIED", true, false) => Some("DELETED"),
+                        ("DELETED", _, true) => Some("DELETED"),
+                        _ => None,
+                    };
+                    if let Some(t) = sent {
+                        lines.push(event_line(t, e.object.clone()));
+                    }
+                }
+                cursor = s.rv;
+            }
+            (lines, ended, s.bookmark_interval)
+        };
+        for line in lines {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+        let sleep_until = match deadline {
+            Some(d) => d.min(tokio::time::Instant::now() + interval),
+            None => tokio::time::Instant::now() + interval,
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tx.closed() => return,
+            changed = generation.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(sleep_until) => {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return;
+                }
+                if bookmarks {
+                    let rv = inner.lock().rv;
+                    // Everything up to `rv` that matches has been sent above.
+                    if rv == cursor {
+                        let object = json!({"kind": q.kind.name(), "apiVersion": q.kind.api_version(),
+                                            "metadata": {"resourceVersion": rv.to_string()}});
+                        if tx.send(event_line("BOOKMARK", object)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
+        }
+    }
+}
+
+// === selectors ===
+
+struct Selectors {
+    fields: Vec<(String, bool, String)>,
+    labels: Vec<LabelRequirement>,
+}
+
+enum LabelRequirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Selectors {
+    fn parse(params: &BTreeMap<String, String>) -> Result<Selectors, String> {
+        let mut fields = Vec::new();
+        for term in params.get("fieldSelector").map(String::as_str).unwrap_or_default().split(',') {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
             }
-            c => {
-                out.push(c);
-                i += 1;
+            let (k, eq, v) = if let Some((k, v)) = term.split_once("!=") {
+                (k, false, v)
+            } else if let Some((k, v)) = term.split_once("==") {
+                (k, true, v)
+            } else if let Some((k, v)) = term.split_once('=') {
+                (k, true, v)
+            } else {
+                return Err(format!("invalid field selector term {term:?}"));
+            };
+            fields.push((k.trim().to_owned(), eq, v.trim().to_owned()));
+        }
+        let mut labels = Vec::new();
+        let sel = params.get("labelSelector").map(String::as_str).unwrap_or_default();
+        let (mut depth, mut start) = (0, 0);
+        let mut terms = Vec::new();
+        for (i, c) in sel.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    terms.push(&sel[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
             }
         }
+        terms.push(&sel[start..]);
+        for term in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+            let set = |s: &str| -> Result<Vec<String>, String> {
+                let s = s.trim();
+                let inner =
+                    s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or(format!("bad set {s:?}"))?;
+                Ok(inner.split(',').map(|v| v.trim().to_owned()).collect())
+            };
+            let req = if let Some(k) = term.strip_prefix('!') {
+                LabelRequirement::NotExists(k.trim().to_owned())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                LabelRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                LabelRequirement::Equals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some((k, rest)) = term.split_once(" notin ") {
+                LabelRequirement::NotIn(k.trim().to_owned(), set(rest)?)
+            } else if let Some((k, rest)) = term.split_once(" in ") {
+                LabelRequirement::In(k.trim().to_owned(), set(rest)?)
+            } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                LabelRequirement::Exists(term.to_owned())
+            } else {
+                return Err(format!("invalid label selector term {term:?}"));
+            };
+            labels.push(req);
+        }
+        Ok(Selectors { fields, labels })
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        let field_ok = self.fields.iter().all(|(path, eq, want)| {
+            let mut v = object;
+            for part in path.split('.') {
+                v = &v[part];
+            }
+            let got = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (got == *want) == *eq
+        });
+        let labels = &object["metadata"]["labels"];
+        let get = |k: &str| labels[k].as_str();
+        let label_ok = self.labels.iter().all(|r| match r {
+            LabelRequirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            LabelRequirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            LabelRequirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            LabelRequirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+            LabelRequirement::Exists(k) => get(k).is_some(),
+            LabelRequirement::NotExists(k) => get(k).is_none(),
+        });
+        field_ok && label_ok
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of a query string.
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex =
+                    std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `a.b.c=v,x!=y` against the object's JSON.
-fn field_match(sel: &str, o: &Value) -> bool {
-    sel.split(',').filter(|t| !t.is_empty()).all(|term| {
-        let (path, want, eq) = if let Some((p, v)) = term.split_once("!=") {
-            (p, v, false)
-        } else if let Some((p, v)) = term.split_once("==") {
-            (p, v, true)
-        } else if let Some((p, v)) = term.split_once('=') {
-            (p, v, true)
-        } else {
-            return false;
-        };
-        let mut cur = o;
-        for part in path.split('.') {
-            cur = &cur[part];
-        }
-        let got = cur.as_str().unwrap_or("");
-        (got == want) == eq
-    })
-}
-
-/// Label selector terms against `metadata.labels`.
-fn label_match(sel: &str, o: &Value) -> bool {
-    let labels = &o["metadata"]["labels"];
-    let get = |k: &str| labels[k].as_str();
-    // Split on commas outside parentheses.
-    let mut terms = Vec::new();
-    let (mut depth, mut start) = (0, 0);
-    for (i, c) in sel.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(&sel[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    terms.push(&sel[start..]);
-    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).all(|t| {
-        if let Some((k, rest)) = t.split_once(" notin ") {
-            let set: Vec<&str> =
-                rest.trim_matches(|c| c == '(' || c == ')' || c == ' ').split(',').map(str::trim).collect();
-            return get(k.trim()).is_none_or(|v| !set.contains(&v));
-        }
-        if let Some((k, rest)) = t.split_once(" in ") {
-            let set: Vec<&str> =
-                rest.trim_matches(|c| c == '(' || c == ')' || c == ' ').split(',').map(str::trim).collect();
-            return get(k.trim()).is_some_and(|v| set.contains(&v));
-        }
-        if let Some((k, v)) = t.split_once("!=") {
-            return get(k) != Some(v);
-        }
-        if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
-            return get(k) == Some(v);
-        }
-        if let Some(k) = t.strip_prefix('!') {
-            return get(k).is_none();
-        }
-        get(t).is_some()
-    })
-}
-
-#[test]
-fn selectors() {
-    let o = json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "fe"}}, "spec": {"nodeName": "node-a"}});
-    assert!(field_match("spec.nodeName=node-a", &o));
-    assert!(!field_match("spec.nodeName=node-b", &o));
-    assert!(field_match("spec.nodeName!=node-b,metadata.name=p", &o));
-    assert!(label_match("app=web,tier in (fe, be)", &o));
-    assert!(label_match("!missing,app", &o));
-    assert!(!label_match("tier notin (fe)", &o));
-    assert_eq!(decode("spec.nodeName%3Dnode-a"), "spec.nodeName=node-a");
 }
