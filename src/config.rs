@@ -331,6 +331,15 @@ fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
             return Err((0, format!("{name:?} is not a valid label name in external_labels")));
         }
     }
+    for rw in &mut cfg.remote_write {
+        resolve_files(
+            base,
+            &mut rw.bearer_token_file,
+            &mut rw.basic_auth,
+            &mut rw.authorization,
+            &mut rw.tls_config,
+        );
+    }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for sc in &mut cfg.scrape_configs {
         let line = sc.job_name.referenced.line();
@@ -377,6 +386,25 @@ fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
         sc.label_name_length_limit.get_or_insert(g.label_name_length_limit);
         sc.label_value_length_limit.get_or_insert(g.label_value_length_limit);
         sc.body_size_limit.get_or_insert(g.body_size_limit);
+        // Prometheus resolves every file a config names against the config file's directory.
+        resolve_files(
+            base,
+            &mut sc.bearer_token_file,
+            &mut sc.basic_auth,
+            &mut sc.authorization,
+            &mut sc.tls_config,
+        );
+        for k in &mut sc.kubernetes_sd_configs {
+            resolve(base, &mut k.kubeconfig_file);
+            let h = &mut k.http;
+            resolve_files(
+                base,
+                &mut h.bearer_token_file,
+                &mut h.basic_auth,
+                &mut h.authorization,
+                &mut h.tls_config,
+            );
+        }
         for sd in &mut sc.file_sd_configs {
             for f in &mut sd.files {
                 let p = Path::new(f.as_str());
@@ -404,6 +432,37 @@ fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
         }
     }
     Ok(())
+}
+
+/// Makes a relative path absolute against `base` (the config file's directory).
+fn resolve(base: &Path, p: &mut Option<PathBuf>) {
+    if let Some(path) = p
+        && path.is_relative()
+    {
+        *path = base.join(&*path);
+    }
+}
+
+/// Resolves the credential and TLS files of one HTTP client block.
+fn resolve_files(
+    base: &Path,
+    bearer_token_file: &mut Option<PathBuf>,
+    basic_auth: &mut Option<common::BasicAuth>,
+    authorization: &mut Option<common::Authorization>,
+    tls: &mut Option<TlsConfig>,
+) {
+    resolve(base, bearer_token_file);
+    if let Some(b) = basic_auth {
+        resolve(base, &mut b.password_file);
+    }
+    if let Some(a) = authorization {
+        resolve(base, &mut a.credentials_file);
+    }
+    if let Some(t) = tls {
+        resolve(base, &mut t.ca_file);
+        resolve(base, &mut t.cert_file);
+        resolve(base, &mut t.key_file);
+    }
 }
 
 /// Expands `${VAR}` and `${env:VAR}` in the raw file text, keeping line numbers.
@@ -551,6 +610,26 @@ mod tests {
             assert!(reason.contains(frag), "{why}: {err}");
             assert!(err.to_string().starts_with(&format!("/etc/trawl/trawl.yml:{line}:")), "{err}");
         }
+    }
+
+    #[test]
+    fn credential_and_tls_paths_resolve_against_the_config_dir() {
+        let cfg = load(
+            "scrape_configs:\n  - job_name: a\n    bearer_token_file: token\n    tls_config:\n      ca_file: /abs/ca.pem\n      \
+             cert_file: c.pem\n      key_file: k.pem\n    kubernetes_sd_configs:\n      - role: pod\n        \
+             kubeconfig_file: kube/config\nremote_write:\n  - url: http://r/w\n    basic_auth:\n      username: u\n      \
+             password_file: pw\n",
+        )
+        .unwrap();
+        let sc = &cfg.scrape_configs[0];
+        assert_eq!(sc.bearer_token_file.as_deref(), Some(Path::new("/etc/trawl/token")));
+        let tls = sc.tls_config.as_ref().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/abs/ca.pem")), "absolute paths stay");
+        assert_eq!(tls.key_file.as_deref(), Some(Path::new("/etc/trawl/k.pem")));
+        let k = &sc.kubernetes_sd_configs[0];
+        assert_eq!(k.kubeconfig_file.as_deref(), Some(Path::new("/etc/trawl/kube/config")));
+        let pw = cfg.remote_write[0].basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
+        assert_eq!(pw, Some(Path::new("/etc/trawl/pw")));
     }
 
     #[test]
