@@ -79,15 +79,20 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, len) in [
-            ("y", 365 * 24 * 3600 * 1000u64),
-            ("w", 7 * 24 * 3600 * 1000),
-            ("d", 24 * 3600 * 1000),
-            ("h", 3600 * 1000),
-            ("m", 60 * 1000),
-            ("s", 1000),
-            ("ms", 1),
+        // Prometheus' model.Duration.String: years and weeks only when they divide the whole
+        // remainder exactly ("8d", not "1w1d"; "90d", not "12w6d").
+        for (unit, len, exact) in [
+            ("y", 365 * 24 * 3600 * 1000u64, true),
+            ("w", 7 * 24 * 3600 * 1000, true),
+            ("d", 24 * 3600 * 1000, false),
+            ("h", 3600 * 1000, false),
+            ("m", 60 * 1000, false),
+            ("s", 1000, false),
+            ("ms", 1, false),
         ] {
+            if exact && ms % len != 0 {
+                continue;
+            }
             if ms >= len {
                 write!(f, "{}{unit}", ms / len)?;
                 ms %= len;
@@ -300,8 +305,17 @@ mod tests {
 
     #[test]
     fn duration_display_round_trips() {
-        for s in ["15s", "1m30s", "1h", "100ms", "0s", "1d2h"] {
+        for s in ["15s", "1m30s", "1h", "100ms", "0s", "1d2h", "2w", "1y"] {
             assert_eq!(Duration::parse(s).unwrap().to_string(), s);
+        }
+        // (input, Prometheus' spelling, why)
+        for (input, want, why) in [
+            ("8d", "8d", "weeks only when they divide exactly"),
+            ("90d", "90d", "90d, not 12w6d"),
+            ("1w1d", "8d", "re-spelled as Prometheus prints it"),
+            ("366d", "366d", "years only when exact"),
+        ] {
+            assert_eq!(Duration::parse(input).unwrap().to_string(), want, "{why}");
         }
     }
 
