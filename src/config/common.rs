@@ -90,7 +90,7 @@ impl fmt::Display for Duration {
             ("s", 1000, false),
             ("ms", 1, false),
         ] {
-            if exact && ms % len != 0 {
+            if exact && !ms.is_multiple_of(len) {
                 continue;
             }
             if ms >= len {
