@@ -218,15 +218,16 @@ impl ScrapeConfig {
     }
     /// The HTTP client settings for this job's targets.
     pub fn http_client_config(&self) -> HttpClientConfig {
-        HttpClientConfig::from_fields(
-            &self.basic_auth,
-            &self.authorization,
-            &self.bearer_token,
-            &self.bearer_token_file,
-            &self.tls_config,
-            self.follow_redirects,
-            self.enable_http2,
-        )
+        HttpClientConfig {
+            basic_auth: self.basic_auth.clone(),
+            authorization: self.authorization.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            tls_config: self.tls_config.clone(),
+            proxy_url: None,
+            follow_redirects: self.follow_redirects,
+            enable_http2: self.enable_http2,
+        }
     }
     /// The scheme, `http` unless set.
     pub fn scheme(&self) -> &str {

@@ -251,30 +251,6 @@ pub struct HttpClientConfig {
     pub enable_http2: Option<bool>,
 }
 
-impl HttpClientConfig {
-    /// The settings from the fields Prometheus flattens into scrape and remote-write configs.
-    pub fn from_fields(
-        basic_auth: &Option<BasicAuth>,
-        authorization: &Option<Authorization>,
-        bearer_token: &Option<String>,
-        bearer_token_file: &Option<PathBuf>,
-        tls_config: &Option<TlsConfig>,
-        follow_redirects: Option<bool>,
-        enable_http2: Option<bool>,
-    ) -> Self {
-        HttpClientConfig {
-            basic_auth: basic_auth.clone(),
-            authorization: authorization.clone(),
-            bearer_token: bearer_token.clone(),
-            bearer_token_file: bearer_token_file.clone(),
-            tls_config: tls_config.clone(),
-            proxy_url: None,
-            follow_redirects,
-            enable_http2,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
