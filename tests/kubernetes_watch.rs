@@ -649,7 +649,8 @@ async fn fake_server_honours_selectors_timeout_and_gone() {
     .await;
     assert!(status.contains("200"));
     assert!(
-        t0.elapsed() >= Duration::from_millis(900) && t0.elapsed() < Duration::from_secs(3),
+        // Ended by the timeout, not at once and not never (a loose upper bound: CI is noisy).
+        t0.elapsed() >= Duration::from_millis(900) && t0.elapsed() < Duration::from_secs(30),
         "{:?}",
         t0.elapsed()
     );
