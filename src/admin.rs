@@ -1,8 +1,12 @@
-//! The web endpoints on `--web.listen-address`: `/metrics`, `/-/healthy`, `/-/ready` and
-//! `/api/v1/targets` in Prometheus' JSON shape.
+//! The web endpoints on `--web.listen-address`: `/metrics`, `/-/healthy`, `/-/ready`,
+//! `/api/v1/targets` in Prometheus' JSON shape, the `/targets` and `/service-discovery` pages
+//! ([`pages`]), and `POST /-/reload` when `--web.enable-lifecycle` is set.
 //!
 //! What this is: a small hyper 1 HTTP/1.1 server over read-only views of the running agent.
-//! What this is not: a control plane; nothing here changes what is scraped.
+//! What this is not: a control plane; the one thing it can change is asking for a reload, which
+//! the app performs exactly as on SIGHUP.
+
+pub mod pages;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -35,6 +39,8 @@ pub struct State {
     pub targets: TargetsView,
     /// Set once the config is loaded and scrape loops are started.
     pub ready: AtomicBool,
+    /// Where `POST /-/reload` asks for a reload; `None` without `--web.enable-lifecycle`.
+    pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
 }
 
 /// Serves until `shutdown`. The listener is bound by the caller so a bad address fails at start.
@@ -54,7 +60,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
             let _ =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
@@ -70,9 +76,25 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
+    const HTML: &str = "text/html; charset=utf-8";
+    let q = req.uri().query().unwrap_or("").to_owned();
+    let param = |k: &str| {
+        q.split('&').find_map(|kv| kv.split_once('=').filter(|(n, _)| *n == k).map(|(_, v)| v.to_owned()))
+    };
     match req.uri().path() {
+        "/-/reload" => reload(state, req.method()).await,
+        "/targets" => text(
+            StatusCode::OK,
+            HTML,
+            pages::targets(
+                &state.targets,
+                param("state").as_deref() == Some("unhealthy"),
+                param("pool").as_deref(),
+            ),
+        ),
+        "/service-discovery" => text(StatusCode::OK, HTML, pages::service_discovery(&state.targets)),
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -87,19 +109,37 @@ fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         "/api/v1/targets" => {
-            let q = req.uri().query().unwrap_or("");
-            let param = |k: &str| {
-                q.split('&')
-                    .find_map(|kv| kv.split_once('=').filter(|(n, _)| *n == k).map(|(_, v)| v.to_owned()))
-            };
             let body =
                 targets_json(&state.targets, param("state").as_deref(), param("scrapePool").as_deref());
             text(StatusCode::OK, "application/json", body.to_string())
         }
         "/" => {
-            text(StatusCode::OK, PLAIN, "trawl: see /metrics, /api/v1/targets, /-/healthy, /-/ready\n".into())
+            let mut r = text(StatusCode::FOUND, PLAIN, "Found: /targets\n".into());
+            r.headers_mut().insert(hyper::header::LOCATION, hyper::header::HeaderValue::from_static("/targets"));
+            r
         }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "404 page not found\n".into()),
+    }
+}
+
+/// `/-/reload`: POST or PUT, as Prometheus; 200 once the new config runs, 500 with the reason
+/// when it was rejected (the old one keeps running), 403 without `--web.enable-lifecycle`.
+async fn reload(state: &State, method: &hyper::Method) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if method != hyper::Method::POST && method != hyper::Method::PUT {
+        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "Only POST or PUT requests allowed\n".into());
+    }
+    let Some(reload) = &state.reload else {
+        return text(StatusCode::FORBIDDEN, PLAIN, "Lifecycle API is not enabled.\n".into());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if reload.send(Some(tx)).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "shutting down\n".into());
+    }
+    match rx.await {
+        Ok(Ok(())) => text(StatusCode::OK, PLAIN, String::new()),
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("failed to reload config: {e}\n")),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "shutting down\n".into()),
     }
 }
 

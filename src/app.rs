@@ -4,21 +4,22 @@
 //! What this is: the only module that knows all the others. What this is not: policy; each
 //! stage's behaviour lives in its own module.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::config::{self, Config};
+use crate::config::{self, Config, DebugOutput, ScrapeConfig};
 use crate::discovery;
 use crate::labels::{self, Labels};
-use crate::remote_write::Endpoint;
+use crate::remote_write::{Endpoint, RemoteWriteMetrics};
 use crate::ring::{Batch, is_stale_nan};
 use crate::scrape::{self, TargetsView};
 use crate::telemetry::Metrics;
@@ -39,20 +40,56 @@ pub struct Options {
     pub config_file: PathBuf,
     /// `--web.listen-address`.
     pub listen_address: String,
+    /// `--web.enable-lifecycle`: allow `POST /-/reload`, as Prometheus requires.
+    pub enable_lifecycle: bool,
 }
 
-/// Runs trawl until `shutdown` is cancelled, then flushes and returns.
+/// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
+/// answer).
+pub type ReloadRequest = Option<oneshot::Sender<Result<(), String>>>;
+
+/// Where batches go: the remote-write endpoints and what is printed. Replaced as a whole when a
+/// reload changes it; the fan-out reads the current one per batch.
+struct Sinks {
+    endpoints: Vec<Endpoint>,
+    output: DebugOutput,
+}
+
+/// A running job: what a reload compares and what it can change.
+struct Job {
+    cfg: Arc<ScrapeConfig>,
+    /// Ends the job's discovery (replaced when the job's discovery config changes).
+    sd_stop: CancellationToken,
+    discovered: watch::Receiver<discovery::Discovered>,
+    update: watch::Sender<scrape::JobUpdate>,
+    /// Ends the job and its loops with stale markers (removed from the config).
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Everything a config decides, and how to change it in place.
+struct Pipeline {
+    cfg: Config,
+    jobs: BTreeMap<String, Job>,
+    sinks: watch::Sender<Arc<Sinks>>,
+    /// Names and counters of the current endpoints, for `/metrics`.
+    rw_metrics: Arc<Mutex<Vec<(String, Arc<RemoteWriteMetrics>)>>>,
+    /// Endpoints a reload replaced, flushing in the background.
+    retired: Vec<tokio::task::JoinHandle<()>>,
+    out: mpsc::Sender<Batch>,
+    targets: TargetsView,
+    metrics: Arc<Metrics>,
+    /// Process exit: loops stop without stale markers.
+    shutdown: CancellationToken,
+}
+
+/// Runs trawl until `shutdown` is cancelled, then flushes and returns. SIGHUP and (with
+/// `--web.enable-lifecycle`) `POST /-/reload` reload the config file in place: see
+/// [`Pipeline::apply`]; a config that does not load leaves the running one untouched.
 pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = config::load(&opts.config_file)?;
     let metrics = Arc::new(Metrics::default());
-    metrics.config_last_reload_successful.store(1, Ordering::Relaxed);
-    metrics.config_last_reload_success_timestamp_seconds.store(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-        Ordering::Relaxed,
-    );
+    record_reload(&metrics, true);
 
     let addr: SocketAddr = opts
         .listen_address
@@ -62,70 +99,96 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), "Listening.");
 
-    let endpoints = start_endpoints(&cfg)?;
-    // The web server reads the endpoints' counters only, so shutdown can take the endpoints back.
-    let eps: Vec<_> = endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone())).collect();
-    let endpoints = Arc::new(endpoints);
+    let sinks = Sinks { endpoints: start_endpoints(&cfg)?, output: cfg.debug_output };
+    let rw_metrics = Arc::new(Mutex::new(endpoint_metrics(&sinks.endpoints)));
+    let (sinks_tx, sinks_rx) = watch::channel(Arc::new(sinks));
     let targets: TargetsView = TargetsView::default();
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let extra_metrics = rw_metrics.clone();
     let state = Arc::new(admin::State {
         metrics: metrics.clone(),
         extra: Arc::new(move || {
+            let eps = extra_metrics.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let mut s = String::new();
-            crate::remote_write::RemoteWriteMetrics::render_all(
-                eps.iter().map(|(n, m)| (n.as_str(), m.as_ref())),
-                &mut s,
-            );
+            RemoteWriteMetrics::render_all(eps.iter().map(|(n, m)| (n.as_str(), m.as_ref())), &mut s);
             s
         }),
         targets: targets.clone(),
         ready: false.into(),
+        reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
     });
     let web_stop = CancellationToken::new();
     let web = tokio::spawn(admin::serve(listener, state.clone(), web_stop.clone()));
+    tokio::spawn(forward_sighup(reload_tx));
 
     let (out_tx, out_rx) = mpsc::channel::<Batch>(HANDOFF_BATCHES);
-    let mut fanout = tokio::spawn(fan_out(out_rx, endpoints.clone(), metrics.clone()));
+    let mut fanout = tokio::spawn(fan_out(out_rx, sinks_rx, metrics.clone()));
 
-    let scrape_stop = CancellationToken::new();
-    let mut jobs = Vec::new();
-    for sc in &cfg.scrape_configs {
-        let client = crate::http_client::build(sc.tls_config.as_ref())
-            .with_context(|| format!("job {:?}: building the HTTP client", sc.job()))?;
-        let rx = discovery::spawn_job(sc, scrape_stop.clone());
-        jobs.push(tokio::spawn(scrape::run_job(
-            Arc::new(sc.clone()),
-            rx,
-            client,
-            out_tx.clone(),
-            targets.clone(),
-            metrics.job(sc.job()),
-            scrape_stop.clone(),
-        )));
-    }
-    drop(out_tx);
+    let mut pipeline = Pipeline {
+        cfg: Config::default(),
+        jobs: BTreeMap::new(),
+        sinks: sinks_tx,
+        rw_metrics,
+        retired: Vec::new(),
+        out: out_tx,
+        targets,
+        metrics: metrics.clone(),
+        shutdown: CancellationToken::new(),
+    };
+    pipeline.cfg.remote_write = cfg.remote_write.clone();
+    pipeline.cfg.global.external_labels = cfg.global.external_labels.clone();
+    pipeline.cfg.debug_output = cfg.debug_output;
+    pipeline.apply(cfg)?;
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(
-        jobs = cfg.scrape_configs.len(),
-        remote_write = cfg.remote_write.len(),
+        jobs = pipeline.cfg.scrape_configs.len(),
+        remote_write = pipeline.cfg.remote_write.len(),
         config = %opts.config_file.display(),
         "Started."
     );
 
-    shutdown.cancelled().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(req) = reload_rx.recv() => {
+                let outcome = pipeline.reload(&opts.config_file);
+                record_reload(&metrics, outcome.is_ok());
+                match &outcome {
+                    Ok(()) => tracing::info!(
+                        file = %opts.config_file.display(),
+                        jobs = pipeline.cfg.scrape_configs.len(),
+                        "Completed loading of configuration file."
+                    ),
+                    Err(e) => tracing::error!(
+                        file = %opts.config_file.display(),
+                        error = %e,
+                        "Error reloading config; the running config stays."
+                    ),
+                }
+                if let Some(reply) = req {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+
     tracing::info!("Shutting down: stopping scrapes and flushing queued samples.");
     state.ready.store(false, Ordering::Relaxed);
-    scrape_stop.cancel();
     let deadline = tokio::time::Instant::now() + FLUSH_DEADLINE;
-    for j in jobs {
-        let _ = j.await;
+    let Pipeline { jobs, sinks, retired, out, shutdown: scrape_stop, .. } = pipeline;
+    scrape_stop.cancel();
+    for (_, j) in jobs {
+        let _ = j.task.await;
     }
+    drop(out);
     // The fan-out ends once every scrape loop has dropped its sender.
     if tokio::time::timeout_at(deadline, &mut fanout).await.is_err() {
         tracing::error!("Scrape loops did not stop before the flush deadline; their last batches are lost.");
         fanout.abort();
         let _ = fanout.await;
     }
-    let endpoints = Arc::try_unwrap(endpoints).unwrap_or_else(|_| {
+    let last = sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: DebugOutput::None }));
+    let endpoints = Arc::try_unwrap(last).map(|s| s.endpoints).unwrap_or_else(|_| {
         tracing::error!("Remote-write endpoints still in use at shutdown; queued samples are not flushed.");
         Vec::new()
     });
@@ -133,10 +196,193 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
     for e in endpoints {
         e.shutdown(remaining).await;
     }
+    for r in retired {
+        let _ = tokio::time::timeout_at(deadline, r).await;
+    }
     web_stop.cancel();
     let _ = web.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Sets `config_last_reload_successful` and, on success, its timestamp.
+fn record_reload(metrics: &Metrics, ok: bool) {
+    metrics.config_last_reload_successful.store(i64::from(ok), Ordering::Relaxed);
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        metrics.config_last_reload_success_timestamp_seconds.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Turns each SIGHUP into a reload request, as Prometheus does.
+async fn forward_sighup(reload: mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot install a SIGHUP handler; reload with POST /-/reload.");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "Received a signal; reloading the config.");
+        if reload.send(None).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Equal apart from where in the file the job was written (moving a job is not a change).
+fn same_job(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
+    let mut b = b.clone();
+    if b.job_name.value != a.job_name.value {
+        return false;
+    }
+    b.job_name = a.job_name.clone();
+    *a == b
+}
+
+/// Whether two versions of a job discover targets the same way.
+fn same_discovery(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
+    a.static_configs == b.static_configs
+        && a.file_sd_configs == b.file_sd_configs
+        && a.kubernetes_sd_configs == b.kubernetes_sd_configs
+}
+
+impl Pipeline {
+    fn reload(&mut self, path: &std::path::Path) -> Result<(), String> {
+        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        self.apply(cfg).map_err(|e| format!("{e:#}"))
+    }
+
+    /// Moves the running pipeline to `cfg`. Everything that can fail (HTTP clients, endpoints)
+    /// is built first, so a failure changes nothing. Then, as Prometheus' reload does: jobs whose
+    /// config is unchanged are not touched (loops, schedules, staleness state all stay); changed
+    /// jobs get the new config in place (see [`scrape::run_job`]), with discovery restarted only
+    /// if the discovery part changed; removed jobs stop with stale markers; remote-write
+    /// endpoints are replaced only if `remote_write` or the external labels changed, the old
+    /// ones flushing what they hold in the background.
+    fn apply(&mut self, cfg: Config) -> anyhow::Result<()> {
+        let mut clients = BTreeMap::new();
+        for sc in &cfg.scrape_configs {
+            let unchanged = self.jobs.get(sc.job()).is_some_and(|j| same_job(&j.cfg, sc));
+            if !unchanged {
+                let client = crate::http_client::build(sc.tls_config.as_ref())
+                    .with_context(|| format!("job {:?}: building the HTTP client", sc.job()))?;
+                clients.insert(sc.job().to_owned(), client);
+            }
+        }
+        let sinks_changed = cfg.remote_write != self.cfg.remote_write
+            || cfg.global.external_labels != self.cfg.global.external_labels;
+        let new_endpoints = if sinks_changed { Some(start_endpoints(&cfg)?) } else { None };
+
+        // Jobs.
+        let wanted: std::collections::BTreeSet<&str> = cfg.scrape_configs.iter().map(|sc| sc.job()).collect();
+        let removed: Vec<String> = self.jobs.keys().filter(|k| !wanted.contains(k.as_str())).cloned().collect();
+        for name in removed {
+            if let Some(j) = self.jobs.remove(&name) {
+                tracing::info!(job = name.as_str(), "Job removed; its targets get stale markers.");
+                j.sd_stop.cancel();
+                j.stop.cancel();
+            }
+        }
+        for sc in &cfg.scrape_configs {
+            let Some(client) = clients.remove(sc.job()) else { continue };
+            let sc = Arc::new(sc.clone());
+            match self.jobs.get_mut(sc.job()) {
+                Some(j) => {
+                    if !same_discovery(&j.cfg, &sc) {
+                        j.sd_stop.cancel();
+                        j.sd_stop = self.shutdown.child_token();
+                        j.discovered = discovery::spawn_job(&sc, j.sd_stop.clone());
+                    }
+                    j.cfg = sc.clone();
+                    j.update.send_replace(scrape::JobUpdate {
+                        sc,
+                        discovered: j.discovered.clone(),
+                        client,
+                    });
+                    tracing::info!(job = j.cfg.job(), "Job changed; applied in place.");
+                }
+                None => {
+                    let sd_stop = self.shutdown.child_token();
+                    let discovered = discovery::spawn_job(&sc, sd_stop.clone());
+                    let (update, updates) = watch::channel(scrape::JobUpdate {
+                        sc: sc.clone(),
+                        discovered: discovered.clone(),
+                        client,
+                    });
+                    let stop = self.shutdown.child_token();
+                    let task = tokio::spawn(scrape::run_job(
+                        updates,
+                        self.out.clone(),
+                        self.targets.clone(),
+                        self.metrics.job(sc.job()),
+                        stop.clone(),
+                        self.shutdown.clone(),
+                    ));
+                    self.jobs.insert(
+                        sc.job().to_owned(),
+                        Job { cfg: sc, sd_stop, discovered, update, stop, task },
+                    );
+                }
+            }
+        }
+
+        // Sinks.
+        if let Some(endpoints) = new_endpoints {
+            *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&endpoints);
+            let old = self.sinks.send_replace(Arc::new(Sinks { endpoints, output: cfg.debug_output }));
+            if !old.endpoints.is_empty() {
+                tracing::info!("remote_write changed; old endpoints flush in the background.");
+                self.retired.push(tokio::spawn(retire(old)));
+            }
+        } else if cfg.debug_output != self.cfg.debug_output {
+            // Same endpoints, other printing: move the endpoints into a new `Sinks`.
+            let old = self.sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: cfg.debug_output }));
+            self.retired.push(tokio::spawn(retire_into(old, self.sinks.clone(), cfg.debug_output)));
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+}
+
+/// Waits until the fan-out has let go of `old`, then flushes its endpoints.
+async fn retire(mut old: Arc<Sinks>) {
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(s) => {
+                for e in s.endpoints {
+                    e.shutdown(FLUSH_DEADLINE).await;
+                }
+                return;
+            }
+            Err(still) => {
+                old = still;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Waits until the fan-out has let go of `old`, then puts its endpoints back with `output`.
+async fn retire_into(mut old: Arc<Sinks>, sinks: watch::Sender<Arc<Sinks>>, output: DebugOutput) {
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(s) => {
+                sinks.send_replace(Arc::new(Sinks { endpoints: s.endpoints, output }));
+                return;
+            }
+            Err(still) => {
+                old = still;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn endpoint_metrics(endpoints: &[Endpoint]) -> Vec<(String, Arc<RemoteWriteMetrics>)> {
+    endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone())).collect()
 }
 
 fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
@@ -155,24 +401,34 @@ fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
     Ok(out)
 }
 
-/// Hands every batch to every endpoint (each gets each sample), or prints it when there is none.
-async fn fan_out(mut rx: mpsc::Receiver<Batch>, endpoints: Arc<Vec<Endpoint>>, metrics: Arc<Metrics>) {
+/// Hands every batch to every current endpoint (each gets each sample), and prints it or logs
+/// its size as the config's [`DebugOutput`] asks.
+async fn fan_out(mut rx: mpsc::Receiver<Batch>, sinks: watch::Receiver<Arc<Sinks>>, metrics: Arc<Metrics>) {
     let mut text = Vec::with_capacity(64 * 1024);
+    let mut printing = true;
     while let Some(batch) = rx.recv().await {
-        if endpoints.is_empty() {
-            text.clear();
-            write_exposition(&batch, &mut text);
-            let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(&text).and_then(|_| stdout.flush()).is_err() {
-                // stdout closed (e.g. piped into `head`): keep running, stop printing.
-                continue;
+        let current = sinks.borrow().clone();
+        match current.output {
+            DebugOutput::None => {}
+            DebugOutput::Summary => {
+                tracing::info!(samples = batch.len(), "Scraped batch (debug exporter, basic verbosity).")
             }
-            metrics.samples_printed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            continue;
+            DebugOutput::Samples if printing => {
+                text.clear();
+                write_exposition(&batch, &mut text);
+                let mut stdout = std::io::stdout().lock();
+                if stdout.write_all(&text).and_then(|_| stdout.flush()).is_err() {
+                    // stdout closed (e.g. piped into `head`): keep running, stop printing.
+                    printing = false;
+                } else {
+                    metrics.samples_printed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+            }
+            DebugOutput::Samples => {}
         }
-        let n = endpoints.len();
+        let n = current.endpoints.len();
         let mut batch = Some(batch);
-        for (i, e) in endpoints.iter().enumerate() {
+        for (i, e) in current.endpoints.iter().enumerate() {
             let b =
                 if i + 1 == n { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
             if e.send(b).await.is_err() {

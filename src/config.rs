@@ -9,6 +9,7 @@
 //! so are duplicate keys (serde-saphyr's default).
 
 pub mod common;
+pub mod otel;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,26 @@ pub struct Config {
     /// Where samples go. None configured: trawl prints what it scrapes to stdout.
     #[serde(default)]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// What trawl prints of the samples it scrapes: in the Prometheus dialect, every sample when
+    /// no `remote_write` is configured; in the collector dialect, what a `debug` exporter asks for.
+    #[serde(skip)]
+    pub debug_output: DebugOutput,
+    /// The log level the file asks for (collector dialect: `service.telemetry.logs.level`), used
+    /// when `--log.level` is not given.
+    #[serde(skip)]
+    pub log_level: Option<String>,
+}
+
+/// What trawl prints of the samples it scrapes (ordered: more output is greater).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DebugOutput {
+    /// Nothing.
+    #[default]
+    None,
+    /// One log line per scrape batch with its sample count (the collector's `basic` verbosity).
+    Summary,
+    /// Every sample, as exposition text on stdout.
+    Samples,
 }
 
 /// The `global` block.
@@ -283,21 +304,42 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Checks a config given as text; `path` is used in error messages and to resolve relative paths.
 pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    load_str_with_dialect(text, path).map(|(cfg, _)| cfg)
+}
+
+/// Reads and checks a config file, and says which dialect it is written in.
+pub fn load_with_dialect(path: &Path) -> Result<(Config, otel::Dialect), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    load_str_with_dialect(&text, path)
+}
+
+fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Dialect), ConfigError> {
     let invalid = |line: u64, column: u64, reason: String| ConfigError::Invalid {
         path: path.to_owned(),
         line,
         column,
         reason,
     };
-    let expanded =
-        expand_env(text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
-    let mut cfg: Config = serde_saphyr::from_str(&expanded).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        invalid(line, column, yaml_reason(&e))
-    })?;
+    let dialect = otel::detect(text);
+    let mut cfg = match dialect {
+        otel::Dialect::Prometheus => {
+            let expanded = expand_env(text, &|k| std::env::var(k).ok())
+                .map_err(|(line, reason)| invalid(line, 0, reason))?;
+            let mut cfg: Config = serde_saphyr::from_str(&expanded).map_err(|e| {
+                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                invalid(line, column, yaml_reason(&e))
+            })?;
+            if cfg.remote_write.is_empty() {
+                cfg.debug_output = DebugOutput::Samples;
+            }
+            cfg
+        }
+        _ => otel::load(text, path, dialect)?,
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     validate(&mut cfg, base).map_err(|(line, reason)| invalid(line, 0, reason))?;
-    Ok(cfg)
+    Ok((cfg, dialect))
 }
 
 /// The reason of a serde-saphyr error without its location prefix and snippet, which we render

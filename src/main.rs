@@ -26,12 +26,18 @@ struct Cli {
     /// Configuration file path (Prometheus format).
     #[arg(long = "config.file", default_value = "trawl.yml")]
     config_file: PathBuf,
-    /// Address to listen on for /metrics, /-/healthy, /-/ready and /api/v1/targets.
+    /// Address to listen on for /metrics, /targets, /service-discovery, /api/v1/targets,
+    /// /-/healthy, /-/ready and /-/reload.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9464")]
     listen_address: String,
-    /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
-    log_level: LogLevel,
+    /// Enable reloading the config over HTTP (POST /-/reload), as Prometheus' flag does.
+    /// SIGHUP reloads either way.
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+    /// Only log messages with the given severity or above [default: the config's
+    /// `service.telemetry.logs.level` in the collector dialect, else info].
+    #[arg(long = "log.level", value_enum)]
+    log_level: Option<LogLevel>,
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     log_format: LogFormat,
@@ -86,7 +92,16 @@ enum MetricsFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level, cli.log_format);
+    let level = cli.log_level.unwrap_or_else(|| {
+        // A collector config may set the level itself. This read happens before logging starts,
+        // so it is silent; the real load in `app::run` reports any problem.
+        let from_config = match &cli.command {
+            None => trawl::config::load(&cli.config_file).ok().and_then(|c| c.log_level),
+            Some(_) => None,
+        };
+        from_config.and_then(|l| LogLevel::from_str(&l, true).ok()).unwrap_or(LogLevel::Info)
+    });
+    init_logging(level, cli.log_format);
     match cli.command {
         Some(Command::Check { what: Check::Config { files } }) => check_config(&files),
         Some(Command::Check { what: Check::Metrics { format } }) => check_metrics(format),
@@ -98,9 +113,9 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
         println!("Checking {}", f.display());
-        match trawl::config::load(f) {
-            Ok(cfg) => println!(
-                "  SUCCESS: {} scrape configs, {} remote_write endpoints (Prometheus dialect)",
+        match trawl::config::load_with_dialect(f) {
+            Ok((cfg, dialect)) => println!(
+                "  SUCCESS: {} scrape configs, {} remote_write endpoints ({dialect} dialect)",
                 cfg.scrape_configs.len(),
                 cfg.remote_write.len()
             ),
@@ -145,7 +160,11 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = trawl::app::Options { config_file: cli.config_file, listen_address: cli.listen_address };
+    let opts = trawl::app::Options {
+        config_file: cli.config_file,
+        listen_address: cli.listen_address,
+        enable_lifecycle: cli.enable_lifecycle,
+    };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();

@@ -60,7 +60,7 @@ pub enum ScrapeError {
 }
 
 /// Settings shared by all targets of a job.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct JobSettings {
     /// The job name.
     pub job: String,
@@ -170,33 +170,70 @@ pub type TargetsView = Arc<Mutex<std::collections::BTreeMap<String, PoolView>>>;
 /// Where scrape loops hand their batches.
 pub type Output = mpsc::Sender<Batch>;
 
+/// What a job runs with; a reload sends a new one (see [`run_job`]).
+#[derive(Clone, Debug)]
+pub struct JobUpdate {
+    /// The job's checked config.
+    pub sc: Arc<ScrapeConfig>,
+    /// Its discovered target groups.
+    pub discovered: watch::Receiver<Discovered>,
+    /// The HTTP client built from its config.
+    pub client: Client,
+}
+
+/// What a running scrape loop is told when its job's config changes, or discovery changes its
+/// interval or timeout: the loop keeps its state (series seen, staleness tracking, schedule).
+#[derive(Clone, Debug)]
+pub struct LoopUpdate {
+    /// The job's settings.
+    pub settings: Arc<JobSettings>,
+    /// The target, with the same identity (labels and URL) as before.
+    pub target: ScrapeTarget,
+    /// The HTTP client.
+    pub client: Client,
+}
+
+/// A running scrape loop, as its job manager keeps it.
+struct Running {
+    stop: CancellationToken,
+    active: ActiveTarget,
+    update: watch::Sender<LoopUpdate>,
+}
+
 /// Runs one job: watches its discovered targets, relabels them, and keeps exactly one scrape
-/// loop per distinct target running. Returns when `shutdown` is cancelled (loops stop without
-/// stale markers, as Prometheus does on shutdown).
-#[allow(clippy::too_many_arguments)]
+/// loop per distinct target (labels and URL) running.
+///
+/// A new [`JobUpdate`] (a reload that changed the job) is applied in place: loops of targets
+/// that are still there keep running with the new settings and keep their state, as Prometheus'
+/// scrape pool reload does; loops of targets that are gone stop with end-of-run stale markers.
+/// `stop` (the job was removed from the config) ends every loop with stale markers; `shutdown`
+/// (process exit) ends them without, as Prometheus does. `stop` must be a child of `shutdown`.
 pub async fn run_job(
-    sc: Arc<ScrapeConfig>,
-    mut discovered: watch::Receiver<Discovered>,
-    client: Client,
+    mut updates: watch::Receiver<JobUpdate>,
     out: Output,
     view: TargetsView,
     metrics: Arc<JobMetrics>,
+    stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let settings = Arc::new(JobSettings::from_config(&sc));
-    let params: Vec<(String, Vec<String>)> = sc.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let defaults = relabel::TargetDefaults {
-        job: sc.job(),
-        scheme: sc.scheme(),
-        metrics_path: sc.metrics_path(),
-        params: &params,
-        scrape_interval: sc.interval(),
-        scrape_timeout: sc.timeout(),
-    };
-    // Running loops by target identity (final labels + URL), each with its stop token.
-    let mut running: HashMap<(Labels, String), (CancellationToken, ActiveTarget)> = HashMap::new();
+    let mut job = updates.borrow_and_update().clone();
+    let mut settings = Arc::new(JobSettings::from_config(&job.sc));
+    let mut reconfigured = false;
+    let mut sd_open = true;
+    let mut running: HashMap<(Labels, String), Running> = HashMap::new();
     loop {
-        let sets = discovered.borrow_and_update().clone();
+        let sc = job.sc.clone();
+        let params: Vec<(String, Vec<String>)> =
+            sc.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let defaults = relabel::TargetDefaults {
+            job: sc.job(),
+            scheme: sc.scheme(),
+            metrics_path: sc.metrics_path(),
+            params: &params,
+            scrape_interval: sc.interval(),
+            scrape_timeout: sc.timeout(),
+        };
+        let sets = job.discovered.borrow_and_update().clone();
         let mut next: HashMap<(Labels, String), ActiveTarget> = HashMap::new();
         let mut order: Vec<(Labels, String)> = Vec::new();
         let mut dropped = Vec::new();
@@ -217,45 +254,75 @@ pub async fn run_job(
             }
         }
         // Stop loops whose target went away; they write end-of-run stale markers.
-        running.retain(|key, (stop, _)| {
+        running.retain(|key, r| {
             let keep = next.contains_key(key);
             if !keep {
-                stop.cancel();
+                r.stop.cancel();
             }
             keep
         });
         for key in &order {
-            if running.contains_key(key) {
+            let Some(active) = next.remove(key) else { continue };
+            if let Some(r) = running.get_mut(key) {
+                // Still there: tell the loop what changed, if anything; it keeps its state.
+                if reconfigured || r.active.target != active.target {
+                    r.update.send_replace(LoopUpdate {
+                        settings: settings.clone(),
+                        target: active.target.clone(),
+                        client: job.client.clone(),
+                    });
+                }
+                r.active.target = active.target;
+                r.active.discovered = active.discovered;
                 continue;
             }
-            let Some(active) = next.remove(key) else { continue };
-            let stop = shutdown.child_token();
+            let loop_stop = stop.child_token();
+            let (update, updates_rx) = watch::channel(LoopUpdate {
+                settings: settings.clone(),
+                target: active.target.clone(),
+                client: job.client.clone(),
+            });
             let lp = TargetLoop::new(
                 settings.clone(),
                 active.target.clone(),
-                client.clone(),
+                job.client.clone(),
                 out.clone(),
                 active.status.clone(),
                 metrics.clone(),
-            );
-            tokio::spawn(lp.run(stop.clone(), shutdown.clone()));
-            running.insert(key.clone(), (stop, active));
+            )
+            .with_updates(updates_rx);
+            tokio::spawn(lp.run(loop_stop.clone(), shutdown.clone()));
+            running.insert(key.clone(), Running { stop: loop_stop, active, update });
         }
+        reconfigured = false;
         metrics.targets_active.store(running.len() as i64, std::sync::atomic::Ordering::Relaxed);
         metrics.targets_dropped.store(dropped.len() as i64, std::sync::atomic::Ordering::Relaxed);
         {
             let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
-            let active = order.iter().filter_map(|k| running.get(k).map(|r| r.1.clone())).collect();
+            let active = order.iter().filter_map(|k| running.get(k).map(|r| r.active.clone())).collect();
             v.insert(sc.job().to_owned(), PoolView { active, dropped });
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = discovered.changed() => {
+            _ = stop.cancelled() => {
+                // Removed (or exiting): the loops are children of `stop` and end with it.
+                let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+                v.remove(sc.job());
+                return;
+            }
+            changed = job.discovered.changed(), if sd_open => {
+                // Discovery ends only when it is replaced or at shutdown; keep the targets.
+                sd_open = changed.is_ok();
+            }
+            changed = updates.changed() => {
                 if changed.is_err() {
-                    // Discovery ended: only at shutdown.
-                    shutdown.cancelled().await;
-                    return;
+                    // The app dropped its handle: only at shutdown.
+                    stop.cancelled().await;
+                    continue;
                 }
+                job = updates.borrow_and_update().clone();
+                settings = Arc::new(JobSettings::from_config(&job.sc));
+                reconfigured = true;
+                sd_open = true;
             }
         }
     }
@@ -291,6 +358,8 @@ pub struct TargetLoop {
     prev: HashMap<usize, Arc<Labels>, Fast>,
     cur: HashMap<usize, Arc<Labels>, Fast>,
     report: ReportSeries,
+    /// New settings from a reload, if the loop is managed by [`run_job`].
+    updates: Option<watch::Receiver<LoopUpdate>>,
 }
 
 /// The synthetic series of a target, built once.
@@ -378,25 +447,56 @@ impl TargetLoop {
             prev: HashMap::default(),
             cur: HashMap::default(),
             report,
+            updates: None,
         }
+    }
+
+    /// Makes the loop take new settings from `updates` between scrapes.
+    pub fn with_updates(mut self, mut updates: watch::Receiver<LoopUpdate>) -> Self {
+        updates.mark_unchanged();
+        self.updates = Some(updates);
+        self
+    }
+
+    /// Waits for the next settings update; never returns if there is none to come.
+    async fn next_update(updates: &mut Option<watch::Receiver<LoopUpdate>>) -> LoopUpdate {
+        if let Some(rx) = updates {
+            if rx.changed().await.is_ok() {
+                return rx.borrow_and_update().clone();
+            }
+            *updates = None;
+        }
+        std::future::pending().await
+    }
+
+    /// Applies new settings. The series cache depends on the settings and the target labels, so
+    /// it starts over if they changed; what was sent last (for staleness) is kept.
+    fn reconfigure(&mut self, u: LoopUpdate) {
+        if *u.settings != *self.settings || u.target.labels != self.target.labels {
+            self.cache.clear();
+        }
+        self.settings = u.settings;
+        self.target = u.target;
+        self.client = u.client;
     }
 
     /// Scrapes until `stop` (target removed: write end-of-run stale markers) or `shutdown`
     /// (process exit: no stale markers, as Prometheus).
     pub async fn run(mut self, stop: CancellationToken, shutdown: CancellationToken) {
-        let interval = self.target.interval.get();
-        let phase = offset(&self.target, interval);
-        // First scrape at the next instant whose position in the interval equals the phase.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ns = interval.as_nanos().max(1);
-        let wait = (phase.as_nanos() + ns - now.as_nanos() % ns) % ns;
-        let start = tokio::time::Instant::now() + std::time::Duration::from_nanos(wait as u64);
-        let mut ticker = tokio::time::interval_at(start, interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut interval = self.target.interval.get();
+        let mut ticker = self.ticker(interval);
         let mut last_scrape: Option<SystemTime> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                u = Self::next_update(&mut self.updates) => {
+                    self.reconfigure(u);
+                    if self.target.interval.get() != interval {
+                        interval = self.target.interval.get();
+                        ticker = self.ticker(interval);
+                    }
+                    continue;
+                }
                 _ = ticker.tick() => {}
             }
             let t = SystemTime::now();
@@ -428,6 +528,19 @@ impl TargetLoop {
         }
         self.metrics.stale_markers.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let _ = self.out.send(batch).await;
+    }
+
+    /// Ticks at the instants whose position in `interval` is the target's phase, starting with
+    /// the next one.
+    fn ticker(&self, interval: std::time::Duration) -> tokio::time::Interval {
+        let phase = offset(&self.target, interval);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ns = interval.as_nanos().max(1);
+        let wait = (phase.as_nanos() + ns - now.as_nanos() % ns) % ns;
+        let start = tokio::time::Instant::now() + std::time::Duration::from_nanos(wait as u64);
+        let mut ticker = tokio::time::interval_at(start, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
     }
 
     /// One scrape: returns the samples to send (page samples or stale markers, plus the report).
