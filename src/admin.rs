@@ -115,7 +115,8 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => {
             let mut r = text(StatusCode::FOUND, PLAIN, "Found: /targets\n".into());
-            r.headers_mut().insert(hyper::header::LOCATION, hyper::header::HeaderValue::from_static("/targets"));
+            r.headers_mut()
+                .insert(hyper::header::LOCATION, hyper::header::HeaderValue::from_static("/targets"));
             r
         }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "404 page not found\n".into()),
@@ -138,7 +139,9 @@ async fn reload(state: &State, method: &hyper::Method) -> Response<Full<Bytes>> 
     }
     match rx.await {
         Ok(Ok(())) => text(StatusCode::OK, PLAIN, String::new()),
-        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("failed to reload config: {e}\n")),
+        Ok(Err(e)) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("failed to reload config: {e}\n"))
+        }
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "shutting down\n".into()),
     }
 }

@@ -278,7 +278,8 @@ impl Pipeline {
 
         // Jobs.
         let wanted: std::collections::BTreeSet<&str> = cfg.scrape_configs.iter().map(|sc| sc.job()).collect();
-        let removed: Vec<String> = self.jobs.keys().filter(|k| !wanted.contains(k.as_str())).cloned().collect();
+        let removed: Vec<String> =
+            self.jobs.keys().filter(|k| !wanted.contains(k.as_str())).cloned().collect();
         for name in removed {
             if let Some(j) = self.jobs.remove(&name) {
                 tracing::info!(job = name.as_str(), "Job removed; its targets get stale markers.");
@@ -297,11 +298,7 @@ impl Pipeline {
                         j.discovered = discovery::spawn_job(&sc, j.sd_stop.clone());
                     }
                     j.cfg = sc.clone();
-                    j.update.send_replace(scrape::JobUpdate {
-                        sc,
-                        discovered: j.discovered.clone(),
-                        client,
-                    });
+                    j.update.send_replace(scrape::JobUpdate { sc, discovered: j.discovered.clone(), client });
                     tracing::info!(job = j.cfg.job(), "Job changed; applied in place.");
                 }
                 None => {
@@ -339,7 +336,8 @@ impl Pipeline {
             }
         } else if cfg.debug_output != self.cfg.debug_output {
             // Same endpoints, other printing: move the endpoints into a new `Sinks`.
-            let old = self.sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: cfg.debug_output }));
+            let old =
+                self.sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: cfg.debug_output }));
             self.retired.push(tokio::spawn(retire_into(old, self.sinks.clone(), cfg.debug_output)));
         }
         self.cfg = cfg;

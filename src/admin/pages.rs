@@ -110,7 +110,8 @@ pub fn targets(view: &TargetsView, only_unhealthy: bool, pool: Option<&str>) -> 
                 continue;
             }
             let state = st.health.as_str();
-            let _ = write!(b, "<tr class=\"target\" data-state=\"{state}\"><td class=\"endpoint\"><a href=\"");
+            let _ =
+                write!(b, "<tr class=\"target\" data-state=\"{state}\"><td class=\"endpoint\"><a href=\"");
             esc(&t.target.url, &mut b);
             b.push_str("\">");
             esc(&t.target.url, &mut b);
@@ -143,7 +144,12 @@ pub fn service_discovery(view: &TargetsView) -> String {
     for (job, p) in &pools {
         let _ = write!(b, "<li><a href=\"#sd-{}\">", anchor(job));
         esc(job, &mut b);
-        let _ = writeln!(b, "</a> ({} / {} active targets)</li>", p.active.len(), p.active.len() + p.dropped.len());
+        let _ = writeln!(
+            b,
+            "</a> ({} / {} active targets)</li>",
+            p.active.len(),
+            p.active.len() + p.dropped.len()
+        );
     }
     b.push_str("</ul>\n");
     for (job, p) in &pools {
@@ -211,13 +217,13 @@ mod tests {
     fn targets_page_escapes_and_shows_every_column() {
         let html = targets(&view(), false, None);
         for want in [
-            "j&lt;1&gt; (0/1 up)",                                  // pool header with counts
-            "http://a:1/metrics?x=&quot;y&quot;",                   // endpoint, escaped
-            "class=\"state down\">DOWN<",                           // state
-            "instance=\"a:1\"",                                     // labels
-            "s ago</td>",                                           // last scrape
-            "12.000ms",                                             // duration
-            "server returned HTTP status 500 &lt;oops&gt;",         // error, escaped
+            "j&lt;1&gt; (0/1 up)",                          // pool header with counts
+            "http://a:1/metrics?x=&quot;y&quot;",           // endpoint, escaped
+            "class=\"state down\">DOWN<",                   // state
+            "instance=\"a:1\"",                             // labels
+            "s ago</td>",                                   // last scrape
+            "12.000ms",                                     // duration
+            "server returned HTTP status 500 &lt;oops&gt;", // error, escaped
         ] {
             assert!(html.contains(want), "{want} missing in\n{html}");
         }

@@ -70,7 +70,8 @@ impl fmt::Display for Dialect {
 }
 
 /// Top-level keys that only a collector config has.
-const COLLECTOR_KEYS: [&str; 6] = ["receivers", "exporters", "processors", "extensions", "connectors", "service"];
+const COLLECTOR_KEYS: [&str; 6] =
+    ["receivers", "exporters", "processors", "extensions", "connectors", "service"];
 
 /// Tells the dialect from the top-level keys, read off the text (not the YAML) so that a file
 /// with a syntax error is still reported by the right loader.
@@ -521,7 +522,8 @@ impl Collector {
                     exporters.push((e.referenced.line(), e.value.clone()));
                 }
             }
-            processors.extend(p.processors.iter().filter(|p| !processors.contains(p)).cloned().collect::<Vec<_>>());
+            processors
+                .extend(p.processors.iter().filter(|p| !processors.contains(p)).cloned().collect::<Vec<_>>());
         }
         if receivers.is_empty() || exporters.is_empty() {
             return Err((
@@ -610,7 +612,9 @@ impl RemoteWriteExporter {
         rw.protobuf_message = self.protobuf_message;
         match self.compression.as_deref() {
             None | Some("snappy") => {}
-            Some(c) => return Err(format!("exporter {id:?}: compression {c:?} is not supported (snappy only)")),
+            Some(c) => {
+                return Err(format!("exporter {id:?}: compression {c:?} is not supported (snappy only)"));
+            }
         }
         if let Some(t) = self.tls {
             // `insecure` is gRPC-only in the collector; an http:// endpoint is already plain.
@@ -769,8 +773,12 @@ service:
     #[test]
     fn collector_errors_name_the_line() {
         let cases: &[(&str, &str, &str, u64)] = &[
-            ("exporters: [prometheusremotewrite, debug]", "exporters: [prometheusremotewrite, nope]",
-             "exporter \"nope\"", 30),
+            (
+                "exporters: [prometheusremotewrite, debug]",
+                "exporters: [prometheusremotewrite, nope]",
+                "exporter \"nope\"",
+                30,
+            ),
             ("    namespace: ns\n", "    namespace: ns\n    bogus: 1\n", "unknown field", 19),
             ("replacement: $$1}", "replacement: '${1}'}", "invalid name", 10),
             ("    tls: {insecure: true}\n", "    compression: gzip\n", "compression", 0),

@@ -293,14 +293,20 @@ pub struct Trawl {
 impl Trawl {
     /// Writes `config` and starts trawl on a free port; waits for `/-/ready`.
     pub async fn start(config: &str) -> Trawl {
+        Trawl::start_with_args(config, &[]).await
+    }
+
+    /// As [`Trawl::start`], with more command-line flags.
+    pub async fn start_with_args(config: &str, extra: &[&str]) -> Trawl {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("trawl.yml"), config).expect("config");
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             "--config.file=trawl.yml".to_string(),
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--log.level=debug".to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let proc = Proc::start("trawl", Path::new(env!("CARGO_BIN_EXE_trawl")), &args, dir.path());
         let t = Trawl { proc, port, dir };
         let ready = eventually(Duration::from_secs(20), async || {
