@@ -115,7 +115,7 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         println!("Checking {}", f.display());
         match trawl::config::load_with_dialect(f) {
             Ok((cfg, dialect)) => println!(
-                "  SUCCESS: {} scrape configs, {} remote_write endpoints ({dialect} dialect)",
+                "  SUCCESS: {} scrape configs, {} remote_write endpoints (dialect: {dialect})",
                 cfg.scrape_configs.len(),
                 cfg.remote_write.len()
             ),

@@ -179,3 +179,68 @@ async fn daemonset_config_scrapes_only_annotated_pods_of_its_node() {
     );
     assert_eq!(trawl.signal_and_wait("INT", Duration::from_secs(30)), Some(0));
 }
+
+/// The OpenTelemetry Collector Helm values the seed ran, `examples/otel-collector-values.yaml`,
+/// read as they are (collector dialect: `$$1:$$2`, `${env:…}` in the selector, the endpoint and
+/// the external labels): trawl scrapes the annotated pods of its node and the samples land in a
+/// real Prometheus with the exporter's external labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_collector_helm_values_run_unchanged() {
+    let Some(prom) = Prometheus::start_receiver().await else { return };
+    let api = FakeApiServer::start().await;
+    let mut targets = Vec::new();
+    for i in 0..3 {
+        let t = TestTarget::start().await;
+        t.route("/metrics", move |_| (200, TEXT, format!("pod_metric{{i=\"{i}\"}} 1\n").into_bytes()));
+        targets.push(t);
+    }
+    let port = |i: usize| targets[i].addr.port();
+    api.apply(pod("a1", "node-a", Some("true"), port(0)));
+    api.apply(pod("a2", "node-a", None, port(1)));
+    api.apply(pod("b1", "node-b", Some("true"), port(2)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let values = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/otel-collector-values.yaml");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["check", "config"])
+        .arg(&values)
+        .env("KUBE_NODE_NAME", "node-a")
+        .env("REMOTE_WRITE_ENDPOINT", prom.write_url())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && said.contains("dialect: OpenTelemetry Collector, Helm chart values"),
+        "{said}"
+    );
+
+    let web = free_port();
+    let mut trawl = support::Proc {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_trawl"))
+            .arg(format!("--config.file={}", values.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+            .env("KUBE_NODE_NAME", "node-a")
+            .env("REMOTE_WRITE_ENDPOINT", prom.write_url())
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(std::fs::File::create(dir.path().join("trawl.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("trawl.err")).unwrap())
+            .spawn()
+            .unwrap(),
+        name: "trawl".into(),
+        log: dir.path().join("trawl.err"),
+    };
+    // 15 s scrape interval in the values: the first scrape comes within one interval.
+    let want: BTreeSet<String> = [format!("127.0.0.1:{}", port(0))].into();
+    if let Err(got) = wait_for(&prom, &want).await {
+        panic!("want {want:?}, got {got:?}\n{}", trawl.log());
+    }
+    let series = prom.series("pod_metric").await;
+    assert_eq!(series.len(), 1, "only the annotated pod of node-a: {series:?}");
+    let s = &series[0];
+    assert_eq!(s.get("job").map(String::as_str), Some("otel-daemon-scraping"));
+    assert_eq!(s.get("node").map(String::as_str), Some("node-a"), "the exporter's external label");
+    // The collector's log level came from service.telemetry.logs.level (info): no debug lines.
+    assert!(!trawl.log().contains("level=debug"), "{}", trawl.log());
+    assert_eq!(trawl.signal_and_wait("TERM", Duration::from_secs(30)), Some(0));
+}

@@ -64,7 +64,7 @@ impl fmt::Display for Dialect {
         f.write_str(match self {
             Dialect::Prometheus => "Prometheus",
             Dialect::Collector => "OpenTelemetry Collector",
-            Dialect::CollectorHelmValues => "OpenTelemetry Collector Helm values (config block)",
+            Dialect::CollectorHelmValues => "OpenTelemetry Collector, Helm chart values",
         })
     }
 }
@@ -587,7 +587,12 @@ impl Collector {
             cfg.global.external_labels.extend(x);
         }
         let ignored: Vec<String> = (self.receivers.other.iter().filter(|r| receivers.contains(r)))
-            .chain(processors.iter())
+            // `batch` and `memory_limiter` have trawl equivalents that are always on.
+            .chain(
+                processors
+                    .iter()
+                    .filter(|p| !matches!(p.split('/').next(), Some("batch" | "memory_limiter"))),
+            )
             .cloned()
             .collect();
         if !ignored.is_empty() {
