@@ -37,6 +37,23 @@ pub fn require_binary(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Whether `python3` can import `modules`; a missing one is handled as a missing binary is
+/// (`.ci/run` installs them with pip).
+pub fn require_python_modules(modules: &[&str]) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3 cannot import {modules:?}, and CI=true: .ci/run must install them");
+        }
+        eprintln!("SKIPPED: python3 cannot import {modules:?} (see .ci/run); set CI=true to make this fatal");
+    }
+    ok
+}
+
 /// The sum over the series of metric `name` whose line contains `matching` (e.g. a label pair;
 /// "" for all) in an exposition page such as trawl's /metrics.
 pub fn metric_sum(page: &str, name: &str, matching: &str) -> f64 {
