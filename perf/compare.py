@@ -16,6 +16,9 @@ ratios, not absolute times.
 
 Needs: nginx, vmagent (Debian victoria-metrics), prometheus, and release builds of trawl and
 rw_sink (`cargo build --release --bin trawl --example rw_sink`).
+
+`--flamegraph trawl.svg` also profiles trawl (after its measured window) with `perf record` and
+writes a flame graph with inferno, plus the folded stacks next to it.
 """
 
 import argparse
@@ -124,7 +127,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=60, help="measurement window per agent")
     ap.add_argument("--warmup", type=int, default=25, help="seconds before measuring")
     ap.add_argument("--agents", default="trawl,vmagent,prometheus")
+    ap.add_argument("--flamegraph", metavar="SVG",
+                    help="after trawl's window, profile it for --profile-seconds with `perf record` and write "
+                         "a flame graph (needs linux-perf and `cargo install inferno`)")
+    ap.add_argument("--profile-seconds", type=int, default=20)
     args = ap.parse_args()
+    if args.flamegraph:
+        for b in ["perf", "inferno-collapse-perf", "inferno-flamegraph"]:
+            if shutil.which(b) is None:
+                sys.exit(f"missing {b}: apt-get install -y linux-perf; cargo install inferno")
 
     trawl = os.path.join(ROOT, "target/release/trawl")
     sink = os.path.join(ROOT, "target/release/examples/rw_sink")
@@ -216,6 +227,20 @@ def main():
             got = get_json(f"http://127.0.0.1:{sink_port}/count")
             rss_peak = proc_status(p.pid, "VmHWM")
             rss_now = proc_status(p.pid, "VmRSS")
+            if agent == "trawl" and args.flamegraph:
+                # After the measured window, so the profiler's own cost is not in the figures.
+                # DWARF unwinding: release builds have no frame pointers.
+                data = os.path.join(d, "perf.data")
+                subprocess.run(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(p.pid),
+                                "-o", data, "--", "sleep", str(args.profile_seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+                script = subprocess.run(["perf", "script", "-i", data], capture_output=True, check=True).stdout
+                folded = subprocess.run(["inferno-collapse-perf"], input=script, capture_output=True, check=True).stdout
+                svg = subprocess.run(["inferno-flamegraph", "--title", "trawl, dense node"], input=folded,
+                                     capture_output=True, check=True).stdout
+                open(args.flamegraph, "wb").write(svg)
+                open(args.flamegraph + ".folded", "wb").write(folded)
+                print(f"flame graph: {args.flamegraph} (folded stacks: {args.flamegraph}.folded)")
             p.send_signal(signal.SIGTERM)
             try:
                 p.wait(timeout=30)

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
+use crate::budget::MemoryBudget;
 use crate::config::{self, Config, DebugOutput, ScrapeConfig};
 use crate::discovery;
 use crate::labels::{self, Labels};
@@ -42,6 +43,8 @@ pub struct Options {
     pub listen_address: String,
     /// `--web.enable-lifecycle`: allow `POST /-/reload`, as Prometheus requires.
     pub enable_lifecycle: bool,
+    /// `--memory.limit` in bytes (see [`crate::budget`]); `None` for no budget.
+    pub memory_limit: Option<u64>,
 }
 
 /// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
@@ -79,6 +82,8 @@ struct Pipeline {
     out: mpsc::Sender<Batch>,
     targets: TargetsView,
     metrics: Arc<Metrics>,
+    /// The memory budget the scrape loops respect.
+    budget: Option<Arc<MemoryBudget>>,
     /// Process exit: loops stop without stale markers.
     shutdown: CancellationToken,
 }
@@ -90,6 +95,16 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
     let cfg = config::load(&opts.config_file)?;
     let metrics = Arc::new(Metrics::default());
     record_reload(&metrics, true);
+    let budget = opts.memory_limit.map(|l| Arc::new(MemoryBudget::new(l)));
+    let budget_stop = CancellationToken::new();
+    if let Some(b) = &budget {
+        metrics.memory_limit_bytes.store(b.limit_bytes(), Ordering::Relaxed);
+        tracing::info!(limit_bytes = b.limit_bytes(), "Memory budget set.");
+        // Before any scrape starts, so the first scrapes already respect it.
+        b.check();
+        let (b, stop) = (b.clone(), budget_stop.clone());
+        tokio::spawn(async move { b.run(stop).await });
+    }
 
     let addr: SocketAddr = opts
         .listen_address
@@ -133,6 +148,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         out: out_tx,
         targets,
         metrics: metrics.clone(),
+        budget,
         shutdown: CancellationToken::new(),
     };
     pipeline.cfg.remote_write = cfg.remote_write.clone();
@@ -200,6 +216,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         let _ = tokio::time::timeout_at(deadline, r).await;
     }
     web_stop.cancel();
+    budget_stop.cancel();
     let _ = web.await;
     tracing::info!("Stopped.");
     Ok(())
@@ -315,6 +332,7 @@ impl Pipeline {
                         self.out.clone(),
                         self.targets.clone(),
                         self.metrics.job(sc.job()),
+                        self.budget.clone(),
                         stop.clone(),
                         self.shutdown.clone(),
                     ));

@@ -37,6 +37,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod discovery;
 pub mod encode;

@@ -34,6 +34,10 @@ struct Cli {
     /// SIGHUP reloads either way.
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
+    /// Memory budget: above 90 % of it, scrapes are skipped until resident memory is back under
+    /// 80 %. A size (256MiB), `auto` (90 % of the container's cgroup limit, if any) or `none`.
+    #[arg(long = "memory.limit", default_value = "auto")]
+    memory_limit: String,
     /// Only log messages with the given severity or above [default: the config's
     /// `service.telemetry.logs.level` in the collector dialect, else info].
     #[arg(long = "log.level", value_enum)]
@@ -160,10 +164,18 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let memory_limit = match trawl::budget::parse_limit(&cli.memory_limit) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("trawl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = trawl::app::Options {
         config_file: cli.config_file,
         listen_address: cli.listen_address,
         enable_lifecycle: cli.enable_lifecycle,
+        memory_limit,
     };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::MemoryBudget;
 use crate::config::ScrapeConfig;
 use crate::discovery::Discovered;
 use crate::fetch::{self, FetchError};
@@ -208,11 +209,13 @@ struct Running {
 /// scrape pool reload does; loops of targets that are gone stop with end-of-run stale markers.
 /// `stop` (the job was removed from the config) ends every loop with stale markers; `shutdown`
 /// (process exit) ends them without, as Prometheus does. `stop` must be a child of `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_job(
     mut updates: watch::Receiver<JobUpdate>,
     out: Output,
     view: TargetsView,
     metrics: Arc<JobMetrics>,
+    budget: Option<Arc<MemoryBudget>>,
     stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
@@ -290,7 +293,8 @@ pub async fn run_job(
                 active.status.clone(),
                 metrics.clone(),
             )
-            .with_updates(updates_rx);
+            .with_updates(updates_rx)
+            .with_budget(budget.clone());
             tokio::spawn(lp.run(loop_stop.clone(), shutdown.clone()));
             running.insert(key.clone(), Running { stop: loop_stop, active, update });
         }
@@ -360,6 +364,8 @@ pub struct TargetLoop {
     report: ReportSeries,
     /// New settings from a reload, if the loop is managed by [`run_job`].
     updates: Option<watch::Receiver<LoopUpdate>>,
+    /// The memory budget: under pressure, scrapes are skipped.
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 /// The synthetic series of a target, built once.
@@ -448,7 +454,14 @@ impl TargetLoop {
             cur: HashMap::default(),
             report,
             updates: None,
+            budget: None,
         }
+    }
+
+    /// Makes the loop skip scrapes while `budget` is under pressure.
+    pub fn with_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Makes the loop take new settings from `updates` between scrapes.
@@ -498,6 +511,10 @@ impl TargetLoop {
                     continue;
                 }
                 _ = ticker.tick() => {}
+            }
+            if self.budget.as_ref().is_some_and(|b| b.under_pressure()) {
+                self.metrics.scrapes_skipped_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
             }
             let t = SystemTime::now();
             last_scrape = Some(t);

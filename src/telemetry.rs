@@ -30,6 +30,8 @@ pub struct JobMetrics {
     pub targets_active: AtomicI64,
     /// Targets dropped by relabeling.
     pub targets_dropped: AtomicI64,
+    /// Scrapes skipped because memory was over `--memory.limit`'s budget.
+    pub scrapes_skipped_memory: AtomicU64,
 }
 
 /// Everything trawl counts about itself.
@@ -44,6 +46,8 @@ pub struct Metrics {
     pub config_last_reload_successful: AtomicI64,
     /// Unix seconds of the last successful config load.
     pub config_last_reload_success_timestamp_seconds: AtomicI64,
+    /// `--memory.limit` in bytes, 0 for none.
+    pub memory_limit_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -58,7 +62,7 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         type Field = fn(&JobMetrics) -> i64;
-        let per_job: [(&str, &str, &str, Field); 8] = [
+        let per_job: [(&str, &str, &str, Field); 9] = [
             ("trawl_scrapes_total", "counter", "Scrapes attempted.", |m| m.scrapes.load(Relaxed) as i64),
             ("trawl_scrape_failures_total", "counter", "Scrapes that failed (up=0).", |m| {
                 m.scrape_failures.load(Relaxed) as i64
@@ -76,18 +80,29 @@ impl Metrics {
                 m.stale_markers.load(Relaxed) as i64
             }),
             ("trawl_targets_active", "gauge", "Targets being scraped.", |m| m.targets_active.load(Relaxed)),
+            ("trawl_scrapes_skipped_total", "counter", "Scrapes skipped, by reason.", |m| {
+                m.scrapes_skipped_memory.load(Relaxed) as i64
+            }),
             ("trawl_targets_dropped", "gauge", "Discovered targets dropped by relabeling.", |m| {
                 m.targets_dropped.load(Relaxed)
             }),
         ];
         for (name, kind, help, get) in per_job {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            // The one reason a scrape is skipped today; the label leaves room for more.
+            let reason = if name == "trawl_scrapes_skipped_total" { ",reason=\"memory\"" } else { "" };
             for (job, m) in &jobs {
-                let _ =
-                    writeln!(out, "{name}{{scrape_job=\"{}\"}} {}", crate::labels::escape_value(job), get(m));
+                let job = crate::labels::escape_value(job);
+                let _ = writeln!(out, "{name}{{scrape_job=\"{job}\"{reason}}} {}", get(m));
             }
         }
-        let globals: [(&str, &str, &str, i64); 4] = [
+        let globals: [(&str, &str, &str, i64); 5] = [
+            (
+                "trawl_memory_limit_bytes",
+                "gauge",
+                "The memory budget (--memory.limit), 0 for none.",
+                self.memory_limit_bytes.load(Relaxed) as i64,
+            ),
             (
                 "trawl_queue_full_waits_total",
                 "counter",
