@@ -148,7 +148,7 @@ async fn reload(state: &State, method: &hyper::Method) -> Response<Full<Bytes>> 
 
 fn labels_json(l: &Labels) -> serde_json::Value {
     serde_json::Value::Object(
-        l.iter().map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone()))).collect(),
+        l.iter().map(|l| (l.name.to_string(), serde_json::Value::String(l.value.to_string()))).collect(),
     )
 }
 

@@ -70,13 +70,16 @@ struct Job {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Names and counters of the remote-write endpoints, for `/metrics`.
+type EndpointMetrics = Vec<(String, Arc<RemoteWriteMetrics>)>;
+
 /// Everything a config decides, and how to change it in place.
 struct Pipeline {
     cfg: Config,
     jobs: BTreeMap<String, Job>,
     sinks: watch::Sender<Arc<Sinks>>,
     /// Names and counters of the current endpoints, for `/metrics`.
-    rw_metrics: Arc<Mutex<Vec<(String, Arc<RemoteWriteMetrics>)>>>,
+    rw_metrics: Arc<Mutex<EndpointMetrics>>,
     /// Endpoints a reload replaced, flushing in the background.
     retired: Vec<tokio::task::JoinHandle<()>>,
     out: mpsc::Sender<Batch>,
@@ -397,7 +400,7 @@ async fn retire_into(mut old: Arc<Sinks>, sinks: watch::Sender<Arc<Sinks>>, outp
     }
 }
 
-fn endpoint_metrics(endpoints: &[Endpoint]) -> Vec<(String, Arc<RemoteWriteMetrics>)> {
+fn endpoint_metrics(endpoints: &[Endpoint]) -> EndpointMetrics {
     endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone())).collect()
 }
 

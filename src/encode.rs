@@ -319,7 +319,7 @@ mod tests {
                 let merged = Labels::from_pairs(
                     external.iter().chain(l.iter()).map(|l| (l.name.clone(), l.value.clone())),
                 );
-                (merged.iter().map(|l| (l.name.clone(), l.value.clone())).collect(), pts)
+                (merged.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect(), pts)
             })
             .collect()
     }

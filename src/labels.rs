@@ -6,9 +6,115 @@
 //! every write makes encoding a straight copy and equality a slice compare.
 //!
 //! This is not the hot-path representation: per-sample work goes through borrowed slices and
-//! interned ids; `Labels` is what targets, relabel rules and the remote-write encoder agree on.
+//! interned label sets; `Labels` is what targets, relabel rules and the remote-write encoder agree
+//! on. Names and values are [`Str`]s, shared rather than copied: the series of one target repeat
+//! the same strings (the target's own labels on every series, metric names, `le`, `cpu`, `mode`
+//! values), and a scrape loop interns them, so a series costs its label slots, not its text.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// An immutable string that clones by reference count: a label name or value.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Str(Arc<str>);
+
+impl Str {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `a` and `b` are the same allocation (not just equal text).
+    pub fn ptr_eq(a: &Str, b: &Str) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// How many `Str`s share this allocation (for interners sweeping what nobody else holds).
+    pub fn share_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
+impl Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Str {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Str {
+    fn from(s: &str) -> Self {
+        Str(Arc::from(s))
+    }
+}
+
+impl From<String> for Str {
+    fn from(s: String) -> Self {
+        Str(Arc::from(s))
+    }
+}
+
+impl From<&String> for Str {
+    fn from(s: &String) -> Self {
+        Str(Arc::from(s.as_str()))
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for Str {
+    fn from(s: std::borrow::Cow<'_, str>) -> Self {
+        Str(Arc::from(s.as_ref()))
+    }
+}
+
+impl From<Str> for String {
+    fn from(s: Str) -> Self {
+        s.0.as_ref().to_owned()
+    }
+}
+
+impl PartialEq<str> for Str {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Str {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Str {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl fmt::Display for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
 
 /// The metric name label.
 pub const METRIC_NAME: &str = "__name__";
@@ -35,9 +141,9 @@ pub const RESERVED_PREFIX: &str = "__";
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     /// The label name.
-    pub name: String,
+    pub name: Str,
     /// The label value; never empty inside a [`Labels`].
-    pub value: String,
+    pub value: Str,
 }
 
 /// A sorted set of labels with unique names and no empty values.
@@ -53,8 +159,8 @@ impl Labels {
     /// Builds a set from pairs: sorted, a later duplicate name wins, empty values dropped.
     pub fn from_pairs<N, V, I>(pairs: I) -> Self
     where
-        N: Into<String>,
-        V: Into<String>,
+        N: Into<Str>,
+        V: Into<Str>,
         I: IntoIterator<Item = (N, V)>,
     {
         let mut out = Labels::new();
@@ -75,7 +181,7 @@ impl Labels {
     }
 
     /// Sets `name` to `value`; an empty value removes the label, as Prometheus' builder does.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn set(&mut self, name: impl Into<Str>, value: impl Into<Str>) {
         let name = name.into();
         let value = value.into();
         match self.find(&name) {
@@ -89,8 +195,17 @@ impl Labels {
     }
 
     /// Removes `name`; returns its value if it was present.
-    pub fn remove(&mut self, name: &str) -> Option<String> {
+    pub fn remove(&mut self, name: &str) -> Option<Str> {
         self.find(name).ok().map(|i| self.0.remove(i).value)
+    }
+
+    /// Replaces every name and value with `intern(it)`, equal text by contract, so that label
+    /// sets can share one copy of each string (see [`Str`]).
+    pub fn share_strings(&mut self, mut intern: impl FnMut(&Str) -> Str) {
+        for l in &mut self.0 {
+            l.name = intern(&l.name);
+            l.value = intern(&l.value);
+        }
     }
 
     /// Keeps only the labels for which `keep` returns true.

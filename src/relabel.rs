@@ -542,9 +542,9 @@ pub fn populate_target(
     for x in l.iter() {
         if let Some(k) = x.name.strip_prefix(labels::PARAM_PREFIX) {
             match params.iter_mut().find(|(pk, _)| pk == k) {
-                Some((_, vs)) if !vs.is_empty() => vs[0] = x.value.clone(),
-                Some((_, vs)) => vs.push(x.value.clone()),
-                None => params.push((k.to_owned(), vec![x.value.clone()])),
+                Some((_, vs)) if !vs.is_empty() => vs[0] = x.value.to_string(),
+                Some((_, vs)) => vs.push(x.value.to_string()),
+                None => params.push((k.to_owned(), vec![x.value.to_string()])),
             }
         }
     }

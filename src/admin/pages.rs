@@ -100,7 +100,7 @@ pub fn targets(view: &TargetsView, only_unhealthy: bool, pool: Option<&str>) -> 
         esc(job, &mut b);
         b.push_str("\"><h2>");
         esc(job, &mut b);
-        let _ = write!(b, " ({up}/{} up)</h2>\n", p.active.len());
+        let _ = writeln!(b, " ({up}/{} up)</h2>", p.active.len());
         b.push_str(
             "<table><thead><tr><th>Endpoint</th><th>State</th><th>Labels</th><th>Last Scrape</th>\
              <th>Scrape Duration</th><th>Error</th></tr></thead><tbody>\n",
