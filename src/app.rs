@@ -54,7 +54,8 @@ pub type ReloadRequest = Option<oneshot::Sender<Result<(), String>>>;
 /// Where batches go: the remote-write endpoints and what is printed. Replaced as a whole when a
 /// reload changes it; the fan-out reads the current one per batch.
 struct Sinks {
-    endpoints: Vec<Endpoint>,
+    /// Shared, so a reload that changes only `output` keeps the same endpoints without a gap.
+    endpoints: Arc<Vec<Endpoint>>,
     output: DebugOutput,
 }
 
@@ -117,7 +118,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), "Listening.");
 
-    let sinks = Sinks { endpoints: start_endpoints(&cfg)?, output: cfg.debug_output };
+    let sinks = Sinks { endpoints: Arc::new(start_endpoints(&cfg)?), output: cfg.debug_output };
     let rw_metrics = Arc::new(Mutex::new(endpoint_metrics(&sinks.endpoints)));
     let (sinks_tx, sinks_rx) = watch::channel(Arc::new(sinks));
     let targets: TargetsView = TargetsView::default();
@@ -206,11 +207,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         fanout.abort();
         let _ = fanout.await;
     }
-    let last = sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: DebugOutput::None }));
-    let endpoints = Arc::try_unwrap(last).map(|s| s.endpoints).unwrap_or_else(|_| {
-        tracing::error!("Remote-write endpoints still in use at shutdown; queued samples are not flushed.");
-        Vec::new()
-    });
+    let last = sinks.send_replace(Arc::new(Sinks { endpoints: Arc::default(), output: DebugOutput::None }));
+    let endpoints =
+        Arc::try_unwrap(last).ok().and_then(|s| Arc::try_unwrap(s.endpoints).ok()).unwrap_or_else(|| {
+            tracing::error!(
+                "Remote-write endpoints still in use at shutdown; queued samples are not flushed."
+            );
+            Vec::new()
+        });
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     for e in endpoints {
         e.shutdown(remaining).await;
@@ -350,53 +354,36 @@ impl Pipeline {
         // Sinks.
         if let Some(endpoints) = new_endpoints {
             *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&endpoints);
-            let old = self.sinks.send_replace(Arc::new(Sinks { endpoints, output: cfg.debug_output }));
+            let old = self
+                .sinks
+                .send_replace(Arc::new(Sinks { endpoints: Arc::new(endpoints), output: cfg.debug_output }));
             if !old.endpoints.is_empty() {
                 tracing::info!("remote_write changed; old endpoints flush in the background.");
-                self.retired.push(tokio::spawn(retire(old)));
+                self.retired.push(tokio::spawn(retire(old.endpoints.clone())));
             }
         } else if cfg.debug_output != self.cfg.debug_output {
-            // Same endpoints, other printing: move the endpoints into a new `Sinks`.
-            let old =
-                self.sinks.send_replace(Arc::new(Sinks { endpoints: Vec::new(), output: cfg.debug_output }));
-            self.retired.push(tokio::spawn(retire_into(old, self.sinks.clone(), cfg.debug_output)));
+            let endpoints = self.sinks.borrow().endpoints.clone();
+            self.sinks.send_replace(Arc::new(Sinks { endpoints, output: cfg.debug_output }));
         }
         self.cfg = cfg;
         Ok(())
     }
 }
 
-/// Waits until the fan-out has let go of `old`, then flushes its endpoints.
-async fn retire(mut old: Arc<Sinks>) {
-    loop {
+/// Flushes the endpoints a reload replaced, once the fan-out has let go of them (it holds the
+/// current sinks for one batch at a time).
+async fn retire(mut old: Arc<Vec<Endpoint>>) {
+    let endpoints = loop {
         match Arc::try_unwrap(old) {
-            Ok(s) => {
-                for e in s.endpoints {
-                    e.shutdown(FLUSH_DEADLINE).await;
-                }
-                return;
-            }
+            Ok(e) => break e,
             Err(still) => {
                 old = still;
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-/// Waits until the fan-out has let go of `old`, then puts its endpoints back with `output`.
-async fn retire_into(mut old: Arc<Sinks>, sinks: watch::Sender<Arc<Sinks>>, output: DebugOutput) {
-    loop {
-        match Arc::try_unwrap(old) {
-            Ok(s) => {
-                sinks.send_replace(Arc::new(Sinks { endpoints: s.endpoints, output }));
-                return;
-            }
-            Err(still) => {
-                old = still;
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
+    };
+    for e in endpoints {
+        e.shutdown(FLUSH_DEADLINE).await;
     }
 }
 
