@@ -906,6 +906,55 @@ mod tests {
     }
 
     #[test]
+    fn metadata_and_exemplars_travel_beside_the_samples() {
+        let mut l = lp(false, 0);
+        let body = "# TYPE req counter\n# HELP req Requests.\nreq_total 3 # {trace_id=\"t1\"} 1.5 1.0\n\
+                    req_created 1.0\n# TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\ntemp_celsius 20\n\
+                    other 1\n# EOF\n";
+        let run = |l: &mut TargetLoop, ts| {
+            let mut b = Batch::new();
+            l.process_page(body.as_bytes(), parse::Format::OpenMetrics, ts, &mut b)
+                .map_err(|(e, _)| e)
+                .unwrap();
+            b
+        };
+        let b = run(&mut l, 5_000);
+        let got: Vec<(String, Option<(parse::MetricType, String, String)>)> = b
+            .iter()
+            .zip(b.metadata_iter())
+            .map(|(s, m)| {
+                let name = s.series.get("__name__").unwrap_or("").to_owned();
+                (name, m.map(|m| (m.kind, m.help.clone(), m.unit.clone())))
+            })
+            .collect();
+        let counter = Some((parse::MetricType::Counter, "Requests.".to_owned(), String::new()));
+        // (sample, metadata, why)
+        let want = [
+            ("req_total", counter.clone(), "a counter's _total sample belongs to its family"),
+            ("req_created", counter, "so does _created"),
+            ("temp_celsius", Some((parse::MetricType::Gauge, String::new(), "celsius".into())), "UNIT kept"),
+            ("other", None, "no HELP/TYPE for it"),
+        ];
+        for ((name, meta), (want_name, want_meta, why)) in got.iter().zip(want) {
+            assert_eq!((name.as_str(), meta), (want_name, &want_meta), "{why}");
+        }
+        assert_eq!(b.exemplars.len(), 1);
+        let (at, e) = &b.exemplars[0];
+        assert_eq!(
+            (*at, e.value, e.timestamp_ms),
+            (0, 1.5, 1_000),
+            "exemplar of req_total, its own timestamp"
+        );
+        assert_eq!(e.labels.get("trace_id"), Some("t1"));
+        let first = b.metadata[0].metadata.clone();
+        let b2 = run(&mut l, 6_000);
+        assert!(
+            Arc::ptr_eq(first.as_ref().unwrap(), b2.metadata[0].metadata.as_ref().unwrap()),
+            "unchanged metadata is shared across scrapes, not rebuilt"
+        );
+    }
+
+    #[test]
     fn offsets_are_stable_and_within_the_interval() {
         let l = lp(false, 0);
         let i = std::time::Duration::from_secs(15);
