@@ -1,21 +1,46 @@
-//! Remote-write 1.0 sender: one [`Endpoint`] per `remote_write` entry.
+//! Remote-write sender (1.0, and 2.0 with fallback): one [`Endpoint`] per `remote_write` entry.
 //!
 //! What this is: the `remote_write` config block (Prometheus' dialect, checked at load time), the
 //! sender's own metrics, and the endpoint handle the pipeline feeds batches into. Behind it,
 //! `queue` keeps a bounded, sharded queue (per-series order kept, shard count adjusted to the
-//! load as Prometheus' queue manager does) and `retry` makes the HTTP requests, with retries.
+//! load as Prometheus' queue manager does), `request` splits by tenant, encodes and picks the
+//! protocol, and `retry` makes the HTTP requests, with retries.
 //! What this is not: persistent buffering (there is no WAL; what is queued at exit is flushed up
-//! to a deadline, then counted as dropped), remote write 2.0, metadata, exemplars or native
-//! histograms (the config keys are accepted so Prometheus configs load; nothing is sent for them).
+//! to a deadline, then counted as dropped), native histograms, or 1.0 metadata/exemplars (the
+//! `send_exemplars` and `metadata_config` keys are accepted so Prometheus configs load; with 1.0
+//! nothing is sent for them, with 2.0 metadata and exemplars always travel inline).
 //!
-//! # Protocol (remote write 1.0)
+//! # Protocol
 //!
-//! Each request is a snappy-compressed (raw block) `prometheus.WriteRequest`, POSTed with the four
-//! reserved headers (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`,
-//! `User-Agent`) that configured `headers` cannot override. 5xx, 429 (when `retry_on_http_429`)
-//! and network errors are retried with the *same* body, with jittered exponential backoff or the
-//! server's `Retry-After`; any other non-2xx drops the request's samples with one ERROR log
-//! carrying the response body. Response bodies of 2xx answers are never interpreted.
+//! `protobuf_message: prometheus.WriteRequest` (default) sends remote write 1.0;
+//! `io.prometheus.write.v2.Request` sends 2.0 (`Content-Type:
+//! application/x-protobuf;proto=io.prometheus.write.v2.Request`, version `2.0.0`): a symbols
+//! table, label refs, samples, metadata (type/help/unit) and exemplars per series. A receiver
+//! that turns 2.0 down (415; 400 before any 2.0 request was confirmed; or a 2xx without
+//! `X-Prometheus-Remote-Write-*-Written` headers, which is how a 1.x receiver such as
+//! Prometheus 2.42 answers a 2.0 body it decoded as an empty `WriteRequest`) makes the endpoint
+//! re-send that batch as 1.0 and stay on 1.0, with one WARN line;
+//! `trawl_remote_write_protocol{version}` shows which is in use. The `*-Written` headers are
+//! counted (`trawl_remote_write_written_total`), and a 2xx confirming fewer items than a 2.0
+//! request held is logged and counted (`trawl_remote_write_unwritten_total`).
+//!
+//! Each request is snappy-compressed (raw block) and POSTed with the reserved headers
+//! (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`, `User-Agent`) that
+//! configured `headers` cannot override. 5xx, 429 (when `retry_on_http_429`) and network errors
+//! are retried with the *same* body, with jittered exponential backoff or the server's
+//! `Retry-After`; any other non-2xx drops the request's samples with one ERROR log carrying the
+//! response body. Response bodies of 2xx answers are never interpreted. Credential files
+//! (`bearer_token_file`, `password_file`, `credentials_file`) are read for every request, so a
+//! rotated token is used from the next request on.
+//!
+//! # Tenants
+//!
+//! `tenant: {label: namespace, default: shared}` splits every request by the value of `label`
+//! (after external labels and write relabeling) and sends each part with that value as
+//! `X-Scope-OrgID` (Cortex, Mimir): a request never mixes tenants. The key follows
+//! cortex-tenant's `tenant.label` / `tenant.default`, the proxy Mimir users run for this today.
+//! Series without the label use `default`, or are dropped and counted
+//! (`samples_dropped_total{reason="no_tenant"}`) when it is unset.
 //!
 //! # Memory bounds
 //!

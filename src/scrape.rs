@@ -919,7 +919,8 @@ mod tests {
             b
         };
         let b = run(&mut l, 5_000);
-        let got: Vec<(String, Option<(parse::MetricType, String, String)>)> = b
+        type Meta = Option<(parse::MetricType, String, String)>;
+        let got: Vec<(String, Meta)> = b
             .iter()
             .zip(b.metadata_iter())
             .map(|(s, m)| {

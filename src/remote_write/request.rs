@@ -219,7 +219,8 @@ mod tests {
     #[test]
     fn tenant_from_default_or_external_labels() {
         // (external labels, default, expected tenant of a series without the label, why)
-        let cases: &[(&[(&str, &str)], Option<&str>, Option<&str>, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             (&[], Some("shared"), Some("shared"), "default when the label is missing"),
             (
                 &[("namespace", "ext")],
