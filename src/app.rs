@@ -501,12 +501,12 @@ mod tests {
         };
         let mut out = Vec::new();
         write_exposition(
-            &vec![
+            &Batch::from(vec![
                 s(&[("__name__", "up"), ("job", "a\"b")], 1.0),
                 s(&[("__name__", "x")], 0.25),
                 s(&[("__name__", "x")], STALE_NAN),
                 s(&[("__name__", "y")], f64::NEG_INFINITY),
-            ],
+            ]),
             &mut out,
         );
         assert_eq!(

@@ -31,6 +31,8 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use crate::labels::{Label, Labels};
 use crate::ring::Sample;
 
+pub mod v2;
+
 /// Field numbers of `prometheus.WriteRequest` and the messages inside it.
 mod field {
     /// `WriteRequest.timeseries`.
@@ -50,11 +52,11 @@ mod field {
 }
 
 /// Bytes of a field key for the field numbers used here (all below 16).
-const KEY_LEN_BYTES: usize = 1;
+pub(crate) const KEY_LEN_BYTES: usize = 1;
 /// Bytes of a `double` payload.
-const DOUBLE_LEN_BYTES: usize = 8;
+pub(crate) const DOUBLE_LEN_BYTES: usize = 8;
 /// End of a per-series sample list.
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// Why a batch could not be encoded. Not retryable: the same batch fails the same way.
 #[derive(Debug, thiserror::Error)]
@@ -69,28 +71,35 @@ pub enum EncodeError {
 
 /// Per distinct series in the batch being encoded.
 #[derive(Clone, Copy, Debug)]
-struct SeriesSlot {
+pub(crate) struct SeriesSlot {
     /// Hash of the label set, kept so the table can grow without rehashing labels.
     hash: u64,
     /// Index of the series' first sample (its labels are read from there).
-    first: u32,
+    pub(crate) first: u32,
     /// Index of its most recent sample, where the next one is linked on.
     last: u32,
+}
+
+/// Samples grouped by series (by label value), each series' samples linked in arrival order.
+/// Shared by the 1.0 and 2.0 encoders; its vectors are reused between batches.
+#[derive(Default)]
+pub(crate) struct Grouping {
+    hasher: foldhash::fast::RandomState,
+    table: HashTable<u32>,
+    series: Vec<SeriesSlot>,
+    /// `next[i]`: the index of the next sample of sample i's series, or [`NONE`].
+    next: Vec<u32>,
+    highest_timestamp_ms: i64,
 }
 
 /// Encodes batches into remote-write 1.0 bodies, reusing its buffers between calls. One per
 /// sender shard; not shared.
 pub struct Encoder {
     external: Arc<Labels>,
-    hasher: foldhash::fast::RandomState,
-    table: HashTable<u32>,
-    series: Vec<SeriesSlot>,
-    /// `next[i]`: the index of the next sample of sample i's series, or [`NONE`].
-    next: Vec<u32>,
+    groups: Grouping,
     proto: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
-    highest_timestamp_ms: i64,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -108,14 +117,10 @@ impl Encoder {
     pub fn new(external: Arc<Labels>) -> Self {
         Encoder {
             external,
-            hasher: foldhash::fast::RandomState::default(),
-            table: HashTable::new(),
-            series: Vec::new(),
-            next: Vec::new(),
+            groups: Grouping::default(),
             proto: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
-            highest_timestamp_ms: i64::MIN,
         }
     }
 
@@ -137,12 +142,12 @@ impl Encoder {
 
     /// Number of distinct series (TimeSeries messages) in the last encode.
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.groups.series.len()
     }
 
     /// The highest sample timestamp of the last encode, in ms (`i64::MIN` if it was empty).
     pub fn highest_timestamp_ms(&self) -> i64 {
-        self.highest_timestamp_ms
+        self.groups.highest_timestamp_ms
     }
 
     /// Groups and writes the protobuf into `self.proto`.
@@ -150,10 +155,11 @@ impl Encoder {
         if samples.len() >= NONE as usize {
             return Err(EncodeError::TooManySamples(samples.len()));
         }
-        self.group(samples);
+        self.groups.group(samples);
         self.proto.clear();
         let external = &*self.external;
-        for slot in &self.series {
+        let next = &self.groups.next;
+        for slot in &self.groups.series {
             let labels = &*samples[slot.first as usize].series;
             let mut len = 0;
             for l in merged(labels, external) {
@@ -162,7 +168,7 @@ impl Encoder {
             let mut i = slot.first;
             while i != NONE {
                 len += nested_len(sample_len(&samples[i as usize]));
-                i = self.next[i as usize];
+                i = next[i as usize];
             }
             let buf = &mut self.proto;
             encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
@@ -184,14 +190,16 @@ impl Encoder {
                 buf.extend_from_slice(&s.value.to_bits().to_le_bytes());
                 encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
                 encode_varint(s.timestamp_ms as u64, buf);
-                i = self.next[i as usize];
+                i = next[i as usize];
             }
         }
         Ok(())
     }
+}
 
+impl Grouping {
     /// Fills `series` and `next`: one slot per distinct label set, samples linked in order.
-    fn group(&mut self, samples: &[Sample]) {
+    pub(crate) fn group(&mut self, samples: &[Sample]) {
         self.table.clear();
         self.series.clear();
         self.next.clear();
@@ -223,7 +231,7 @@ impl Encoder {
 }
 
 /// Length of a length-delimited field whose payload is `len` bytes.
-fn nested_len(len: usize) -> usize {
+pub(crate) fn nested_len(len: usize) -> usize {
     KEY_LEN_BYTES + encoded_len_varint(len as u64) + len
 }
 

@@ -7,6 +7,8 @@
 //! Native histograms (TimeSeries field 4) are left out: trawl does not send them, and prost skips
 //! unknown fields when decoding.
 
+pub mod v2;
+
 /// `prometheus.WriteRequest`: the body of a remote-write 1.0 request (field 2 is reserved).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {

@@ -1,21 +1,46 @@
-//! Remote-write 1.0 sender: one [`Endpoint`] per `remote_write` entry.
+//! Remote-write sender (1.0, and 2.0 with fallback): one [`Endpoint`] per `remote_write` entry.
 //!
 //! What this is: the `remote_write` config block (Prometheus' dialect, checked at load time), the
 //! sender's own metrics, and the endpoint handle the pipeline feeds batches into. Behind it,
 //! `queue` keeps a bounded, sharded queue (per-series order kept, shard count adjusted to the
-//! load as Prometheus' queue manager does) and `retry` makes the HTTP requests, with retries.
+//! load as Prometheus' queue manager does), `request` splits by tenant, encodes and picks the
+//! protocol, and `retry` makes the HTTP requests, with retries.
 //! What this is not: persistent buffering (there is no WAL; what is queued at exit is flushed up
-//! to a deadline, then counted as dropped), remote write 2.0, metadata, exemplars or native
-//! histograms (the config keys are accepted so Prometheus configs load; nothing is sent for them).
+//! to a deadline, then counted as dropped), native histograms, or 1.0 metadata/exemplars (the
+//! `send_exemplars` and `metadata_config` keys are accepted so Prometheus configs load; with 1.0
+//! nothing is sent for them, with 2.0 metadata and exemplars always travel inline).
 //!
-//! # Protocol (remote write 1.0)
+//! # Protocol
 //!
-//! Each request is a snappy-compressed (raw block) `prometheus.WriteRequest`, POSTed with the four
-//! reserved headers (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`,
-//! `User-Agent`) that configured `headers` cannot override. 5xx, 429 (when `retry_on_http_429`)
-//! and network errors are retried with the *same* body, with jittered exponential backoff or the
-//! server's `Retry-After`; any other non-2xx drops the request's samples with one ERROR log
-//! carrying the response body. Response bodies of 2xx answers are never interpreted.
+//! `protobuf_message: prometheus.WriteRequest` (default) sends remote write 1.0;
+//! `io.prometheus.write.v2.Request` sends 2.0 (`Content-Type:
+//! application/x-protobuf;proto=io.prometheus.write.v2.Request`, version `2.0.0`): a symbols
+//! table, label refs, samples, metadata (type/help/unit) and exemplars per series. A receiver
+//! that turns 2.0 down (415; 400 before any 2.0 request was confirmed; or a 2xx without
+//! `X-Prometheus-Remote-Write-*-Written` headers, which is how a 1.x receiver such as
+//! Prometheus 2.42 answers a 2.0 body it decoded as an empty `WriteRequest`) makes the endpoint
+//! re-send that batch as 1.0 and stay on 1.0, with one WARN line;
+//! `trawl_remote_write_protocol{version}` shows which is in use. The `*-Written` headers are
+//! counted (`trawl_remote_write_written_total`), and a 2xx confirming fewer items than a 2.0
+//! request held is logged and counted (`trawl_remote_write_unwritten_total`).
+//!
+//! Each request is snappy-compressed (raw block) and POSTed with the reserved headers
+//! (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`, `User-Agent`) that
+//! configured `headers` cannot override. 5xx, 429 (when `retry_on_http_429`) and network errors
+//! are retried with the *same* body, with jittered exponential backoff or the server's
+//! `Retry-After`; any other non-2xx drops the request's samples with one ERROR log carrying the
+//! response body. Response bodies of 2xx answers are never interpreted. Credential files
+//! (`bearer_token_file`, `password_file`, `credentials_file`) are read for every request, so a
+//! rotated token is used from the next request on.
+//!
+//! # Tenants
+//!
+//! `tenant: {label: namespace, default: shared}` splits every request by the value of `label`
+//! (after external labels and write relabeling) and sends each part with that value as
+//! `X-Scope-OrgID` (Cortex, Mimir): a request never mixes tenants. The key follows
+//! cortex-tenant's `tenant.label` / `tenant.default`, the proxy Mimir users run for this today.
+//! Series without the label use `default`, or are dropped and counted
+//! (`samples_dropped_total{reason="no_tenant"}`) when it is unset.
 //!
 //! # Memory bounds
 //!
@@ -24,11 +49,12 @@
 //! Each shard holds one encoder with reused buffers of about one request's size.
 
 mod queue;
+mod request;
 mod retry;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -51,10 +77,38 @@ pub mod header {
     pub const USER_AGENT: &str = "User-Agent";
     /// All of the above.
     pub const RESERVED: [&str; 4] = [CONTENT_ENCODING, CONTENT_TYPE, VERSION, USER_AGENT];
+    /// The tenant header of Cortex, Mimir and Loki; set per request when `tenant` is configured.
+    pub const ORG_ID: &str = "X-Scope-OrgID";
+    /// Response header: samples the receiver wrote (RW 2.0).
+    pub const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+    /// Response header: native histograms the receiver wrote (RW 2.0).
+    pub const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+    /// Response header: exemplars the receiver wrote (RW 2.0).
+    pub const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
 }
 
-/// The only message trawl sends (remote write 1.0).
+/// The remote write 1.0 message (the default).
 pub const PROTOBUF_MESSAGE_V1: &str = "prometheus.WriteRequest";
+/// The remote write 2.0 message.
+pub const PROTOBUF_MESSAGE_V2: &str = "io.prometheus.write.v2.Request";
+
+/// `tenant`: split each request by a label's value and send it as `X-Scope-OrgID`.
+///
+/// Named after cortex-tenant (`tenant: {label, default, label_remove}`), the proxy Mimir and
+/// Cortex users put in front of a single-tenant Prometheus for exactly this; Vector's
+/// `tenant_id` template and vmagent's per-tenant URLs do the same job with other spellings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The label whose value is the tenant, e.g. `namespace`. Read after external labels and
+    /// `write_relabel_configs`, so a rule can derive it.
+    pub label: String,
+    /// Tenant of series without the label; when unset such series are dropped (counted as
+    /// `samples_dropped_total{reason="no_tenant"}`), since a multi-tenant receiver refuses
+    /// requests without a tenant anyway.
+    #[serde(default)]
+    pub default: Option<String>,
+}
 
 /// `queue_config`, with Prometheus' defaults except `retry_on_http_429`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -138,8 +192,11 @@ pub struct RemoteWriteConfig {
     pub queue_config: QueueConfig,
     /// Relabeling applied to every series before it is sent; a dropped series is not sent.
     pub write_relabel_configs: Vec<RelabelConfig>,
-    /// `prometheus.WriteRequest` (the default) only.
+    /// `prometheus.WriteRequest` (the default, 1.0) or `io.prometheus.write.v2.Request` (2.0,
+    /// with fallback to 1.0 when the receiver does not take it).
     pub protobuf_message: Option<String>,
+    /// Split requests by tenant, taken from a label.
+    pub tenant: Option<TenantConfig>,
     /// Accepted; trawl sends no exemplars.
     pub send_exemplars: bool,
     /// Accepted; trawl sends no native histograms.
@@ -183,6 +240,8 @@ struct RawRemoteWriteConfig {
     #[serde(default)]
     protobuf_message: Option<String>,
     #[serde(default)]
+    tenant: Option<TenantConfig>,
+    #[serde(default)]
     send_exemplars: bool,
     #[serde(default)]
     send_native_histograms: bool,
@@ -222,6 +281,7 @@ impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
             queue_config: r.queue_config,
             write_relabel_configs: r.write_relabel_configs,
             protobuf_message: r.protobuf_message,
+            tenant: r.tenant,
             send_exemplars: r.send_exemplars,
             send_native_histograms: r.send_native_histograms,
             metadata_config: r.metadata_config,
@@ -250,6 +310,7 @@ impl RemoteWriteConfig {
             queue_config: QueueConfig::default(),
             write_relabel_configs: Vec::new(),
             protobuf_message: None,
+            tenant: None,
             send_exemplars: false,
             send_native_histograms: false,
             metadata_config: MetadataConfig::default(),
@@ -296,12 +357,25 @@ impl RemoteWriteConfig {
                 .map_err(|_| format!("remote_write header {name:?} has a value not allowed in HTTP"))?;
         }
         match self.protobuf_message.as_deref() {
-            None | Some(PROTOBUF_MESSAGE_V1) => {}
+            None | Some(PROTOBUF_MESSAGE_V1 | PROTOBUF_MESSAGE_V2) => {}
             Some(other) => {
                 return Err(format!(
-                    "protobuf_message {other:?} is not supported; trawl sends {PROTOBUF_MESSAGE_V1:?} \
-                     (remote write 1.0)"
+                    "protobuf_message {other:?} is not supported; use {PROTOBUF_MESSAGE_V1:?} (remote \
+                     write 1.0) or {PROTOBUF_MESSAGE_V2:?} (2.0)"
                 ));
+            }
+        }
+        if let Some(t) = &self.tenant {
+            if !crate::labels::is_valid_label_name(&t.label) {
+                return Err(format!("tenant.label {:?} is not a valid label name", t.label));
+            }
+            if self.headers.keys().any(|h| h.eq_ignore_ascii_case(header::ORG_ID)) {
+                return Err(format!("headers cannot set {} when tenant is configured", header::ORG_ID));
+            }
+            if let Some(d) = &t.default
+                && (d.is_empty() || hyper::header::HeaderValue::try_from(d.as_str()).is_err())
+            {
+                return Err(format!("tenant.default {d:?} is not a valid header value"));
             }
         }
         if self.proxy_url.is_some() {
@@ -390,6 +464,25 @@ pub struct RemoteWriteMetrics {
     pub highest_sent_timestamp_ms: AtomicI64,
     /// When the last failed attempt happened, in ms since the epoch (0: never).
     pub last_send_error_timestamp_ms: AtomicI64,
+    /// Samples without the tenant label (and no `tenant.default`).
+    pub samples_dropped_no_tenant_total: AtomicU64,
+    /// Exemplars in requests the receiver accepted.
+    pub exemplars_sent_total: AtomicU64,
+    /// Sum of `X-Prometheus-Remote-Write-Samples-Written` answers.
+    pub samples_written_total: AtomicU64,
+    /// Sum of `X-Prometheus-Remote-Write-Histograms-Written` answers.
+    pub histograms_written_total: AtomicU64,
+    /// Sum of `X-Prometheus-Remote-Write-Exemplars-Written` answers.
+    pub exemplars_written_total: AtomicU64,
+    /// Samples of accepted 2.0 requests the receiver did not confirm as written.
+    pub samples_unwritten_total: AtomicU64,
+    /// Exemplars of accepted 2.0 requests the receiver did not confirm as written.
+    pub exemplars_unwritten_total: AtomicU64,
+    /// Whether requests are sent as 2.0 (false: 1.0, configured or fallen back to).
+    pub protocol_v2: AtomicBool,
+    /// Whether a 2.0 request was ever confirmed (2xx with `*-Written` headers); after that a
+    /// 400 is a refusal of the data, not of the protocol.
+    pub v2_confirmed: AtomicBool,
     /// The last failed attempt's error, for status pages.
     last_send_error: Mutex<Option<String>>,
 }
@@ -435,7 +528,46 @@ const FAMILIES: &[Family] = &[
                 ("reason=\"shutdown\"", load(&m.samples_dropped_shutdown_total)),
                 ("reason=\"too_old\"", load(&m.samples_dropped_too_old_total)),
                 ("reason=\"write_relabel\"", load(&m.samples_dropped_relabel_total)),
+                ("reason=\"no_tenant\"", load(&m.samples_dropped_no_tenant_total)),
             ]
+        },
+    },
+    Family {
+        name: "exemplars_sent_total",
+        kind: "counter",
+        help: "Exemplars in remote-write requests the receiver accepted.",
+        values: |m| vec![("", load(&m.exemplars_sent_total))],
+    },
+    Family {
+        name: "written_total",
+        kind: "counter",
+        help: "Items the receiver confirmed in X-Prometheus-Remote-Write-*-Written headers, by kind.",
+        values: |m| {
+            vec![
+                ("kind=\"samples\"", load(&m.samples_written_total)),
+                ("kind=\"histograms\"", load(&m.histograms_written_total)),
+                ("kind=\"exemplars\"", load(&m.exemplars_written_total)),
+            ]
+        },
+    },
+    Family {
+        name: "unwritten_total",
+        kind: "counter",
+        help: "Items of accepted remote-write 2.0 requests the receiver did not confirm as written.",
+        values: |m| {
+            vec![
+                ("kind=\"samples\"", load(&m.samples_unwritten_total)),
+                ("kind=\"exemplars\"", load(&m.exemplars_unwritten_total)),
+            ]
+        },
+    },
+    Family {
+        name: "protocol",
+        kind: "gauge",
+        help: "The remote-write protocol version in use (1 for the labelled version).",
+        values: |m| {
+            let v2 = m.protocol_v2.load(Relaxed);
+            vec![("version=\"2.0\"", f64::from(u8::from(v2))), ("version=\"1.0\"", f64::from(u8::from(!v2)))]
         },
     },
     Family {
@@ -563,6 +695,7 @@ impl Endpoint {
         let name = cfg.endpoint_name().to_owned();
         let metrics = Arc::new(RemoteWriteMetrics::default());
         metrics.queue_capacity.store(cfg.queue_config.capacity as u64, Relaxed);
+        metrics.protocol_v2.store(cfg.protobuf_message.as_deref() == Some(PROTOBUF_MESSAGE_V2), Relaxed);
         let target = retry::Target {
             name: name.clone(),
             uri,
@@ -573,6 +706,7 @@ impl Endpoint {
             min_backoff: cfg.queue_config.min_backoff.get(),
             max_backoff: cfg.queue_config.max_backoff.get(),
             retry_on_http_429: cfg.queue_config.retry_on_http_429,
+            tenant: cfg.tenant.clone(),
             metrics: metrics.clone(),
         };
         let queue = queue::Queue::start(queue::Settings {
@@ -597,8 +731,8 @@ impl Endpoint {
 
     /// Enqueues a scrape's batch. Waits when the queue is full (back-pressure on the scraper),
     /// never drops silently; returns `Err` only after shutdown began.
-    pub async fn send(&self, batch: Batch) -> Result<(), Error> {
-        self.queue.send(batch).await.map_err(|lost| {
+    pub async fn send(&self, batch: impl Into<Batch>) -> Result<(), Error> {
+        self.queue.send(batch.into()).await.map_err(|lost| {
             if lost > 0 {
                 self.metrics.samples_dropped_shutdown_total.fetch_add(lost as u64, Relaxed);
             }
@@ -703,7 +837,18 @@ mod tests {
                 "reserved",
                 "version header",
             ),
-            ("url: http://x/\nprotobuf_message: io.prometheus.write.v2.Request\n", "not supported", "v2"),
+            (
+                "url: http://x/\nprotobuf_message: io.prometheus.write.v3.Request\n",
+                "not supported",
+                "unknown message",
+            ),
+            ("url: http://x/\ntenant:\n  label: 1bad\n", "tenant.label", "tenant label must be a label name"),
+            ("url: http://x/\ntenant:\n  default: a\n", "label", "tenant needs a label"),
+            (
+                "url: http://x/\ntenant:\n  label: ns\nheaders:\n  x-scope-orgid: t\n",
+                "X-Scope-OrgID",
+                "a fixed tenant header and a per-request one clash",
+            ),
             ("url: http://x/\nproxy_url: http://proxy:3128\n", "proxy_url", "proxies"),
             ("url: http://x/\nsigv4: {}\n", "sigv4", "unknown field"),
             ("url: http://x/\nqueue_config:\n  capacity: 0\n", "capacity", "zero capacity"),
@@ -715,6 +860,18 @@ mod tests {
             let err = parse(yaml).expect_err(why);
             assert!(err.contains(want), "{why}: {err}");
         }
+    }
+
+    #[test]
+    fn v2_and_tenant_parse() {
+        let c = parse(
+            "url: http://x/\nprotobuf_message: io.prometheus.write.v2.Request\n\
+             tenant:\n  label: namespace\n  default: shared\n",
+        )
+        .unwrap();
+        assert_eq!(c.protobuf_message.as_deref(), Some(PROTOBUF_MESSAGE_V2));
+        let t = c.tenant.unwrap();
+        assert_eq!((t.label.as_str(), t.default.as_deref()), ("namespace", Some("shared")));
     }
 
     #[test]

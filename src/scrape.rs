@@ -30,7 +30,7 @@ use crate::http_client::Client;
 use crate::labels::{self, Labels, Str};
 use crate::parse::{self, Parser};
 use crate::relabel::{self, RelabelConfig, ScrapeTarget, TargetOutcome};
-use crate::ring::{Batch, STALE_NAN, Sample};
+use crate::ring::{Batch, Exemplar, Metadata, STALE_NAN, Sample};
 use crate::telemetry::JobMetrics;
 
 /// Why a scrape failed after the page arrived. Per-scrape, never fatal: the next scrape tries
@@ -371,6 +371,9 @@ pub struct TargetLoop {
     updates: Option<watch::Receiver<LoopUpdate>>,
     /// The memory budget: under pressure, scrapes are skipped.
     budget: Option<Arc<MemoryBudget>>,
+    /// Metric family name → its metadata, with the generation it was last seen in; the `Arc`
+    /// is reused while HELP/TYPE/UNIT stay the same, so a steady scrape allocates none.
+    families: HashMap<Box<str>, (Arc<Metadata>, u64), Fast>,
 }
 
 /// The synthetic series of a target, built once.
@@ -399,6 +402,46 @@ impl ReportSeries {
     }
     fn all(&self) -> [&Arc<Labels>; 5] {
         [&self.up, &self.duration, &self.scraped, &self.post_relabel, &self.added]
+    }
+}
+
+/// The metric family whose HELP/TYPE/UNIT lines were read last, borrowed from the page.
+struct Family<'a> {
+    name: Option<&'a str>,
+    kind: parse::MetricType,
+    help: std::borrow::Cow<'a, str>,
+    unit: &'a str,
+    /// Its shared metadata, once a sample of it was kept.
+    resolved: Option<Arc<Metadata>>,
+}
+
+impl Default for Family<'_> {
+    fn default() -> Self {
+        Family { name: None, kind: parse::MetricType::Unknown, help: "".into(), unit: "", resolved: None }
+    }
+}
+
+impl<'a> Family<'a> {
+    /// The family `name`: the current one, or a fresh one if the name differs.
+    fn start(&mut self, name: &'a str) -> &mut Self {
+        if self.name != Some(name) {
+            *self = Family { name: Some(name), ..Family::default() };
+        }
+        self.resolved = None;
+        self
+    }
+}
+
+/// Suffixes a family's samples may add to its name (text format and OpenMetrics).
+const FAMILY_SUFFIXES: [&str; 8] =
+    ["_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum"];
+
+/// Whether a sample named `sample` belongs to the family `family`.
+fn belongs_to_family(sample: &str, family: &str) -> bool {
+    match sample.strip_prefix(family) {
+        Some("") => true,
+        Some(rest) => FAMILY_SUFFIXES.contains(&rest),
+        None => false,
     }
 }
 
@@ -461,6 +504,7 @@ impl TargetLoop {
             report,
             updates: None,
             budget: None,
+            families: HashMap::default(),
         }
     }
 
@@ -600,6 +644,7 @@ impl TargetLoop {
             }
         };
         let up = if err.is_none() { 1.0 } else { 0.0 };
+        batch.set_metadata(None);
         for (series, value) in [
             (&self.report.up, up),
             (&self.report.duration, duration),
@@ -646,6 +691,7 @@ impl TargetLoop {
     /// Moves every series of the previous scrape that is not in this one into `batch` as a
     /// stale marker, then makes this scrape's set the previous one.
     fn emit_stale(&mut self, ts: i64, batch: &mut Batch) {
+        batch.set_metadata(None);
         let before = batch.len();
         for (k, s) in self.prev.iter() {
             if !self.cur.contains_key(k) {
@@ -674,13 +720,28 @@ impl TargetLoop {
         let mut counts = Counts::default();
         let mut parser = Parser::new(body, format);
         self.cur.clear();
+        let mut family = Family::default();
         loop {
             let entry = match parser.next_entry() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => return Err((ScrapeError::Parse(e), counts)),
             };
-            let parse::Entry::Sample(s) = entry else { continue };
+            let s = match entry {
+                parse::Entry::Sample(s) => s,
+                parse::Entry::Help { name, help } => {
+                    family.start(name).help = help;
+                    continue;
+                }
+                parse::Entry::Type { name, kind } => {
+                    family.start(name).kind = kind;
+                    continue;
+                }
+                parse::Entry::Unit { name, unit } => {
+                    family.start(name).unit = unit;
+                    continue;
+                }
+            };
             counts.scraped += 1;
             let raw = s.raw_series();
             let cached = match self.cache.get_mut(raw) {
@@ -732,11 +793,22 @@ impl TargetLoop {
             if !self.prev.contains_key(&(Arc::as_ptr(&series) as usize)) {
                 counts.added += 1;
             }
+            let metadata = self.family_metadata(&mut family, &s, generation);
+            batch.set_metadata(metadata.as_ref());
             batch.push(Sample { series, timestamp_ms: explicit.unwrap_or(ts), value: s.value() });
+            if let Some(e) = s.exemplar() {
+                batch.push_exemplar(Exemplar {
+                    labels: Labels::from_pairs(e.labels().map(|(n, v)| (n.into_owned(), v.into_owned()))),
+                    value: e.value(),
+                    // RW 2.0: an exemplar MUST have a timestamp; the scrape time when none is given.
+                    timestamp_ms: e.timestamp_ms().unwrap_or(ts),
+                });
+            }
         }
         // Forget series not seen for two scrapes, so the cache follows churn instead of growing.
         let cached = self.cache.len();
         self.cache.retain(|_, (_, g)| *g + 1 >= generation);
+        self.families.retain(|_, (_, g)| *g + 1 >= generation);
         if self.cache.len() < cached {
             // Only an eviction can leave an interned set (and so its strings) held by nobody
             // else: the cache holds every set a page produced, the staleness maps a subset.
@@ -745,6 +817,41 @@ impl TargetLoop {
         }
         self.emit_stale(ts, batch);
         Ok(counts)
+    }
+
+    /// The metadata of sample `s` if it belongs to the family whose HELP/TYPE/UNIT came last
+    /// (its name is the family name, or that plus a suffix such as `_total` or `_bucket`), as
+    /// Prometheus' scrape cache looks metadata up by family.
+    fn family_metadata(
+        &mut self,
+        family: &mut Family<'_>,
+        s: &parse::Sample<'_>,
+        generation: u64,
+    ) -> Option<Arc<Metadata>> {
+        let name = family.name?;
+        if !belongs_to_family(&s.name(), name) {
+            return None;
+        }
+        if let Some(m) = &family.resolved {
+            return Some(m.clone());
+        }
+        let m = match self.families.get_mut(name) {
+            Some((m, g)) if m.kind == family.kind && m.help == family.help && m.unit == family.unit => {
+                *g = generation;
+                m.clone()
+            }
+            _ => {
+                let m = Arc::new(Metadata {
+                    kind: family.kind,
+                    help: family.help.clone().into_owned(),
+                    unit: family.unit.to_owned(),
+                });
+                self.families.insert(name.into(), (m.clone(), generation));
+                m
+            }
+        };
+        family.resolved = Some(m.clone());
+        Some(m)
     }
 
     /// Builds the final label set of a page series: exposed labels, target labels merged with
@@ -884,7 +991,7 @@ mod tests {
         let mut l = lp(false, 0);
         let (b, _) = page(&mut l, "a{x=\"1\"} 1\nb{x=\"1\"} 2\n", 1).unwrap();
         let value = |i: usize, name: &str| {
-            b[i].series.iter().find(|l| l.name == name).map(|l| l.value.clone()).unwrap()
+            b.samples[i].series.iter().find(|l| l.name == name).map(|l| l.value.clone()).unwrap()
         };
         for name in ["x", "job", "instance", "zone"] {
             assert!(Str::ptr_eq(&value(0, name), &value(1, name)), "{name}'s value is one allocation");
@@ -933,7 +1040,7 @@ mod tests {
     fn explicit_timestamps_are_kept_and_not_stale_tracked() {
         let mut l = lp(false, 0);
         let (b, _) = page(&mut l, "a 1 123\n", 1000).unwrap();
-        assert_eq!(b[0].timestamp_ms, 123);
+        assert_eq!(b.samples[0].timestamp_ms, 123);
         let (b, _) = page(&mut l, "", 2000).unwrap();
         assert!(b.is_empty(), "series with explicit timestamps get no staleness markers");
     }
@@ -943,7 +1050,7 @@ mod tests {
         let mut l = lp(false, 0);
         let (b, c) = page(&mut l, "a 1\na 2\na{} 3\n", 1000).unwrap();
         assert_eq!((b.len(), c.scraped), (1, 3));
-        assert_eq!(b[0].value, 1.0);
+        assert_eq!(b.samples[0].value, 1.0);
     }
 
     #[test]
@@ -972,6 +1079,56 @@ mod tests {
         let mut l = lp(false, 0);
         let (b, _) = page(&mut l, "test{a=\"\"} 1\n", 1).unwrap();
         assert_eq!(show(&b), [r#"{__name__="test", instance="h:1", job="j", zone="z"} 1 1"#]);
+    }
+
+    #[test]
+    fn metadata_and_exemplars_travel_beside_the_samples() {
+        let mut l = lp(false, 0);
+        let body = "# TYPE req counter\n# HELP req Requests.\nreq_total 3 # {trace_id=\"t1\"} 1.5 1.0\n\
+                    req_created 1.0\n# TYPE temp_celsius gauge\n# UNIT temp_celsius celsius\ntemp_celsius 20\n\
+                    other 1\n# EOF\n";
+        let run = |l: &mut TargetLoop, ts| {
+            let mut b = Batch::new();
+            l.process_page(body.as_bytes(), parse::Format::OpenMetrics, ts, &mut b)
+                .map_err(|(e, _)| e)
+                .unwrap();
+            b
+        };
+        let b = run(&mut l, 5_000);
+        type Meta = Option<(parse::MetricType, String, String)>;
+        let got: Vec<(String, Meta)> = b
+            .iter()
+            .zip(b.metadata_iter())
+            .map(|(s, m)| {
+                let name = s.series.get("__name__").unwrap_or("").to_owned();
+                (name, m.map(|m| (m.kind, m.help.clone(), m.unit.clone())))
+            })
+            .collect();
+        let counter = Some((parse::MetricType::Counter, "Requests.".to_owned(), String::new()));
+        // (sample, metadata, why)
+        let want = [
+            ("req_total", counter.clone(), "a counter's _total sample belongs to its family"),
+            ("req_created", counter, "so does _created"),
+            ("temp_celsius", Some((parse::MetricType::Gauge, String::new(), "celsius".into())), "UNIT kept"),
+            ("other", None, "no HELP/TYPE for it"),
+        ];
+        for ((name, meta), (want_name, want_meta, why)) in got.iter().zip(want) {
+            assert_eq!((name.as_str(), meta), (want_name, &want_meta), "{why}");
+        }
+        assert_eq!(b.exemplars.len(), 1);
+        let (at, e) = &b.exemplars[0];
+        assert_eq!(
+            (*at, e.value, e.timestamp_ms),
+            (0, 1.5, 1_000),
+            "exemplar of req_total, its own timestamp"
+        );
+        assert_eq!(e.labels.get("trace_id"), Some("t1"));
+        let first = b.metadata[0].metadata.clone();
+        let b2 = run(&mut l, 6_000);
+        assert!(
+            Arc::ptr_eq(first.as_ref().unwrap(), b2.metadata[0].metadata.as_ref().unwrap()),
+            "unchanged metadata is shared across scrapes, not rebuilt"
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ fn allocations_per_scrape(series: usize) -> (f64, usize) {
             batch,
         )
         .expect("page parses");
-        let body = encoder.encode(batch).expect("encodes");
+        let body = encoder.encode(&batch.samples).expect("encodes");
         body_bytes = body.len();
     };
     let cold = allocations();

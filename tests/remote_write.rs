@@ -285,7 +285,7 @@ async fn several_shards_keep_each_series_in_order() {
     assert_eq!(ep.metrics().shards.load(Relaxed), 4);
     let all: Vec<_> = (0..40).map(|i| series("m", &[("i", &i.to_string())])).collect();
     for t in 1..=25 {
-        ep.send(all.iter().map(|s| sample(s, t * 1_000, 0.0)).collect()).await.unwrap();
+        ep.send(all.iter().map(|s| sample(s, t * 1_000, 0.0)).collect::<Batch>()).await.unwrap();
     }
     assert!(rx.wait_for_samples(40 * 25, WAIT).await);
 
@@ -310,7 +310,7 @@ async fn shutdown_flushes_queued_samples() {
     let ep = start(cfg, Labels::new());
     let all: Vec<_> = (0..10).map(|i| series("m", &[("i", &i.to_string())])).collect();
     for t in 1..=3 {
-        ep.send(all.iter().map(|s| sample(s, t * 1_000, 1.0)).collect()).await.unwrap();
+        ep.send(all.iter().map(|s| sample(s, t * 1_000, 1.0)).collect::<Batch>()).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.requests().is_empty(), "still batching");
@@ -329,7 +329,7 @@ async fn shutdown_deadline_counts_what_could_not_be_sent() {
     rx.set_default(Reply::status(503));
     let ep = start(config(&rx.url()), Labels::new());
     let s = series("m", &[]);
-    ep.send((1..=5).map(|t| sample(&s, t, 1.0)).collect()).await.unwrap();
+    ep.send((1..=5).map(|t| sample(&s, t, 1.0)).collect::<Batch>()).await.unwrap();
     assert!(rx.wait_for(WAIT, |r| !r.is_empty()).await);
     let metrics = ep.metrics().clone();
     let stopped = tokio::time::timeout(WAIT, ep.shutdown(Duration::from_millis(300))).await;
@@ -353,7 +353,7 @@ async fn a_full_queue_makes_send_wait_and_loses_nothing() {
         let (ep, all, done) = (ep.clone(), all.clone(), done.clone());
         tokio::spawn(async move {
             for t in 1..=20 {
-                ep.send(all.iter().map(|s| sample(s, t * 1_000, 1.0)).collect()).await.unwrap();
+                ep.send(all.iter().map(|s| sample(s, t * 1_000, 1.0)).collect::<Batch>()).await.unwrap();
                 done.fetch_add(1, Relaxed);
             }
         })
@@ -383,7 +383,7 @@ async fn a_batch_larger_than_the_queue_goes_in_pieces() {
     cfg.queue_config.max_samples_per_send = 3;
     let ep = start(cfg, Labels::new());
     let s = series("m", &[("i", "0")]);
-    ep.send((1..=50).map(|t| sample(&s, t, 1.0)).collect()).await.unwrap();
+    ep.send((1..=50).map(|t| sample(&s, t, 1.0)).collect::<Batch>()).await.unwrap();
     assert!(rx.wait_for_samples(50, WAIT).await);
     let ts: Vec<i64> = rx.accepted_samples().iter().map(|s| s.timestamp).collect();
     assert_eq!(ts, (1..=50).collect::<Vec<_>>());

@@ -28,18 +28,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::request::Encoders;
 use super::retry::{Outcome, Target};
-use crate::encode::Encoder;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
-use crate::ring::{Batch, Sample};
+use crate::ring::Batch;
 
 /// How often the shard count is reconsidered (Prometheus: 10 s).
 const SHARD_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
@@ -146,10 +145,7 @@ impl ShardSet {
             let len = batch.len();
             return self.senders[0].send(batch).map_err(|_| len);
         }
-        let mut parts: Vec<Batch> = (0..n).map(|_| Vec::new()).collect();
-        for s in batch {
-            parts[shard_of(&s.series, n)].push(s);
-        }
+        let parts = batch.split_by(n, |s| shard_of(&s.series, n));
         let mut lost = 0;
         for (tx, part) in self.senders.iter().zip(parts) {
             if !part.is_empty() {
@@ -219,7 +215,7 @@ impl Queue {
             let rest = if batch.len() > shared.settings.capacity {
                 batch.split_off(shared.settings.capacity)
             } else {
-                Vec::new()
+                Batch::new()
             };
             let n = batch.len();
             // `capacity` fits in u32 (checked by the config), so this cast is exact.
@@ -287,10 +283,9 @@ async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiv
     // Without rules the encoder merges the external labels on the fly; with rules they are merged
     // before relabeling (so rules can match or drop them) and the result is final.
     let mut encoder =
-        Encoder::new(if s.relabel.is_empty() { s.external.clone() } else { Arc::new(Labels::new()) });
+        Encoders::new(if s.relabel.is_empty() { s.external.clone() } else { Arc::new(Labels::new()) });
     let mut relabel = RelabelCache::default();
-    let mut pending: Vec<Sample> = Vec::new();
-    let mut batch: Vec<Sample> = Vec::with_capacity(max.min(s.capacity));
+    let mut pending = Batch::new();
     // When the oldest pending sample must be sent by: set when `pending` becomes non-empty.
     let mut deadline: Option<Instant> = None;
     let mut closed = false;
@@ -299,7 +294,7 @@ async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiv
             && (closed || pending.len() >= max || deadline.is_some_and(|d| d <= Instant::now()))
         {
             let n = pending.len().min(max);
-            if !send_batch(&shared, &mut encoder, &mut pending, &mut batch, n).await {
+            if !send_batch(&shared, &mut encoder, pending.take_front(n)).await {
                 tracing::debug!(endpoint = %s.target.name, shard = id, "Remote-write shard stopped.");
                 return;
             }
@@ -335,27 +330,21 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Moves admitted samples into `pending`, applying `write_relabel_configs`.
-fn accept(shared: &Shared, cache: &mut RelabelCache, chunk: Batch, pending: &mut Vec<Sample>) {
+fn accept(shared: &Shared, cache: &mut RelabelCache, mut chunk: Batch, pending: &mut Batch) {
     let rules = &shared.settings.relabel;
-    if rules.is_empty() {
-        if pending.is_empty() {
-            *pending = chunk;
-        } else {
-            pending.extend(chunk);
-        }
-        return;
-    }
-    let mut dropped = 0;
-    for mut sample in chunk {
-        match cache.get(&sample.series, &shared.settings.external, rules) {
-            Relabeled::Keep => pending.push(sample),
+    let dropped = if rules.is_empty() {
+        0
+    } else {
+        chunk.filter_map(|mut sample| match cache.get(&sample.series, &shared.settings.external, rules) {
+            Relabeled::Keep => Some(sample),
             Relabeled::Replace(series) => {
                 sample.series = series;
-                pending.push(sample);
+                Some(sample)
             }
-            Relabeled::Drop => dropped += 1,
-        }
-    }
+            Relabeled::Drop => None,
+        })
+    };
+    pending.append(chunk);
     if dropped > 0 {
         shared.metrics().samples_dropped_relabel_total.fetch_add(dropped as u64, Relaxed);
         shared.stats.samples_dropped.fetch_add(dropped as u64, Relaxed);
@@ -363,29 +352,15 @@ fn accept(shared: &Shared, cache: &mut RelabelCache, chunk: Batch, pending: &mut
     }
 }
 
-/// Sends the first `n` pending samples as one request. Returns false when the shard must stop
-/// (hard cancellation); the samples it held stay counted in `queue_length`.
-async fn send_batch(
-    shared: &Shared,
-    encoder: &mut Encoder,
-    pending: &mut Vec<Sample>,
-    batch: &mut Vec<Sample>,
-    n: usize,
-) -> bool {
+/// Sends `batch` (the first pending samples) as one request, or one per tenant. Returns false
+/// when the shard must stop (hard cancellation); the samples it held stay counted in
+/// `queue_length`.
+async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -> bool {
     let s = &shared.settings;
-    batch.clear();
     let mut too_old = 0;
-    if s.sample_age_limit.is_zero() {
-        batch.extend(pending.drain(..n));
-    } else {
+    if !s.sample_age_limit.is_zero() {
         let oldest_ms = now_ms().saturating_sub(s.sample_age_limit.as_millis() as i64);
-        for sample in pending.drain(..n) {
-            if sample.timestamp_ms < oldest_ms {
-                too_old += 1;
-            } else {
-                batch.push(sample);
-            }
-        }
+        too_old = batch.filter_map(|sample| (sample.timestamp_ms >= oldest_ms).then_some(sample));
     }
     if too_old > 0 {
         shared.metrics().samples_dropped_too_old_total.fetch_add(too_old as u64, Relaxed);
@@ -396,25 +371,13 @@ async fn send_batch(
         return true;
     }
     let count = batch.len();
-    let body = match encoder.encode(batch) {
-        Ok(b) => Bytes::copy_from_slice(b),
-        Err(e) => {
-            tracing::error!(endpoint = %s.target.name, samples = count, error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
-            shared.metrics().samples_failed_total.fetch_add(count as u64, Relaxed);
-            shared.resolve(count);
-            batch.clear();
-            return true;
-        }
-    };
-    let highest = encoder.highest_timestamp_ms();
     let started = Instant::now();
-    let outcome = s.target.send(body, count, highest, &shared.hard).await;
+    let outcome = encoder.send(&s.target, batch, &shared.hard).await;
     let ended = Instant::now();
     shared.stats.send_nanos.fetch_add((ended - started).as_nanos() as u64, Relaxed);
     shared.stats.last_send_ms.store((ended - shared.started).as_millis().max(1) as u64, Relaxed);
-    batch.clear();
     match outcome {
-        Outcome::Sent | Outcome::Failed => {
+        Outcome::Sent | Outcome::Failed | Outcome::Unsupported => {
             shared.stats.samples_out.fetch_add(count as u64, Relaxed);
             shared.resolve(count);
             true
@@ -598,6 +561,8 @@ async fn reshard(shared: &Arc<Shared>, router: &RwLock<ShardSet>, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::Sample;
+    use bytes::Bytes;
 
     #[test]
     fn shard_hash_is_stable_and_spreads() {
@@ -698,6 +663,7 @@ mod tests {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
             retry_on_http_429: true,
+            tenant: None,
             metrics: metrics.clone(),
         };
         let queue = Queue::start(Settings {

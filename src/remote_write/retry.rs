@@ -4,7 +4,9 @@
 //! (2xx sent; 5xx, 429 when enabled, network errors and timeouts retried; anything else dropped),
 //! and the wait between tries (jittered exponential backoff, or the server's `Retry-After`).
 //! What this is not: batching or encoding; the body arrives encoded and is resent byte for byte,
-//! so a retry carries exactly the samples (and timestamps) of the first try.
+//! so a retry carries exactly the samples (and timestamps) of the first try. Whether a 2.0 body
+//! is refused as unsupported is decided here ([`Outcome::Unsupported`]); what to do about it
+//! (re-encode as 1.0) is [`super::request`]'s job.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -54,6 +56,8 @@ pub(crate) struct Target {
     pub max_backoff: Duration,
     /// Whether 429 is retried.
     pub retry_on_http_429: bool,
+    /// Split requests by tenant (read by [`super::request`]).
+    pub tenant: Option<super::TenantConfig>,
     /// Where outcomes are counted.
     pub metrics: Arc<RemoteWriteMetrics>,
 }
@@ -64,11 +68,85 @@ impl std::fmt::Debug for Target {
     }
 }
 
+/// The wire protocol of one request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proto {
+    /// `prometheus.WriteRequest`, remote write 1.0.
+    V1,
+    /// `io.prometheus.write.v2.Request`, remote write 2.0.
+    V2,
+}
+
+impl Proto {
+    /// The `Content-Type` (RW 2.0 §"Content-Type": the `proto` parameter names the message;
+    /// 1.0 receivers expect the bare type).
+    fn content_type(self) -> &'static str {
+        match self {
+            Proto::V1 => "application/x-protobuf",
+            Proto::V2 => "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        }
+    }
+
+    /// `X-Prometheus-Remote-Write-Version` (0.1.0 MUST toward 1.x receivers).
+    fn version(self) -> &'static str {
+        match self {
+            Proto::V1 => "0.1.0",
+            Proto::V2 => "2.0.0",
+        }
+    }
+}
+
+/// One request body and what it holds.
+#[derive(Clone, Debug)]
+pub(crate) struct Body {
+    /// The snappy-compressed protobuf.
+    pub bytes: Bytes,
+    /// Its protocol.
+    pub proto: Proto,
+    /// Samples in it.
+    pub samples: usize,
+    /// Exemplars in it.
+    pub exemplars: usize,
+    /// Its newest sample timestamp, in ms.
+    pub highest_ms: i64,
+    /// `X-Scope-OrgID` for this request, if the endpoint splits by tenant.
+    pub tenant: Option<HeaderValue>,
+}
+
+/// The `X-Prometheus-Remote-Write-*-Written` headers of a 2xx answer (RW 2.0 §"Response").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Samples the receiver says it wrote.
+    pub samples: Option<u64>,
+    /// Native histograms written.
+    pub histograms: Option<u64>,
+    /// Exemplars written.
+    pub exemplars: Option<u64>,
+}
+
+impl Written {
+    fn from_headers(h: &hyper::HeaderMap) -> Written {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        Written {
+            samples: get(super::header::SAMPLES_WRITTEN),
+            histograms: get(super::header::HISTOGRAMS_WRITTEN),
+            exemplars: get(super::header::EXEMPLARS_WRITTEN),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.samples.is_some() || self.histograms.is_some() || self.exemplars.is_some()
+    }
+}
+
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Accepted (2xx).
     Sent,
+    /// A 2.0 body the receiver does not take (415; 400 before any 2.0 request was confirmed;
+    /// a 2xx without `*-Written` headers): nothing was counted; the caller re-encodes as 1.0.
+    Unsupported,
     /// Refused with a non-retryable answer; the samples are dropped.
     Failed,
     /// The sender was stopped before the request was accepted.
@@ -98,15 +176,10 @@ pub(crate) enum TryError {
 }
 
 impl Target {
-    /// Sends `body` (samples `samples`, newest timestamp `highest_ms`) until it is accepted,
-    /// refused, or `stop` is cancelled. Counts every outcome in the metrics.
-    pub(crate) async fn send(
-        &self,
-        body: Bytes,
-        samples: usize,
-        highest_ms: i64,
-        stop: &CancellationToken,
-    ) -> Outcome {
+    /// Sends `body` until it is accepted, refused, found unsupported, or `stop` is cancelled.
+    /// Counts every outcome but [`Outcome::Unsupported`] in the metrics.
+    pub(crate) async fn send(&self, body: &Body, stop: &CancellationToken) -> Outcome {
+        let (samples, highest_ms) = (body.samples, body.highest_ms);
         let m = &*self.metrics;
         let mut backoff = self.min_backoff;
         let mut tries: u32 = 0;
@@ -118,18 +191,37 @@ impl Target {
             let result = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Outcome::Cancelled,
-                r = tokio::time::timeout(self.remote_timeout, self.try_once(body.clone())) => r,
+                r = tokio::time::timeout(self.remote_timeout, self.try_once(body)) => r,
             };
             let err = match result {
-                Ok(Ok(())) => {
+                Ok(Ok(written)) => {
+                    if body.proto == Proto::V2 {
+                        // RW 2.0: a 2xx without any Written header SHOULD be read as 415 (a 1.x
+                        // receiver that decoded an empty WriteRequest from a 2.0 body).
+                        if !written.any() {
+                            return Outcome::Unsupported;
+                        }
+                        m.v2_confirmed.store(true, Relaxed);
+                    }
+                    self.count_written(body, written);
                     m.samples_sent_total.fetch_add(samples as u64, Relaxed);
-                    m.bytes_sent_total.fetch_add(body.len() as u64, Relaxed);
+                    m.exemplars_sent_total.fetch_add(body.exemplars as u64, Relaxed);
+                    m.bytes_sent_total.fetch_add(body.bytes.len() as u64, Relaxed);
                     m.requests_success_total.fetch_add(1, Relaxed);
                     m.highest_sent_timestamp_ms.fetch_max(highest_ms, Relaxed);
                     if tries > 1 {
                         tracing::info!(endpoint = %self.name, samples, tries, "Remote write succeeded after retrying.");
                     }
                     return Outcome::Sent;
+                }
+                Ok(Err(TryError::Drop { status, .. }))
+                    if body.proto == Proto::V2
+                        && (status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+                            || (status == StatusCode::BAD_REQUEST && !m.v2_confirmed.load(Relaxed))) =>
+                {
+                    // RW 2.0: 415 means "not this message"; 1.x receivers answer 400 to a body
+                    // they cannot parse. A 400 after 2.0 was confirmed is a real refusal.
+                    return Outcome::Unsupported;
                 }
                 Ok(Err(e)) => e,
                 Err(_elapsed) => TryError::Retry {
@@ -178,15 +270,44 @@ impl Target {
         }
     }
 
+    /// Counts the `*-Written` headers; a 2.0 answer confirming fewer samples or exemplars than
+    /// sent is logged and counted (the receiver dropped some, e.g. as duplicates or out of order).
+    fn count_written(&self, body: &Body, w: Written) {
+        let m = &*self.metrics;
+        m.samples_written_total.fetch_add(w.samples.unwrap_or(0), Relaxed);
+        m.histograms_written_total.fetch_add(w.histograms.unwrap_or(0), Relaxed);
+        m.exemplars_written_total.fetch_add(w.exemplars.unwrap_or(0), Relaxed);
+        if body.proto != Proto::V2 {
+            return; // RW 2.0: never read 1.0 answers' headers (a missing header is not 0 there).
+        }
+        let samples_short = (body.samples as u64).saturating_sub(w.samples.unwrap_or(0));
+        let exemplars_short = (body.exemplars as u64).saturating_sub(w.exemplars.unwrap_or(0));
+        if samples_short > 0 || exemplars_short > 0 {
+            m.samples_unwritten_total.fetch_add(samples_short, Relaxed);
+            m.exemplars_unwritten_total.fetch_add(exemplars_short, Relaxed);
+            tracing::warn!(
+                endpoint = %self.name,
+                samples = body.samples,
+                samples_written = w.samples.unwrap_or(0),
+                exemplars = body.exemplars,
+                exemplars_written = w.exemplars.unwrap_or(0),
+                "Remote write 2.0 receiver accepted the request but confirmed fewer items than sent."
+            );
+        }
+    }
+
     /// One POST, with the response classified.
-    async fn try_once(&self, body: Bytes) -> Result<(), TryError> {
+    async fn try_once(&self, body: &Body) -> Result<Written, TryError> {
         let mut builder = hyper::Request::post(self.uri.clone())
             .header(header::CONTENT_ENCODING, "snappy")
-            .header(header::CONTENT_TYPE, "application/x-protobuf")
-            .header(super::header::VERSION, "0.1.0")
+            .header(header::CONTENT_TYPE, body.proto.content_type())
+            .header(super::header::VERSION, body.proto.version())
             .header(header::USER_AGENT, crate::USER_AGENT);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(tenant) = &body.tenant {
+            builder = builder.header(super::header::ORG_ID, tenant);
         }
         // A credentials file that can't be read may be mid-rotation: retry, as Prometheus does
         // for any error of its HTTP round trip.
@@ -195,7 +316,7 @@ impl Target {
             Ok(None) => {}
             Err(e) => return Err(TryError::Retry { reason: format!("credentials: {e}"), retry_after: None }),
         }
-        let request = builder.body(Full::new(body)).map_err(|e| TryError::Retry {
+        let request = builder.body(Full::new(body.bytes.clone())).map_err(|e| TryError::Retry {
             reason: format!("building the request: {e}"),
             retry_after: None,
         })?;
@@ -207,11 +328,12 @@ impl Target {
         let status = response.status();
         let retry_after =
             response.headers().get(header::RETRY_AFTER).and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let written = Written::from_headers(response.headers());
         let mut body = response.into_body();
         if status.is_success() {
             // Never interpreted; read only so the connection goes back to the pool.
             drain(&mut body, DRAIN_BODY_MAX_BYTES, None).await;
-            return Ok(());
+            return Ok(written);
         }
         let mut text = Vec::new();
         drain(&mut body, DRAIN_BODY_MAX_BYTES, Some(&mut text)).await;

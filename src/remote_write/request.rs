@@ -1,0 +1,243 @@
+//! One batch out of the queue → its requests: split by tenant, encoded as 2.0 or 1.0, sent, and
+//! re-encoded as 1.0 when the receiver turns 2.0 down.
+//!
+//! What this is: the per-shard encoders and the protocol choice. An endpoint configured for 2.0
+//! sends 2.0 until a request comes back [`Outcome::Unsupported`] (415; 400 before any 2.0
+//! request was confirmed; a 2xx without `*-Written` headers, which is what a 1.x receiver
+//! answers after decoding an empty `WriteRequest` from a 2.0 body: RW 2.0 says to read that as
+//! 415). Then the endpoint switches to 1.0 for good (all shards: the flag is the endpoint's),
+//! says so once at WARN, and the same samples are re-encoded and sent as 1.0, so nothing is
+//! lost. What this is not: HTTP and retries ([`super::retry`]) or batching ([`super::queue`]).
+//!
+//! # Tenants
+//!
+//! With `tenant` configured, a batch is split by the value of `tenant.label` (after external
+//! labels and write relabeling) and each part is its own request with that value as
+//! `X-Scope-OrgID`: a request never mixes tenants. A series always has one tenant, so its
+//! samples stay in order. Series without the label go to `tenant.default`, or are dropped and
+//! counted when there is none.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+use super::TenantConfig;
+use super::retry::{Body, Outcome, Proto, Target};
+use crate::encode::{self, EncodeError};
+use crate::labels::Labels;
+use crate::ring::Batch;
+
+/// A shard's encoders; the 2.0 one is built on first use.
+pub(crate) struct Encoders {
+    external: Arc<Labels>,
+    v1: encode::Encoder,
+    v2: Option<encode::v2::Encoder>,
+}
+
+impl Encoders {
+    /// Encoders merging `external` into every series.
+    pub(crate) fn new(external: Arc<Labels>) -> Self {
+        Encoders { v1: encode::Encoder::new(external.clone()), v2: None, external }
+    }
+
+    /// Sends `batch` as one request per tenant. `Cancelled` as soon as one request is;
+    /// otherwise `Sent` (every part accepted) or `Failed` (some part refused and counted).
+    pub(crate) async fn send(&mut self, target: &Target, batch: Batch, stop: &CancellationToken) -> Outcome {
+        let Some(cfg) = &target.tenant else {
+            return self.send_one(target, &batch, None, stop).await;
+        };
+        let (parts, tenants) = split_by_tenant(batch, cfg, &self.external);
+        let mut outcome = Outcome::Sent;
+        for (part, tenant) in parts.into_iter().zip(tenants) {
+            if part.is_empty() {
+                continue;
+            }
+            let Some(tenant) = tenant else {
+                let n = part.len() as u64;
+                target.metrics.samples_dropped_no_tenant_total.fetch_add(n, Relaxed);
+                tracing::warn!(endpoint = %target.name, samples = n, label = %cfg.label, "Remote-write samples without a tenant label were dropped.");
+                continue;
+            };
+            match self.send_one(target, &part, Some(tenant), stop).await {
+                Outcome::Cancelled => return Outcome::Cancelled,
+                Outcome::Failed => outcome = Outcome::Failed,
+                Outcome::Sent | Outcome::Unsupported => {}
+            }
+        }
+        outcome
+    }
+
+    /// Sends one tenant's part, in 2.0 while the endpoint speaks it, else (or after falling
+    /// back) in 1.0.
+    async fn send_one(
+        &mut self,
+        target: &Target,
+        batch: &Batch,
+        tenant: Option<HeaderValue>,
+        stop: &CancellationToken,
+    ) -> Outcome {
+        let m = &*target.metrics;
+        if m.protocol_v2.load(Relaxed) {
+            let Some(body) = self.encode(target, batch, Proto::V2, tenant.clone()) else {
+                return Outcome::Failed;
+            };
+            match target.send(&body, stop).await {
+                Outcome::Unsupported => {
+                    if m.protocol_v2.swap(false, Relaxed) {
+                        tracing::warn!(
+                            endpoint = %target.name,
+                            "Remote-write receiver does not accept remote write 2.0; falling back to 1.0 (prometheus.WriteRequest) for this endpoint."
+                        );
+                    }
+                }
+                other => return other,
+            }
+        }
+        let Some(body) = self.encode(target, batch, Proto::V1, tenant) else { return Outcome::Failed };
+        match target.send(&body, stop).await {
+            // Never for 1.0 bodies; counted as refused so the queue moves on.
+            Outcome::Unsupported => Outcome::Failed,
+            other => other,
+        }
+    }
+
+    /// Encodes `batch`; an encoding error drops it (logged and counted: the same batch would
+    /// fail the same way again).
+    fn encode(
+        &mut self,
+        target: &Target,
+        batch: &Batch,
+        proto: Proto,
+        tenant: Option<HeaderValue>,
+    ) -> Option<Body> {
+        let result: Result<(Bytes, i64, usize), EncodeError> = match proto {
+            Proto::V1 => match self.v1.encode(&batch.samples) {
+                Ok(b) => {
+                    let b = Bytes::copy_from_slice(b);
+                    Ok((b, self.v1.highest_timestamp_ms(), 0))
+                }
+                Err(e) => Err(e),
+            },
+            Proto::V2 => {
+                let enc = self.v2.get_or_insert_with(|| encode::v2::Encoder::new(self.external.clone()));
+                match enc.encode(batch) {
+                    Ok(b) => {
+                        let b = Bytes::copy_from_slice(b);
+                        Ok((b, enc.highest_timestamp_ms(), enc.exemplar_count()))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok((bytes, highest_ms, exemplars)) => {
+                Some(Body { bytes, proto, samples: batch.len(), exemplars, highest_ms, tenant })
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %target.name, samples = batch.len(), error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
+                target.metrics.samples_failed_total.fetch_add(batch.len() as u64, Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// Splits `batch` by tenant: the parts, and each part's `X-Scope-OrgID` (`None`: no tenant,
+/// to be dropped). The label is looked up in the series, then in `external` (the labels the
+/// encoder adds; empty when write relabeling already merged them).
+fn split_by_tenant(
+    batch: Batch,
+    cfg: &TenantConfig,
+    external: &Labels,
+) -> (Vec<Batch>, Vec<Option<HeaderValue>>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut headers: Vec<Option<HeaderValue>> = Vec::new();
+    // Part of the samples whose tenant value is not a valid header value or is missing
+    // without a default; created on first use.
+    let mut none: Option<usize> = None;
+    let mut index: Vec<usize> = Vec::with_capacity(batch.len());
+    for s in batch.iter() {
+        let value = s.series.get(&cfg.label).or_else(|| external.get(&cfg.label)).or(cfg.default.as_deref());
+        let part = match value {
+            Some(v) => match names.iter().position(|n| n == v) {
+                Some(p) => p,
+                None => {
+                    names.push(v.to_owned());
+                    headers.push(HeaderValue::try_from(v).ok());
+                    names.len() - 1
+                }
+            },
+            None => *none.get_or_insert_with(|| {
+                names.push(String::new());
+                headers.push(None);
+                names.len() - 1
+            }),
+        };
+        index.push(part);
+    }
+    let mut i = 0;
+    let parts = batch.split_by(names.len().max(1), |_| {
+        i += 1;
+        index[i - 1]
+    });
+    (parts, headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Sample;
+
+    fn s(pairs: &[(&str, &str)], t: i64) -> Sample {
+        Sample { series: Arc::new(Labels::from_pairs(pairs.iter().copied())), timestamp_ms: t, value: 0.0 }
+    }
+
+    #[test]
+    fn tenants_split_without_mixing() {
+        let cfg = TenantConfig { label: "namespace".into(), default: None };
+        let batch: Batch = vec![
+            s(&[("namespace", "a")], 1),
+            s(&[("namespace", "b")], 2),
+            s(&[("x", "1")], 3),
+            s(&[("namespace", "a")], 4),
+        ]
+        .into();
+        let (parts, tenants) = split_by_tenant(batch, &cfg, &Labels::new());
+        let got: Vec<(Option<&str>, Vec<i64>)> = parts
+            .iter()
+            .zip(&tenants)
+            .map(|(p, t)| {
+                (t.as_ref().and_then(|t| t.to_str().ok()), p.iter().map(|s| s.timestamp_ms).collect())
+            })
+            .collect();
+        assert_eq!(got, [(Some("a"), vec![1, 4]), (Some("b"), vec![2]), (None, vec![3])]);
+    }
+
+    #[test]
+    fn tenant_from_default_or_external_labels() {
+        // (external labels, default, expected tenant of a series without the label, why)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
+            (&[], Some("shared"), Some("shared"), "default when the label is missing"),
+            (
+                &[("namespace", "ext")],
+                Some("shared"),
+                Some("ext"),
+                "an external label counts before the default",
+            ),
+            (&[], None, None, "no label, no default: dropped"),
+        ];
+        for (external, default, want, why) in cases {
+            let cfg = TenantConfig { label: "namespace".into(), default: default.map(str::to_owned) };
+            let (_, tenants) = split_by_tenant(
+                vec![s(&[("x", "1")], 1)].into(),
+                &cfg,
+                &Labels::from_pairs(external.iter().copied()),
+            );
+            assert_eq!(tenants[0].as_ref().and_then(|t| t.to_str().ok()), *want, "{why}");
+        }
+    }
+}
