@@ -39,6 +39,9 @@ pub struct Options {
     pub config_file: PathBuf,
     /// `--web.listen-address`.
     pub listen_address: String,
+    /// `--storage.path`: where the remote-write disk buffers and the staleness state live;
+    /// `None` keeps everything in memory.
+    pub storage_path: Option<PathBuf>,
 }
 
 /// Runs trawl until `shutdown` is cancelled, then flushes and returns.
@@ -62,9 +65,15 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), "Listening.");
 
-    let endpoints = start_endpoints(&cfg)?;
+    let endpoints = start_endpoints(&cfg, opts.storage_path.as_deref())?;
+    let staleness = match &opts.storage_path {
+        Some(root) => Some(Arc::new(crate::staleness::Store::open(root)?)),
+        None => None,
+    };
     // The web server reads the endpoints' counters only, so shutdown can take the endpoints back.
     let eps: Vec<_> = endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone())).collect();
+    let disks: Vec<_> =
+        endpoints.iter().filter_map(|e| Some((e.name().to_owned(), e.disk_metrics()?.clone()))).collect();
     let endpoints = Arc::new(endpoints);
     let targets: TargetsView = TargetsView::default();
     let state = Arc::new(admin::State {
@@ -75,6 +84,10 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
                 eps.iter().map(|(n, m)| (n.as_str(), m.as_ref())),
                 &mut s,
             );
+            if !disks.is_empty() {
+                let d: Vec<_> = disks.iter().map(|(n, m)| (n.as_str(), m.as_ref())).collect();
+                crate::remote_write::DiskMetrics::render_all(&d, &mut s);
+            }
             s
         }),
         targets: targets.clone(),
@@ -99,6 +112,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
             out_tx.clone(),
             targets.clone(),
             metrics.job(sc.job()),
+            staleness.clone(),
             scrape_stop.clone(),
         )));
     }
@@ -139,7 +153,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
     Ok(())
 }
 
-fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
+fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::Result<Vec<Endpoint>> {
     let external = Arc::new(Labels::from_pairs(
         cfg.global.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     ));
@@ -148,7 +162,7 @@ fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
         let client = crate::http_client::build(rw.tls_config.as_ref())
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
-            Endpoint::start(rw.clone(), external.clone(), client)
+            Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)
                 .with_context(|| format!("remote_write {}", rw.url))?,
         );
     }

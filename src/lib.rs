@@ -49,6 +49,7 @@ pub mod relabel;
 pub mod remote_write;
 pub mod ring;
 pub mod scrape;
+pub mod staleness;
 pub mod telemetry;
 
 /// The `User-Agent` trawl sends on scrapes and remote writes.

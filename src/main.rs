@@ -29,6 +29,11 @@ struct Cli {
     /// Address to listen on for /metrics, /-/healthy, /-/ready and /api/v1/targets.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9464")]
     listen_address: String,
+    /// Directory for state that must survive a restart: the remote-write disk buffers (batches
+    /// the receiver did not take in time, replayed in order) and each target's last series (for
+    /// stale markers after a restart). Unset: memory only, as Prometheus' agent without a WAL.
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     log_level: LogLevel,
@@ -145,7 +150,11 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = trawl::app::Options { config_file: cli.config_file, listen_address: cli.listen_address };
+    let opts = trawl::app::Options {
+        config_file: cli.config_file,
+        listen_address: cli.listen_address,
+        storage_path: cli.storage_path,
+    };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
