@@ -356,3 +356,58 @@ async fn series_that_vanish_while_trawl_is_down_are_stale_marked_after_restart()
     );
     assert_eq!(prom.query("stays").await.len(), 1, "the other series is untouched");
 }
+
+/// Not a check: measures the buffer's bytes per sample on a real node-exporter page and the
+/// replay rate into a real Prometheus. Run with
+/// `cargo test --test disk_buffer measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_bytes_per_sample_and_replay_rate() {
+    const TARGETS: usize = 10;
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let Some(prom) = Prometheus::start_receiver().await else { return };
+    let page =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/perf/fixtures/node_exporter.prom")).unwrap();
+    let mut targets = Vec::new();
+    for _ in 0..TARGETS {
+        let t = TestTarget::start().await;
+        let p = page.clone();
+        t.route("/n", move |_| (200, TEXT, p.clone()));
+        targets.push(t);
+    }
+    let hosts: Vec<String> = targets.iter().map(|t| format!("'{}'", t.host())).collect();
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let gate =
+        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\nremote_write:\n  - url: {}\n    queue_config:\n      \
+         batch_send_deadline: 500ms\n      min_backoff: 100ms\n      max_backoff: 1s\n\
+         scrape_configs:\n  - job_name: node\n    metrics_path: /n\n    static_configs:\n      - targets: [{}]\n",
+        gate.url(),
+        hosts.join(",")
+    );
+    let run = Run::start(dir.path(), &cfg).await;
+    tokio::time::sleep(OUTAGE).await;
+    run.settle().await;
+    let bytes = run.metric("trawl_remote_write_disk_bytes", "").await;
+    let samples = run.metric("trawl_remote_write_disk_samples_pending", "").await;
+    let replayed_before = run.metric("trawl_remote_write_disk_replayed_samples_total", "").await;
+    let started = std::time::Instant::now();
+    open.store(true, Ordering::SeqCst);
+    let drained = eventually(Duration::from_secs(600), async || {
+        (run.metric("trawl_remote_write_disk_records_pending", "").await == 0.0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some());
+    let secs = started.elapsed().as_secs_f64();
+    let replayed = run.metric("trawl_remote_write_disk_replayed_samples_total", "").await - replayed_before;
+    println!(
+        "MEASURE disk: {bytes} B for {samples} samples = {:.2} B/sample; replayed {replayed} samples in {secs:.1} s \
+         (while scraping {} samples/s) = {:.0} samples/s",
+        bytes / samples,
+        TARGETS * 507,
+        replayed / secs
+    );
+}
