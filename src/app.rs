@@ -45,6 +45,9 @@ pub struct Options {
     pub enable_lifecycle: bool,
     /// `--memory.limit` in bytes (see [`crate::budget`]); `None` for no budget.
     pub memory_limit: Option<u64>,
+    /// `--storage.path`: where the remote-write disk buffers and the staleness state live;
+    /// `None` keeps everything in memory.
+    pub storage_path: Option<PathBuf>,
 }
 
 /// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
@@ -57,6 +60,8 @@ struct Sinks {
     /// Shared, so a reload that changes only `output` keeps the same endpoints without a gap.
     endpoints: Arc<Vec<Endpoint>>,
     output: DebugOutput,
+    /// The fan-out waits for the next `Sinks` (a reload is swapping disk-backed endpoints).
+    paused: bool,
 }
 
 /// A running job: what a reload compares and what it can change.
@@ -71,8 +76,8 @@ struct Job {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Names and counters of the remote-write endpoints, for `/metrics`.
-type EndpointMetrics = Vec<(String, Arc<RemoteWriteMetrics>)>;
+/// Names and counters of the remote-write endpoints (and of their disk buffers), for `/metrics`.
+type EndpointMetrics = Vec<(String, Arc<RemoteWriteMetrics>, Option<Arc<crate::remote_write::DiskMetrics>>)>;
 
 /// Everything a config decides, and how to change it in place.
 struct Pipeline {
@@ -88,6 +93,10 @@ struct Pipeline {
     metrics: Arc<Metrics>,
     /// The memory budget the scrape loops respect.
     budget: Option<Arc<MemoryBudget>>,
+    /// `--storage.path`: the endpoints' disk buffers live under it.
+    storage: Option<PathBuf>,
+    /// Where targets' last series sets are kept (`--storage.path`).
+    staleness: Option<Arc<crate::staleness::Store>>,
     /// Process exit: loops stop without stale markers.
     shutdown: CancellationToken,
 }
@@ -118,7 +127,15 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), "Listening.");
 
-    let sinks = Sinks { endpoints: Arc::new(start_endpoints(&cfg)?), output: cfg.debug_output };
+    let staleness = match &opts.storage_path {
+        Some(root) => Some(Arc::new(crate::staleness::Store::open(root)?)),
+        None => None,
+    };
+    let sinks = Sinks {
+        endpoints: Arc::new(start_endpoints(&cfg, opts.storage_path.as_deref())?),
+        output: cfg.debug_output,
+        paused: false,
+    };
     let rw_metrics = Arc::new(Mutex::new(endpoint_metrics(&sinks.endpoints)));
     let (sinks_tx, sinks_rx) = watch::channel(Arc::new(sinks));
     let targets: TargetsView = TargetsView::default();
@@ -129,7 +146,12 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         extra: Arc::new(move || {
             let eps = extra_metrics.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let mut s = String::new();
-            RemoteWriteMetrics::render_all(eps.iter().map(|(n, m)| (n.as_str(), m.as_ref())), &mut s);
+            RemoteWriteMetrics::render_all(eps.iter().map(|(n, m, _)| (n.as_str(), m.as_ref())), &mut s);
+            let disks: Vec<_> =
+                eps.iter().filter_map(|(n, _, d)| Some((n.as_str(), d.as_deref()?))).collect();
+            if !disks.is_empty() {
+                crate::remote_write::DiskMetrics::render_all(&disks, &mut s);
+            }
             s
         }),
         targets: targets.clone(),
@@ -153,12 +175,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         targets,
         metrics: metrics.clone(),
         budget,
+        storage: opts.storage_path.clone(),
+        staleness,
         shutdown: CancellationToken::new(),
     };
     pipeline.cfg.remote_write = cfg.remote_write.clone();
     pipeline.cfg.global.external_labels = cfg.global.external_labels.clone();
     pipeline.cfg.debug_output = cfg.debug_output;
-    pipeline.apply(cfg)?;
+    pipeline.apply(cfg).await?;
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(
         jobs = pipeline.cfg.scrape_configs.len(),
@@ -171,7 +195,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(req) = reload_rx.recv() => {
-                let outcome = pipeline.reload(&opts.config_file);
+                let outcome = pipeline.reload(&opts.config_file).await;
                 record_reload(&metrics, outcome.is_ok());
                 match &outcome {
                     Ok(()) => tracing::info!(
@@ -207,7 +231,11 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         fanout.abort();
         let _ = fanout.await;
     }
-    let last = sinks.send_replace(Arc::new(Sinks { endpoints: Arc::default(), output: DebugOutput::None }));
+    let last = sinks.send_replace(Arc::new(Sinks {
+        endpoints: Arc::default(),
+        output: DebugOutput::None,
+        paused: false,
+    }));
     let endpoints =
         Arc::try_unwrap(last).ok().and_then(|s| Arc::try_unwrap(s.endpoints).ok()).unwrap_or_else(|| {
             tracing::error!(
@@ -274,9 +302,9 @@ fn same_discovery(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
 }
 
 impl Pipeline {
-    fn reload(&mut self, path: &std::path::Path) -> Result<(), String> {
+    async fn reload(&mut self, path: &std::path::Path) -> Result<(), String> {
         let cfg = config::load(path).map_err(|e| e.to_string())?;
-        self.apply(cfg).map_err(|e| format!("{e:#}"))
+        self.apply(cfg).await.map_err(|e| format!("{e:#}"))
     }
 
     /// Moves the running pipeline to `cfg`. Everything that can fail (HTTP clients, endpoints)
@@ -285,8 +313,11 @@ impl Pipeline {
     /// jobs get the new config in place (see [`scrape::run_job`]), with discovery restarted only
     /// if the discovery part changed; removed jobs stop with stale markers; remote-write
     /// endpoints are replaced only if `remote_write` or the external labels changed, the old
-    /// ones flushing what they hold in the background.
-    fn apply(&mut self, cfg: Config) -> anyhow::Result<()> {
+    /// ones flushing what they hold in the background. With disk buffers (`--storage.path`) an
+    /// endpoint's directory is open in one place only, so instead the fan-out pauses (scrapes
+    /// queue up in the hand-off), the old endpoints write what they hold to disk and close, and
+    /// the new ones open the directories and replay it.
+    async fn apply(&mut self, cfg: Config) -> anyhow::Result<()> {
         let mut clients = BTreeMap::new();
         for sc in &cfg.scrape_configs {
             let unchanged = self.jobs.get(sc.job()).is_some_and(|j| same_job(&j.cfg, sc));
@@ -298,7 +329,8 @@ impl Pipeline {
         }
         let sinks_changed = cfg.remote_write != self.cfg.remote_write
             || cfg.global.external_labels != self.cfg.global.external_labels;
-        let new_endpoints = if sinks_changed { Some(start_endpoints(&cfg)?) } else { None };
+        let new_endpoints =
+            if sinks_changed && self.storage.is_none() { Some(start_endpoints(&cfg, None)?) } else { None };
 
         // Jobs.
         let wanted: std::collections::BTreeSet<&str> = cfg.scrape_configs.iter().map(|sc| sc.job()).collect();
@@ -340,6 +372,7 @@ impl Pipeline {
                         self.targets.clone(),
                         self.metrics.job(sc.job()),
                         self.budget.clone(),
+                        self.staleness.clone(),
                         stop.clone(),
                         self.shutdown.clone(),
                     ));
@@ -354,16 +387,51 @@ impl Pipeline {
         // Sinks.
         if let Some(endpoints) = new_endpoints {
             *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&endpoints);
-            let old = self
-                .sinks
-                .send_replace(Arc::new(Sinks { endpoints: Arc::new(endpoints), output: cfg.debug_output }));
+            let old = self.sinks.send_replace(Arc::new(Sinks {
+                endpoints: Arc::new(endpoints),
+                output: cfg.debug_output,
+                paused: false,
+            }));
             if !old.endpoints.is_empty() {
                 tracing::info!("remote_write changed; old endpoints flush in the background.");
                 self.retired.push(tokio::spawn(retire(old.endpoints.clone())));
             }
+        } else if sinks_changed {
+            let old = self.sinks.send_replace(Arc::new(Sinks {
+                endpoints: Arc::default(),
+                output: cfg.debug_output,
+                paused: true,
+            }));
+            tracing::info!(
+                "remote_write changed; pausing the hand-off while the disk-backed endpoints are swapped."
+            );
+            let old_endpoints = old.endpoints.clone();
+            drop(old);
+            retire(old_endpoints).await;
+            let started = match start_endpoints(&cfg, self.storage.as_deref()) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Put the old endpoints back (their data is on disk) and refuse the change.
+                    let old = start_endpoints(&self.cfg, self.storage.as_deref())
+                        .map_err(|e2| e2.context("restarting the previous remote_write endpoints"))?;
+                    *self.rw_metrics.lock().unwrap_or_else(|p| p.into_inner()) = endpoint_metrics(&old);
+                    self.sinks.send_replace(Arc::new(Sinks {
+                        endpoints: Arc::new(old),
+                        output: self.cfg.debug_output,
+                        paused: false,
+                    }));
+                    return Err(e);
+                }
+            };
+            *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&started);
+            self.sinks.send_replace(Arc::new(Sinks {
+                endpoints: Arc::new(started),
+                output: cfg.debug_output,
+                paused: false,
+            }));
         } else if cfg.debug_output != self.cfg.debug_output {
             let endpoints = self.sinks.borrow().endpoints.clone();
-            self.sinks.send_replace(Arc::new(Sinks { endpoints, output: cfg.debug_output }));
+            self.sinks.send_replace(Arc::new(Sinks { endpoints, output: cfg.debug_output, paused: false }));
         }
         self.cfg = cfg;
         Ok(())
@@ -388,10 +456,10 @@ async fn retire(mut old: Arc<Vec<Endpoint>>) {
 }
 
 fn endpoint_metrics(endpoints: &[Endpoint]) -> EndpointMetrics {
-    endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone())).collect()
+    endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone(), e.disk_metrics().cloned())).collect()
 }
 
-fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
+fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::Result<Vec<Endpoint>> {
     let external = Arc::new(Labels::from_pairs(
         cfg.global.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     ));
@@ -400,7 +468,7 @@ fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
         let client = crate::http_client::build(rw.tls_config.as_ref())
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
-            Endpoint::start(rw.clone(), external.clone(), client)
+            Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)
                 .with_context(|| format!("remote_write {}", rw.url))?,
         );
     }
@@ -409,11 +477,23 @@ fn start_endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
 
 /// Hands every batch to every current endpoint (each gets each sample), and prints it or logs
 /// its size as the config's [`DebugOutput`] asks.
-async fn fan_out(mut rx: mpsc::Receiver<Batch>, sinks: watch::Receiver<Arc<Sinks>>, metrics: Arc<Metrics>) {
+async fn fan_out(
+    mut rx: mpsc::Receiver<Batch>,
+    mut sinks: watch::Receiver<Arc<Sinks>>,
+    metrics: Arc<Metrics>,
+) {
     let mut text = Vec::with_capacity(64 * 1024);
     let mut printing = true;
     while let Some(batch) = rx.recv().await {
-        let current = sinks.borrow().clone();
+        let current = loop {
+            let current = sinks.borrow_and_update().clone();
+            if !current.paused {
+                break current;
+            }
+            if sinks.changed().await.is_err() {
+                return;
+            }
+        };
         match current.output {
             DebugOutput::None => {}
             DebugOutput::Summary => {

@@ -31,6 +31,13 @@
 //! - Remote write: `queue_config.capacity` samples per endpoint; the fan-out waits when full.
 //! - Series cache: per target, entries unused for two scrapes are freed.
 //!
+//! # Disk (`--storage.path` only)
+//!
+//! - Remote write: a segment log per endpoint of requests the receiver did not take within
+//!   `batch_send_deadline`, replayed in order; capped by `disk_buffer.max_bytes` (default 1 GiB)
+//!   and `disk_buffer.max_age` (see `remote_write::disk`).
+//! - Staleness: one file per target with its last series set ([`staleness`]).
+//!
 //! # Unsafe
 //!
 //! None: `unsafe_code` is denied crate-wide.
@@ -50,6 +57,7 @@ pub mod relabel;
 pub mod remote_write;
 pub mod ring;
 pub mod scrape;
+pub mod staleness;
 pub mod telemetry;
 
 /// The `User-Agent` trawl sends on scrapes and remote writes.

@@ -38,6 +38,11 @@ struct Cli {
     /// 80 %. A size (256MiB), `auto` (90 % of the container's cgroup limit, if any) or `none`.
     #[arg(long = "memory.limit", default_value = "auto")]
     memory_limit: String,
+    /// Directory for state that must survive a restart: the remote-write disk buffers (batches
+    /// the receiver did not take in time, replayed in order) and each target's last series (for
+    /// stale markers after a restart). Unset: memory only, as Prometheus' agent without a WAL.
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
     /// Only log messages with the given severity or above [default: the config's
     /// `service.telemetry.logs.level` in the collector dialect, else info].
     #[arg(long = "log.level", value_enum)]
@@ -176,6 +181,7 @@ fn run(cli: Cli) -> ExitCode {
         listen_address: cli.listen_address,
         enable_lifecycle: cli.enable_lifecycle,
         memory_limit,
+        storage_path: cli.storage_path,
     };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();

@@ -4,11 +4,12 @@
 //! sender's own metrics, and the endpoint handle the pipeline feeds batches into. Behind it,
 //! `queue` keeps a bounded, sharded queue (per-series order kept, shard count adjusted to the
 //! load as Prometheus' queue manager does), `request` splits by tenant, encodes and picks the
-//! protocol, and `retry` makes the HTTP requests, with retries.
-//! What this is not: persistent buffering (there is no WAL; what is queued at exit is flushed up
-//! to a deadline, then counted as dropped), native histograms, or 1.0 metadata/exemplars (the
-//! `send_exemplars` and `metadata_config` keys are accepted so Prometheus configs load; with 1.0
-//! nothing is sent for them, with 2.0 metadata and exemplars always travel inline).
+//! protocol, and `retry` makes the HTTP requests, with retries. With `--storage.path`, `disk`
+//! adds a durable outage buffer per endpoint (see its docs); without it nothing is persisted:
+//! what is queued at exit is flushed up to a deadline, then counted as dropped.
+//! What this is not: native histograms, or 1.0 metadata/exemplars (the `send_exemplars` and
+//! `metadata_config` keys are accepted so Prometheus configs load; with 1.0 nothing is sent for
+//! them, with 2.0 metadata and exemplars always travel inline).
 //!
 //! # Protocol
 //!
@@ -48,9 +49,12 @@
 //! [`Endpoint::send`] waits for room (back-pressure on the scrapers) rather than dropping.
 //! Each shard holds one encoder with reused buffers of about one request's size.
 
+mod disk;
 mod queue;
 mod request;
 mod retry;
+
+pub use disk::{DiskBufferConfig, DiskMetrics};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -203,6 +207,8 @@ pub struct RemoteWriteConfig {
     pub send_native_histograms: bool,
     /// Accepted; trawl sends no metadata.
     pub metadata_config: MetadataConfig,
+    /// Caps of the on-disk outage buffer; used only with `--storage.path`.
+    pub disk_buffer: DiskBufferConfig,
     /// HTTP basic auth.
     pub basic_auth: Option<BasicAuth>,
     /// `Authorization` header with a type.
@@ -248,6 +254,8 @@ struct RawRemoteWriteConfig {
     #[serde(default)]
     metadata_config: MetadataConfig,
     #[serde(default)]
+    disk_buffer: DiskBufferConfig,
+    #[serde(default)]
     basic_auth: Option<BasicAuth>,
     #[serde(default)]
     authorization: Option<Authorization>,
@@ -285,6 +293,7 @@ impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
             send_exemplars: r.send_exemplars,
             send_native_histograms: r.send_native_histograms,
             metadata_config: r.metadata_config,
+            disk_buffer: r.disk_buffer,
             basic_auth: r.basic_auth,
             authorization: r.authorization,
             bearer_token: r.bearer_token,
@@ -314,6 +323,7 @@ impl RemoteWriteConfig {
             send_exemplars: false,
             send_native_histograms: false,
             metadata_config: MetadataConfig::default(),
+            disk_buffer: DiskBufferConfig::default(),
             basic_auth: None,
             authorization: None,
             bearer_token: None,
@@ -428,6 +438,9 @@ pub enum Error {
     /// [`Endpoint::shutdown`] has begun (or the endpoint's tasks were stopped).
     #[error("remote-write endpoint {0} is shutting down")]
     ShuttingDown(String),
+    /// The disk buffer under `--storage.path` cannot be opened.
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
 }
 
 /// The sender's own counters and gauges, one set per endpoint. Updated with relaxed atomics;
@@ -672,15 +685,28 @@ impl RemoteWriteMetrics {
 pub struct Endpoint {
     name: String,
     metrics: Arc<RemoteWriteMetrics>,
+    disk_metrics: Option<Arc<DiskMetrics>>,
     queue: queue::Queue,
 }
 
 impl Endpoint {
-    /// Starts the sender task(s) on the current Tokio runtime.
+    /// Starts the sender task(s) on the current Tokio runtime, memory only.
     pub fn start(
         cfg: RemoteWriteConfig,
         external_labels: Arc<Labels>,
         client: http_client::Client,
+    ) -> Result<Endpoint, Error> {
+        Self::start_with_storage(cfg, external_labels, client, None)
+    }
+
+    /// Starts the sender task(s); with `storage` (`--storage.path`), batches the receiver does
+    /// not take in time go to a disk buffer under it, and what a previous run left there is
+    /// replayed first.
+    pub fn start_with_storage(
+        cfg: RemoteWriteConfig,
+        external_labels: Arc<Labels>,
+        client: http_client::Client,
+        storage: Option<&std::path::Path>,
     ) -> Result<Endpoint, Error> {
         cfg.validate().map_err(Error::Config)?;
         let uri = parse_url(&cfg.url).map_err(Error::Config)?;
@@ -693,6 +719,14 @@ impl Endpoint {
             headers.push((name, value));
         }
         let name = cfg.endpoint_name().to_owned();
+        let disk = match storage {
+            Some(root) => {
+                let dir = disk::endpoint_dir(root, &cfg.url, cfg.name.as_deref());
+                Some(Arc::new(disk::DiskQueue::open(dir, &name, &cfg.url, cfg.disk_buffer.clone())?))
+            }
+            None => None,
+        };
+        let disk_metrics = disk.as_ref().map(|d| d.metrics().clone());
         let metrics = Arc::new(RemoteWriteMetrics::default());
         metrics.queue_capacity.store(cfg.queue_config.capacity as u64, Relaxed);
         metrics.protocol_v2.store(cfg.protobuf_message.as_deref() == Some(PROTOBUF_MESSAGE_V2), Relaxed);
@@ -719,14 +753,16 @@ impl Endpoint {
             max_samples_per_send: cfg.queue_config.max_samples_per_send,
             batch_send_deadline: cfg.queue_config.batch_send_deadline.get(),
             sample_age_limit: cfg.queue_config.sample_age_limit.get(),
+            disk,
         });
         tracing::info!(
             endpoint = %name,
             shards = cfg.queue_config.min_shards,
             capacity = cfg.queue_config.capacity,
+            disk_buffer = disk_metrics.is_some(),
             "Remote-write endpoint started."
         );
-        Ok(Endpoint { name, metrics, queue })
+        Ok(Endpoint { name, metrics, disk_metrics, queue })
     }
 
     /// Enqueues a scrape's batch. Waits when the queue is full (back-pressure on the scraper),
@@ -743,6 +779,11 @@ impl Endpoint {
     /// This endpoint's metrics.
     pub fn metrics(&self) -> &Arc<RemoteWriteMetrics> {
         &self.metrics
+    }
+
+    /// The disk buffer's metrics, when trawl runs with `--storage.path`.
+    pub fn disk_metrics(&self) -> Option<&Arc<DiskMetrics>> {
+        self.disk_metrics.as_ref()
     }
 
     /// The endpoint's name: the configured `name`, or else the URL.

@@ -209,6 +209,9 @@ struct Running {
 /// scrape pool reload does; loops of targets that are gone stop with end-of-run stale markers.
 /// `stop` (the job was removed from the config) ends every loop with stale markers; `shutdown`
 /// (process exit) ends them without, as Prometheus does. `stop` must be a child of `shutdown`.
+///
+/// With `staleness` (`--storage.path`), each target's last series set is kept on disk, so series
+/// that vanish while trawl is down are stale-marked after the restart.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_job(
     mut updates: watch::Receiver<JobUpdate>,
@@ -216,6 +219,7 @@ pub async fn run_job(
     view: TargetsView,
     metrics: Arc<JobMetrics>,
     budget: Option<Arc<MemoryBudget>>,
+    staleness: Option<Arc<crate::staleness::Store>>,
     stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
@@ -295,6 +299,12 @@ pub async fn run_job(
             )
             .with_updates(updates_rx)
             .with_budget(budget.clone());
+            let lp = match &staleness {
+                Some(store) => {
+                    lp.remember_series(store.path(sc.job(), &active.target.labels, &active.target.url))
+                }
+                None => lp,
+            };
             tokio::spawn(lp.run(loop_stop.clone(), shutdown.clone()));
             running.insert(key.clone(), Running { stop: loop_stop, active, update });
         }
@@ -374,6 +384,9 @@ pub struct TargetLoop {
     /// Metric family name → its metadata, with the generation it was last seen in; the `Arc`
     /// is reused while HELP/TYPE/UNIT stay the same, so a steady scrape allocates none.
     families: HashMap<Box<str>, (Arc<Metadata>, u64), Fast>,
+    /// With `--storage.path`: where this target's last series set is kept (see
+    /// [`crate::staleness`]), and, until the first scrape, the set a previous run left there.
+    persist: Option<(std::path::PathBuf, Option<Vec<Labels>>)>,
 }
 
 /// The synthetic series of a target, built once.
@@ -454,6 +467,8 @@ pub struct Counts {
     pub post_relabel: u64,
     /// Series not in the previous scrape.
     pub added: u64,
+    /// Whether the set of series differs from the previous scrape's.
+    pub series_changed: bool,
 }
 
 fn now_ms(t: SystemTime) -> i64 {
@@ -505,6 +520,44 @@ impl TargetLoop {
             updates: None,
             budget: None,
             families: HashMap::default(),
+            persist: None,
+        }
+    }
+
+    /// Keeps the last series set in `path`, and stale-marks at the first scrape what a previous
+    /// run's last scrape had and this page does not.
+    pub fn remember_series(mut self, path: std::path::PathBuf) -> Self {
+        // `Some` even when nothing is remembered: the first scrape always saves.
+        let remembered = crate::staleness::load(&path).unwrap_or_default();
+        self.persist = Some((path, Some(remembered)));
+        self
+    }
+
+    /// After a scrape (`prev` now holds its series): stale-marks remembered series that are
+    /// gone (first scrape only), and saves the set when it changed.
+    fn persist_series(&mut self, ts: i64, changed: bool, batch: &mut Batch) {
+        let Some((path, remembered)) = &mut self.persist else { return };
+        let first = remembered.is_some();
+        if let Some(old) = remembered.take() {
+            let before = batch.len();
+            for labels in old {
+                let present = self
+                    .interned
+                    .get(&labels)
+                    .is_some_and(|l| self.prev.contains_key(&(Arc::as_ptr(l) as usize)));
+                if !present {
+                    batch.push(Sample { series: Arc::new(labels), timestamp_ms: ts, value: STALE_NAN });
+                }
+            }
+            self.metrics
+                .stale_markers
+                .fetch_add((batch.len() - before) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        if first || changed {
+            let series: Vec<&Labels> = self.prev.values().map(|l| &**l).collect();
+            if let Err(e) = crate::staleness::save(path, series.into_iter()) {
+                tracing::warn!(target = %self.target.url, error = %e, "Cannot save the target's series for staleness after a restart.");
+            }
         }
     }
 
@@ -594,6 +647,9 @@ impl TargetLoop {
             batch.push(Sample { series: s.clone(), timestamp_ms: stale_at, value: STALE_NAN });
         }
         self.metrics.stale_markers.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some((path, _)) = &self.persist {
+            crate::staleness::remove(path); // every series is stale-marked now
+        }
         let _ = self.out.send(batch).await;
     }
 
@@ -639,10 +695,11 @@ impl TargetLoop {
                 // Discard the page; stale-mark everything the previous scrape sent.
                 batch.clear();
                 self.cur.clear();
-                self.emit_stale(ts, &mut batch);
-                (c, Some(e))
+                let marked = self.emit_stale(ts, &mut batch);
+                (Counts { series_changed: marked > 0, ..c }, Some(e))
             }
         };
+        self.persist_series(ts, counts.series_changed, &mut batch);
         let up = if err.is_none() { 1.0 } else { 0.0 };
         batch.set_metadata(None);
         for (series, value) in [
@@ -690,7 +747,7 @@ impl TargetLoop {
 
     /// Moves every series of the previous scrape that is not in this one into `batch` as a
     /// stale marker, then makes this scrape's set the previous one.
-    fn emit_stale(&mut self, ts: i64, batch: &mut Batch) {
+    fn emit_stale(&mut self, ts: i64, batch: &mut Batch) -> usize {
         batch.set_metadata(None);
         let before = batch.len();
         for (k, s) in self.prev.iter() {
@@ -703,6 +760,7 @@ impl TargetLoop {
             .fetch_add((batch.len() - before) as u64, std::sync::atomic::Ordering::Relaxed);
         std::mem::swap(&mut self.prev, &mut self.cur);
         self.cur.clear();
+        batch.len() - before
     }
 
     /// Parses a page into `batch`. On error the caller discards `batch`. Public for the
@@ -815,7 +873,8 @@ impl TargetLoop {
             self.interned.retain(|l| Arc::strong_count(l) > 1);
             self.strings.retain(|s| s.share_count() > 1);
         }
-        self.emit_stale(ts, batch);
+        let marked = self.emit_stale(ts, batch);
+        counts.series_changed = counts.added > 0 || marked > 0;
         Ok(counts)
     }
 
@@ -1034,6 +1093,41 @@ mod tests {
         );
         let (b, _) = page(&mut l, "a 3\n", 3000).unwrap();
         assert_eq!(b.len(), 1, "a marker is written once");
+    }
+
+    #[test]
+    fn remembered_series_go_stale_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.series");
+        let mut before = lp(false, 0).remember_series(path.clone());
+        page(&mut before, "a 1\nb 2\n", 1000).unwrap();
+        let mut b = Batch::new();
+        before.persist_series(1000, false, &mut b);
+        assert!(b.is_empty(), "nothing remembered on a first run");
+        drop(before); // the "kill"
+
+        let mut after = lp(false, 0).remember_series(path.clone());
+        let (mut b, _) = page(&mut after, "a 3\nc 4\n", 5000).unwrap();
+        after.persist_series(5000, true, &mut b);
+        assert_eq!(
+            show(&b),
+            [
+                r#"{__name__="a", instance="h:1", job="j", zone="z"} 3 5000"#,
+                r#"{__name__="c", instance="h:1", job="j", zone="z"} 4 5000"#,
+                r#"{__name__="b", instance="h:1", job="j", zone="z"} stale 5000"#
+            ],
+            "b vanished while trawl was down: marked once, at the first scrape"
+        );
+        let mut saved: Vec<String> = crate::staleness::load(&path)
+            .unwrap()
+            .iter()
+            .map(|l| l.get("__name__").unwrap().to_owned())
+            .collect();
+        saved.sort();
+        assert_eq!(saved, ["a", "c"], "the new set is saved");
+        let (mut b, _) = page(&mut after, "a 3\nc 4\n", 6000).unwrap();
+        after.persist_series(6000, false, &mut b);
+        assert_eq!(b.len(), 2, "no more markers after the first scrape");
     }
 
     #[test]

@@ -34,8 +34,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::request::Encoders;
-use super::retry::{Outcome, Target};
+use super::disk::{self, DiskQueue, RecordMeta};
+use super::request::{self, Encoders};
+use super::retry::{Body, Outcome, Target};
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
 use crate::ring::Batch;
@@ -74,6 +75,8 @@ pub(crate) struct Settings {
     pub batch_send_deadline: Duration,
     /// Samples older than this when their request is built are dropped (zero: off).
     pub sample_age_limit: Duration,
+    /// The on-disk outage buffer (`--storage.path`), if any.
+    pub disk: Option<Arc<DiskQueue>>,
 }
 
 /// Counters the resharding loop reads (deltas are taken with `swap(0)`).
@@ -177,6 +180,9 @@ pub(crate) struct Queue {
     router: Arc<RwLock<ShardSet>>,
     resharder: Option<JoinHandle<()>>,
     resharder_stop: CancellationToken,
+    /// Sends the disk buffer's records; stopped after the shards at shutdown.
+    replayer: Option<JoinHandle<()>>,
+    replay_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Queue {
@@ -202,7 +208,12 @@ impl Queue {
         let resharder_stop = CancellationToken::new();
         let resharder = (shared.settings.max_shards > shared.settings.min_shards)
             .then(|| tokio::spawn(reshard_loop(shared.clone(), router.clone(), resharder_stop.clone())));
-        Queue { shared, router, resharder, resharder_stop }
+        let replay_stop = CancellationToken::new();
+        let replayer = shared.settings.disk.clone().map(|d| {
+            let (shared, stop) = (shared.clone(), replay_stop.clone());
+            tokio::spawn(async move { disk::replay(d, &shared.settings.target, stop).await })
+        });
+        Queue { shared, router, resharder, resharder_stop, replayer, replay_stop }
     }
 
     /// Admits `batch` (waiting for room), then hands it to the shards. `Err(n)`: the queue is
@@ -264,6 +275,15 @@ impl Queue {
                 let _ = t.await;
             }
         }
+        // The shards wrote what they could not send to disk; the rest of the replay waits for
+        // the next run (an in-flight replayed request is not acknowledged, so it is sent again).
+        self.replay_stop.cancel();
+        if let Some(r) = self.replayer.take() {
+            let _ = r.await;
+        }
+        if let Some(d) = &shared.settings.disk {
+            d.sync();
+        }
         shared.metrics().shards.store(0, Relaxed);
     }
 }
@@ -273,6 +293,7 @@ impl Drop for Queue {
         // Dropped without shutdown: the resharder lets go of the router, whose senders then
         // close, and the shards flush in the background.
         self.resharder_stop.cancel();
+        self.replay_stop.cancel();
     }
 }
 
@@ -307,7 +328,8 @@ async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiv
         }
         tokio::select! {
             biased;
-            _ = shared.hard.cancelled() => return,
+            // With a disk buffer a hard stop still takes every queued chunk: it goes to disk.
+            _ = shared.hard.cancelled(), if s.disk.is_none() => return,
             msg = rx.recv() => match msg {
                 Some(chunk) => {
                     accept(&shared, &mut relabel, chunk, &mut pending);
@@ -372,7 +394,23 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -
     }
     let count = batch.len();
     let started = Instant::now();
-    let outcome = encoder.send(&s.target, batch, &shared.hard).await;
+    let outcome = match &s.disk {
+        None => encoder.send(&s.target, batch, &shared.hard).await,
+        Some(disk) => {
+            let mut outcome = Outcome::Sent;
+            for body in encoder.bodies(&s.target, batch) {
+                match send_or_spill(shared, disk, body).await {
+                    Outcome::Cancelled => {
+                        outcome = Outcome::Cancelled;
+                        break;
+                    }
+                    Outcome::Failed => outcome = Outcome::Failed,
+                    Outcome::Sent | Outcome::Unsupported => {}
+                }
+            }
+            outcome
+        }
+    };
     let ended = Instant::now();
     shared.stats.send_nanos.fetch_add((ended - started).as_nanos() as u64, Relaxed);
     shared.stats.last_send_ms.store((ended - shared.started).as_millis().max(1) as u64, Relaxed);
@@ -383,6 +421,45 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -
             true
         }
         Outcome::Cancelled => false,
+    }
+}
+
+/// With a disk buffer: appends the request to disk if anything is pending there (order), else
+/// sends it directly, giving it `batch_send_deadline` (tries included) before writing it to
+/// disk and moving on. A cancelled try may have reached the receiver: at least once. A disk
+/// failure falls back to the memory-only behaviour (retry until accepted or stopped).
+async fn send_or_spill(shared: &Shared, disk: &DiskQueue, body: Body) -> Outcome {
+    let s = &shared.settings;
+    let meta = RecordMeta { samples: body.samples as u32, newest_ms: body.highest_ms };
+    let record = request::envelope(&body);
+    let spilled = |r: Result<(), disk::DiskError>| match r {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(endpoint = %s.target.name, error = %e, "Cannot write to the disk buffer; holding the batch in memory.");
+            false
+        }
+    };
+    match disk.append_if_pending(meta, &record) {
+        Ok(true) => return Outcome::Sent,
+        Ok(false) => {}
+        Err(e) => {
+            spilled(Err(e));
+            return request::send_body(&s.target, body, &shared.hard).await;
+        }
+    }
+    let direct = tokio::time::timeout(
+        s.batch_send_deadline,
+        request::send_body(&s.target, body.clone(), &shared.hard),
+    );
+    match direct.await {
+        Ok(o @ (Outcome::Sent | Outcome::Failed | Outcome::Unsupported)) => o,
+        Ok(Outcome::Cancelled) | Err(_) => {
+            if spilled(disk.append(meta, &record)) {
+                Outcome::Sent
+            } else {
+                request::send_body(&s.target, body, &shared.hard).await
+            }
+        }
     }
 }
 
@@ -676,6 +753,7 @@ mod tests {
             max_samples_per_send: 9,
             batch_send_deadline: Duration::from_millis(5),
             sample_age_limit: Duration::ZERO,
+            disk: None,
         });
         let series: Vec<_> = (0..30).map(|i| Arc::new(Labels::from_pairs([("i", i.to_string())]))).collect();
         let batch = |t: i64| {

@@ -1,0 +1,207 @@
+//! The last-scraped series of each target, kept under `--storage.path` so staleness survives a
+//! restart.
+//!
+//! What this is: one small file per target (`<storage.path>/staleness/<16 hex digits>.series`,
+//! named from a hash of the job, the target's labels and URL) holding the label sets the last
+//! scrape sent, rewritten by the scrape loop whenever that set changes, and read back when the
+//! target's loop starts. The loop then stale-marks, at its first scrape, every remembered series
+//! the page no longer has: a series that vanished while trawl was down ends as it would have
+//! without the restart. What this is not: the staleness logic itself (in [`crate::scrape`]).
+//! A target that is gone from discovery after the restart gets no markers (nothing scrapes it);
+//! its file stays until the target comes back.
+//!
+//! # Format and durability
+//!
+//! `"TRWLSER1" | count: u32 | count × (labels: u16 | labels × (name len: u32 | name | value len:
+//! u32 | value)) | crc32 of everything before: u32`, all little endian. Written to a temporary
+//! file and renamed over the old one, so a reader sees the old set or the new one, never half;
+//! not fsynced (a power loss can bring back an older set: extra markers for series that are
+//! already stale, harmless). A file that fails any check is ignored with an ERROR log.
+
+use std::path::{Path, PathBuf};
+
+use crate::labels::Labels;
+
+/// File magic and format version.
+const MAGIC: &[u8; 8] = b"TRWLSER1";
+/// Most bytes read from one file (64 MiB): far above a real target (a 10 000-series page with
+/// 10 labels of 30 bytes is 3 MB) and small enough to read in one go.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// A store failure. Not retryable as such; the next change of the series set writes again.
+#[derive(Debug, thiserror::Error)]
+#[error("staleness state {path}: {source}")]
+pub struct Error {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// The per-target series files under one storage root.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) `<root>/staleness`.
+    pub fn open(root: &Path) -> Result<Store, Error> {
+        let dir = root.join("staleness");
+        std::fs::create_dir_all(&dir).map_err(|source| Error { path: dir.clone(), source })?;
+        Ok(Store { dir })
+    }
+
+    /// The file of one target.
+    pub fn path(&self, job: &str, target: &Labels, url: &str) -> PathBuf {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in [job, url] {
+            h.update(part.as_bytes());
+            h.update(&[0xff]);
+        }
+        for l in target.iter() {
+            h.update(l.name.as_bytes());
+            h.update(&[0xfe]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xff]);
+        }
+        self.dir.join(format!("{:016x}.series", h.digest()))
+    }
+}
+
+/// Writes `series` to `path` atomically.
+pub fn save<'a>(path: &Path, series: impl ExactSizeIterator<Item = &'a Labels>) -> Result<(), Error> {
+    let err = |source| Error { path: path.to_owned(), source };
+    let mut buf = Vec::with_capacity(4096);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&(series.len() as u32).to_le_bytes());
+    for labels in series {
+        buf.extend_from_slice(&(labels.len() as u16).to_le_bytes());
+        for l in labels.iter() {
+            for s in [&l.name, &l.value] {
+                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                buf.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &buf).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Reads what [`save`] wrote; `None` when there is no file or it is damaged (logged).
+pub fn load(path: &Path) -> Option<Vec<Labels>> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf));
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "Cannot read a target's last series; no stale markers for what vanished while trawl was down.");
+            return None;
+        }
+    }
+    let decoded = decode(&buf);
+    if decoded.is_none() {
+        tracing::error!(path = %path.display(), "A target's last-series file is damaged; ignoring it.");
+    }
+    decoded
+}
+
+/// Removes a target's file (the target went away and its series were stale-marked).
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+fn decode(buf: &[u8]) -> Option<Vec<Labels>> {
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return None;
+    }
+    let (body, crc) = buf.split_at_checked(buf.len().checked_sub(4)?)?;
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let mut r = Reader(body.strip_prefix(MAGIC.as_slice())?);
+    let count = r.u32()?;
+    // Each series takes at least 2 bytes: a count that cannot fit is damage.
+    let mut out = Vec::with_capacity((count as usize).min(r.0.len() / 2));
+    for _ in 0..count {
+        let n = r.u16()?;
+        let mut labels = Labels::new();
+        for _ in 0..n {
+            let name = r.str()?;
+            let value = r.str()?;
+            labels.set(name, value);
+        }
+        out.push(labels);
+    }
+    r.0.is_empty().then_some(out)
+}
+
+/// A bounds-checked cursor over a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let target = Labels::from_pairs([("job", "j"), ("instance", "h:1")]);
+        let path = store.path("j", &target, "http://h:1/metrics");
+        assert_ne!(path, store.path("j", &target, "http://h:2/metrics"), "URL is part of the key");
+        assert_eq!(load(&path), None, "no file yet");
+        let series = [
+            Labels::from_pairs([("__name__", "a"), ("job", "j")]),
+            Labels::from_pairs([("__name__", "b"), ("x", "")]),
+            Labels::new(),
+        ];
+        save(&path, series.iter()).unwrap();
+        let got = load(&path).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], series[0]);
+        assert_eq!(got[1].get("__name__"), Some("b"));
+
+        let clean = std::fs::read(&path).unwrap();
+        // (damage, why)
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (clean[..clean.len() - 1].to_vec(), "truncated trailer"),
+            (clean[..10].to_vec(), "truncated body"),
+            (Vec::new(), "empty"),
+            (
+                {
+                    let mut b = clean.clone();
+                    b[12] ^= 1;
+                    b
+                },
+                "a flipped bit",
+            ),
+            (b"TRWLSER1\xff\xff\xff\xff\0\0\0\0".to_vec(), "huge count, bad CRC"),
+        ];
+        for (bytes, why) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(load(&path), None, "{why}");
+        }
+    }
+}
