@@ -187,6 +187,32 @@ async fn outage_longer_than_the_memory_queue_loses_nothing() {
     assert!(pending.is_some(), "the disk buffer drains");
 }
 
+/// Remote write 2.0 configured against the Debian Prometheus (2.42, 1.0 only) behind an outage:
+/// the requests spilled to disk are 2.0 bodies; when the receiver is back it turns 2.0 down, and
+/// both the live path and the replay of the disk buffer fall back to 1.0 (converting what was
+/// stored). Every number still lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_with_remote_write_2_against_an_old_receiver_loses_nothing() {
+    let Some(prom) = Prometheus::start_receiver().await else { return };
+    let numbers = Numbers::start(0).await;
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let gate =
+        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&numbers.target, &gate.url(), "    protobuf_message: io.prometheus.write.v2.Request\n");
+    let run = Run::start(dir.path(), &cfg).await;
+    numbers.serve(6).await;
+    assert!(run.metric("trawl_remote_write_disk_written_samples_total", "").await > 10.0);
+    open.store(true, Ordering::SeqCst);
+    numbers.serve(3).await;
+    numbers.pause(true);
+    let served = numbers.served();
+    let got = wait_for_numbers(&prom, &served).await;
+    assert_eq!(got, served, "every scrape number exactly once:\n{}", run.proc.log());
+    assert!(run.proc.log().contains("falling back to 1.0"), "{}", run.proc.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_an_outage_then_restart_loses_nothing() {
     let Some(prom) = Prometheus::start_receiver().await else { return };
