@@ -479,12 +479,14 @@ enum Relabeled {
 }
 
 /// Relabel outcomes per series (external labels merged first, series labels winning, as
-/// Prometheus does), keyed by the address of the series' `Arc`. Each entry holds a
-/// clone of that `Arc`, so the address cannot be freed and reused while cached; entries nobody
-/// else holds any more (the series is gone from its scrape) are swept when the cache grows.
+/// Prometheus does), keyed by the address of the series' `Arc`. Each entry holds a `Weak` to
+/// it: that keeps the allocation, so the address cannot be reused while cached, without keeping
+/// the series alive (a strong clone here and the scrape loop's interner would each count the
+/// other as a user, and neither would ever free a series that is gone). Entries whose series
+/// is gone are swept when the cache grows.
 #[derive(Default)]
 struct RelabelCache {
-    map: HashMap<usize, (Arc<Labels>, Relabeled), foldhash::fast::RandomState>,
+    map: HashMap<usize, (std::sync::Weak<Labels>, Relabeled), foldhash::fast::RandomState>,
     sweep_at: usize,
 }
 
@@ -495,7 +497,7 @@ impl RelabelCache {
             return r.clone();
         }
         if self.map.len() >= self.sweep_at {
-            self.map.retain(|_, (orig, _)| Arc::strong_count(orig) > 1);
+            self.map.retain(|_, (orig, _)| orig.strong_count() > 0);
             self.sweep_at = (self.map.len() * 2).max(RELABEL_CACHE_SWEEP_MIN_ENTRIES);
         }
         let mut labels = if external.is_empty() {
@@ -514,7 +516,7 @@ impl RelabelCache {
         } else {
             Relabeled::Replace(Arc::new(labels))
         };
-        self.map.insert(key, (series.clone(), r.clone()));
+        self.map.insert(key, (Arc::downgrade(series), r.clone()));
         r
     }
 }
@@ -805,6 +807,7 @@ mod tests {
         assert!(cache.map.len() < RELABEL_CACHE_SWEEP_MIN_ENTRIES * 3, "series nobody holds were swept");
         for s in &keep[keep.len() - 10..] {
             assert!(cache.map.contains_key(&(Arc::as_ptr(s) as usize)), "live series stay cached");
+            assert_eq!(Arc::strong_count(s), 1, "the cache does not keep a series alive");
         }
     }
 }
