@@ -6,17 +6,24 @@
 //!
 //! ```text
 //!  config ──► discovery ──► relabel (targets) ──► scrape loop per target
-//!                                                   │ fetch: GET, gzip, body cap
-//!                                                   │ parse: exposition tokens, zero-copy
-//!                                                   │ labels + metric relabel (cached per series)
+//!  (Prometheus or                                   │ fetch: GET, gzip, body cap
+//!   collector dialect)                              │ parse: exposition tokens, zero-copy
+//!                                                   │ labels + metric relabel (cached per series,
+//!                                                   │   label sets and strings interned)
 //!                                                   │ staleness, up/scrape_* series
 //!                                                   ▼
 //!                                        ring: bounded hand-off (batches)
 //!                                                   │ fan-out: every endpoint gets every sample
 //!                                                   ▼
-//!                      remote_write: queue → encode (protobuf + snappy) → POST, retry, backoff
+//!                      remote_write: queue → request (tenant split, RW 2.0 or 1.0, snappy)
+//!                                    → POST, retry, backoff; disk buffer when the receiver lags
 //!                      (no remote_write configured: printed to stdout as exposition text)
 //! ```
+//!
+//! Around it: [`budget`] (`--memory.limit`: scrapes skip while memory is over budget),
+//! [`staleness`] (last series per target on disk, for stale markers after a restart), [`admin`]
+//! (`/metrics`, `/targets`, `/service-discovery`, the targets API, `/-/reload`), and reload in
+//! place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
 //!
 //! # Tasks
 //!
@@ -29,7 +36,10 @@
 //! - Scrape bodies: `body_size_limit` per target (after gzip decoding), buffers reused.
 //! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; scrape loops wait when it is full.
 //! - Remote write: `queue_config.capacity` samples per endpoint; the fan-out waits when full.
-//! - Series cache: per target, entries unused for two scrapes are freed.
+//! - Series cache: per target, entries unused for two scrapes are freed, with the interned label
+//!   sets and strings only they used.
+//! - Overall: `--memory.limit` (default: 90 % of the cgroup limit) skips scrapes while resident
+//!   memory is above 90 % of it.
 //!
 //! # Disk (`--storage.path` only)
 //!

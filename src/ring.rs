@@ -1,9 +1,18 @@
 //! The hand-off between scrape tasks and the remote-write senders.
 //!
-//! In this first form a batch of samples per scrape travels through a bounded Tokio channel per
-//! endpoint; the lock-free sample ring over interned series ids replaces it (issue: hot path).
-//! What stays: the queue is bounded, and a full queue is back-pressure on the scraper, counted,
-//! never a silent drop.
+//! A batch of samples per scrape travels through one bounded Tokio channel
+//! ([`crate::app::HANDOFF_BATCHES`] batches) to the fan-out, then into each endpoint's bounded,
+//! sharded queue. The queue is bounded and a full one is back-pressure on the scraper, counted
+//! (`trawl_queue_full_waits_total`), never a silent drop.
+//!
+//! Why not a hand-written lock-free ring: the hand-off moves one batch per scrape, not one
+//! sample, so it runs a few hundred times a second on a dense node; a send and receive on Tokio's
+//! bounded mpsc (lock-free in the common case, a waiter list only when full) is on the order of a
+//! microsecond, against ~0.6 ms of warm parse-and-intern work for a 2,500-series page
+//! (`benches/relabel.rs`: 0.23 µs per sample). A custom ring would bring `unsafe` for no
+//! measurable gain. The per-sample
+//! work that matters is allocation-free already (`tests/pipeline_alloc.rs`: 0 allocations per
+//! steady-state scrape, parse to snappy).
 //!
 //! # Metadata and exemplars
 //!

@@ -387,7 +387,7 @@ async fn series_that_vanish_while_trawl_is_down_are_stale_marked_after_restart()
 /// replay rate into a real Prometheus. Run with
 /// `cargo test --test disk_buffer measure -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a measurement, not a check: run by hand for the figures in perf/README.md"]
 async fn measure_bytes_per_sample_and_replay_rate() {
     const TARGETS: usize = 10;
     const OUTAGE: Duration = Duration::from_secs(30);
