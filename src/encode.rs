@@ -22,7 +22,6 @@
 //! Nothing is allocated per sample: the table, the per-series vectors and both byte buffers are
 //! cleared and reused, so after warm-up an encode allocates nothing.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -84,7 +83,6 @@ pub(crate) struct SeriesSlot {
 /// Shared by the 1.0 and 2.0 encoders; its vectors are reused between batches.
 #[derive(Default)]
 pub(crate) struct Grouping {
-    hasher: foldhash::fast::RandomState,
     table: HashTable<u32>,
     series: Vec<SeriesSlot>,
     /// `next[i]`: the index of the next sample of sample i's series, or [`NONE`].
@@ -207,7 +205,7 @@ impl Grouping {
         self.highest_timestamp_ms = i64::MIN;
         for (i, s) in samples.iter().enumerate() {
             self.highest_timestamp_ms = self.highest_timestamp_ms.max(s.timestamp_ms);
-            let hash = self.hasher.hash_one(&*s.series);
+            let hash = s.series.content_hash();
             let series = &mut self.series;
             let found = self.table.find(hash, |&slot| {
                 let first = &samples[series[slot as usize].first as usize].series;

@@ -358,7 +358,6 @@ pub struct TargetLoop {
     out: Output,
     status: Arc<Mutex<TargetStatus>>,
     metrics: Arc<JobMetrics>,
-    bufs: fetch::Buffers,
     /// Raw `name{labels}` bytes → outcome, with the scrape generation it was last used in.
     cache: HashMap<Box<[u8]>, (Cached, u64), Fast>,
     /// One shared `Arc` per distinct final label set, so two spellings of a series on a page
@@ -509,7 +508,6 @@ impl TargetLoop {
             out,
             status,
             metrics,
-            bufs: fetch::Buffers::default(),
             cache: HashMap::default(),
             interned: HashSet::default(),
             strings: HashSet::default(),
@@ -673,19 +671,21 @@ impl TargetLoop {
         let req = self.request();
         let mut batch = Batch::new();
         let result = match req {
-            Ok(req) => match fetch::fetch(&self.client, &req, &mut self.bufs).await {
-                Ok(resp) => {
-                    self.metrics
-                        .bytes_scraped
-                        .fetch_add(resp.wire_bytes, std::sync::atomic::Ordering::Relaxed);
-                    let format = parse::format_from_content_type(resp.content_type.as_deref());
-                    let body = std::mem::take(&mut self.bufs.body);
-                    let r = self.process_page(&body, format, ts, &mut batch);
-                    self.bufs.body = body;
-                    r
-                }
-                Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
-            },
+            Ok(req) => {
+                let mut bufs = fetch::Buffers::take();
+                let r = match fetch::fetch(&self.client, &req, &mut bufs).await {
+                    Ok(resp) => {
+                        self.metrics
+                            .bytes_scraped
+                            .fetch_add(resp.wire_bytes, std::sync::atomic::Ordering::Relaxed);
+                        let format = parse::format_from_content_type(resp.content_type.as_deref());
+                        self.process_page(&bufs.body, format, ts, &mut batch)
+                    }
+                    Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
+                };
+                bufs.give_back();
+                r
+            }
             Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
         };
         let duration = started.elapsed().as_secs_f64();
