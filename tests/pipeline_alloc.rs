@@ -4,14 +4,10 @@
 //! buffers) allocates a constant number of times per scrape, independent of the number of
 //! series on the page. Prints allocations per sample.
 
-// A counting `#[global_allocator]` cannot be written without `unsafe`: `GlobalAlloc` is an
-// unsafe trait. The wrapper only forwards to `System`; this is test-only code.
-#![allow(unsafe_code)]
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
-
 use trawl::config::Duration;
 use trawl::encode::Encoder;
 use trawl::labels::Labels;
@@ -20,39 +16,7 @@ use trawl::relabel::{RelabelConfig, ScrapeTarget};
 use trawl::ring::Batch;
 use trawl::scrape::{JobSettings, TargetLoop};
 
-/// Counts allocations made by the current thread (other test threads must not disturb it).
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; the counter is a const-initialised thread-local `Cell` and never
-// allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(Cell::get)
-}
+use counting_alloc::allocations;
 
 /// A node-exporter-like page with `series` series; `scrape` changes every value, as counters do.
 fn page(series: usize, scrape: u64) -> Vec<u8> {
