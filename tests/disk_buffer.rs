@@ -146,6 +146,15 @@ async fn wait_for_numbers(prom: &Prometheus, want: &[u64]) -> Vec<u64> {
     got.unwrap_or_else(|| panic!("Prometheus never held every served number {want:?}"))
 }
 
+/// A gate in front of `prom` that answers 503 (the outage) until the flag is set, then forwards.
+async fn outage_gate(prom: &Prometheus) -> (Gate, Arc<AtomicBool>) {
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let gate =
+        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    (gate, open)
+}
+
 fn segments(storage: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for ep in std::fs::read_dir(storage.join("remote_write")).expect("buffer dir").flatten() {
@@ -163,10 +172,7 @@ fn segments(storage: &Path) -> Vec<PathBuf> {
 async fn outage_longer_than_the_memory_queue_loses_nothing() {
     let Some(prom) = Prometheus::start_receiver().await else { return };
     let numbers = Numbers::start(0).await;
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let run = Run::start(dir.path(), &config(&numbers.target, &gate.url(), "")).await;
     // 8 scrapes × 6 samples: several times the capacity of 10 samples.
@@ -195,10 +201,7 @@ async fn outage_longer_than_the_memory_queue_loses_nothing() {
 async fn outage_with_remote_write_2_against_an_old_receiver_loses_nothing() {
     let Some(prom) = Prometheus::start_receiver().await else { return };
     let numbers = Numbers::start(0).await;
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&numbers.target, &gate.url(), "    protobuf_message: io.prometheus.write.v2.Request\n");
     let run = Run::start(dir.path(), &cfg).await;
@@ -217,10 +220,7 @@ async fn outage_with_remote_write_2_against_an_old_receiver_loses_nothing() {
 async fn sigkill_during_an_outage_then_restart_loses_nothing() {
     let Some(prom) = Prometheus::start_receiver().await else { return };
     let numbers = Numbers::start(0).await;
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&numbers.target, &gate.url(), "");
     let mut first = Run::start(dir.path(), &cfg).await;
@@ -260,10 +260,7 @@ async fn max_bytes_drops_the_oldest_and_counts_them() {
     // 200 padding series: a request of several KiB per scrape, so 16 KiB holds only a few.
     const PADDING: usize = 200;
     let numbers = Numbers::start(PADDING).await;
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&numbers.target, &gate.url(), "    disk_buffer:\n      max_bytes: 16KiB\n")
         .replace("capacity: 10", "capacity: 1000");
@@ -304,10 +301,7 @@ async fn max_bytes_drops_the_oldest_and_counts_them() {
 async fn damaged_segments_are_skipped_and_the_rest_delivered() {
     let Some(prom) = Prometheus::start_receiver().await else { return };
     let numbers = Numbers::start(0).await;
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&numbers.target, &gate.url(), "");
     let mut first = Run::start(dir.path(), &cfg).await;
@@ -402,10 +396,7 @@ async fn measure_bytes_per_sample_and_replay_rate() {
         targets.push(t);
     }
     let hosts: Vec<String> = targets.iter().map(|t| format!("'{}'", t.host())).collect();
-    let open = Arc::new(AtomicBool::new(false));
-    let o = open.clone();
-    let gate =
-        Gate::start(Some(prom.write_url()), move |_| if o.load(Ordering::SeqCst) { 200 } else { 503 }).await;
+    let (gate, open) = outage_gate(&prom).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "global:\n  scrape_interval: 1s\nremote_write:\n  - url: {}\n    queue_config:\n      \
