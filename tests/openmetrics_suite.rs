@@ -1,5 +1,5 @@
 //! The official OpenMetrics 1.0 parser test suite (prometheus/OpenMetrics
-//! `tests/testdata/parsers`, 211 cases, copied to `shared/testdata/openmetrics`): every case
+//! `tests/testdata/parsers`, 211 cases, Apache-2.0, copied unmodified to `tests/data/openmetrics`): every case
 //! must be accepted by `validate_openmetrics` exactly when its `test.json` says
 //! `"shouldParse": true`.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use trawl::parse::{Format, Parser, validate_openmetrics};
 
-const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/openmetrics/parsers");
+const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/openmetrics/parsers");
 const EXPECTED_CASES: usize = 211;
 
 struct Case {
