@@ -2,7 +2,8 @@
 //! target's series are known, scraping a page (parse → metric relabeling cache → interned label
 //! sets → batch) and encoding it as a remote-write request (protobuf + snappy into reused
 //! buffers) allocates a constant number of times per scrape, independent of the number of
-//! series on the page. Prints allocations per sample.
+//! series on the page. Prints allocations per sample, and the heap a series holds once known
+//! (which must not grow when series churn).
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -16,17 +17,22 @@ use trawl::relabel::{RelabelConfig, ScrapeTarget};
 use trawl::ring::Batch;
 use trawl::scrape::{JobSettings, TargetLoop};
 
-use counting_alloc::allocations;
+use counting_alloc::{allocations, live_bytes};
 
 /// A node-exporter-like page with `series` series; `scrape` changes every value, as counters do.
 fn page(series: usize, scrape: u64) -> Vec<u8> {
+    page_of(series, scrape, "node_metric")
+}
+
+/// [`page`] with the metric names starting with `prefix` (a new prefix: all new series).
+fn page_of(series: usize, scrape: u64, prefix: &str) -> Vec<u8> {
     let mut s = String::new();
     for f in 0..series.div_ceil(16) {
-        s += &format!("# HELP node_metric_{f} Help text.\n# TYPE node_metric_{f} counter\n");
+        s += &format!("# HELP {prefix}_{f} Help text.\n# TYPE {prefix}_{f} counter\n");
         for cpu in 0..4 {
             for mode in ["idle", "system", "user", "iowait"] {
                 s += &format!(
-                    "node_metric_{f}{{cpu=\"{cpu}\",mode=\"{mode}\"}} {}\n",
+                    "{prefix}_{f}{{cpu=\"{cpu}\",mode=\"{mode}\"}} {}\n",
                     scrape * 7 + (f * 16 + cpu) as u64
                 );
             }
@@ -129,4 +135,63 @@ fn steady_state_allocations_do_not_grow_with_the_page() {
         "allocations grow with the page: {a_small} per scrape at {small} series, {a_large} at {large}"
     );
     assert!(a_large / (large as f64) < 0.01, "{a_large} allocations for {large} samples");
+}
+
+/// Live heap after each step of [`heap_per_series_is_bounded_under_churn`]: after three
+/// scrapes of the first page, then after each of `churns` generations of all-new series.
+fn heap_after_churns(series: usize, churns: usize, encode: bool) -> Vec<isize> {
+    let before = live_bytes();
+    let mut lp = target_loop();
+    let mut encoder = Encoder::new(Arc::new(Labels::from_pairs([("cluster", "c1")])));
+    let mut batch = Batch::with_capacity(series + 8);
+    let mut out = Vec::new();
+    let mut i = 0;
+    for generation in 0..=churns {
+        // Three scrapes: the previous generation's series go stale and, unused for two
+        // scrapes, leave the cache.
+        for _ in 0..3 {
+            batch.clear();
+            let p = page_of(series, i, &format!("gen{generation}_metric"));
+            lp.process_page(&p, Format::PrometheusText, 1_700_000_000_000 + i as i64 * 15_000, &mut batch)
+                .expect("page parses");
+            if encode {
+                encoder.encode(&batch.samples).expect("encodes");
+            }
+            i += 1;
+        }
+        out.push(live_bytes() - before);
+    }
+    drop((lp, encoder, batch));
+    out
+}
+
+/// Heap held per known series by a target loop (series cache, interned label sets and
+/// strings, staleness maps) and by an encoder (cached encoded label fields, request buffers).
+/// Then the page's series are all replaced, again and again: the old ones' memory is reused,
+/// so the heap stays at the high-water mark of one churn instead of growing with each.
+#[test]
+fn heap_per_series_is_bounded_under_churn() {
+    const SERIES: usize = 16_384;
+    const CHURNS: usize = 4;
+    let per_series = |b: isize| b / SERIES as isize;
+    let scrape_only = heap_after_churns(SERIES, CHURNS, false);
+    let with_encoder = heap_after_churns(SERIES, CHURNS, true);
+    eprintln!(
+        "heap per series ({SERIES} series, 6 labels each), after each full churn: target loop {:?} B; \
+         target loop + encoder + batch {:?} B",
+        scrape_only.iter().map(|&b| per_series(b)).collect::<Vec<_>>(),
+        with_encoder.iter().map(|&b| per_series(b)).collect::<Vec<_>>(),
+    );
+    for heap in [&scrape_only, &with_encoder] {
+        assert!(heap[0] > (SERIES * 64) as isize, "the counter counts: {} B for {SERIES} series", heap[0]);
+        // The first churn may raise the tables' capacity (old and new series overlap for two
+        // scrapes); later churns must reuse it.
+        let high_water = heap[1];
+        for (n, &b) in heap.iter().enumerate().skip(2) {
+            assert!(
+                b <= high_water + high_water / 20,
+                "memory grows with churn: {high_water} B after the first churn, {b} B after churn {n}"
+            );
+        }
+    }
 }

@@ -16,6 +16,10 @@ pub struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread (memory freed by another thread than
+    /// the one that allocated it skews both threads' figures; the tests that read it run the
+    /// pipeline on one thread).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 // SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
@@ -24,15 +28,18 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        LIVE.with(|c| c.set(c.get() + layout.size() as isize));
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.with(|c| c.set(c.get() - layout.size() as isize));
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        LIVE.with(|c| c.set(c.get() + new_size as isize - layout.size() as isize));
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -44,4 +51,11 @@ static GLOBAL: Counting = Counting;
 /// Allocations and reallocations made by this thread so far.
 pub fn allocations() -> usize {
     ALLOCS.with(Cell::get)
+}
+
+/// Heap bytes this thread allocated and has not freed (requested sizes, without the
+/// allocator's own rounding and headers).
+#[allow(dead_code)] // not every test binary that uses the allocator reads it
+pub fn live_bytes() -> isize {
+    LIVE.with(Cell::get)
 }
