@@ -82,12 +82,16 @@ pub struct Batch {
     pub metadata: Vec<MetadataRun>,
     /// Exemplars by the index of their sample, indexes increasing.
     pub exemplars: Vec<(u32, Exemplar)>,
+    /// Created timestamps (ms) by the index of their sample, indexes increasing: the start of
+    /// a counter's, histogram's or summary's accumulation, from OpenMetrics `_created` lines
+    /// (remote write 2.0 `TimeSeries.created_timestamp`).
+    pub created: Vec<(u32, i64)>,
 }
 
 impl Batch {
     /// An empty batch.
     pub const fn new() -> Self {
-        Batch { samples: Vec::new(), metadata: Vec::new(), exemplars: Vec::new() }
+        Batch { samples: Vec::new(), metadata: Vec::new(), exemplars: Vec::new(), created: Vec::new() }
     }
 
     /// An empty batch with room for `n` samples.
@@ -123,6 +127,7 @@ impl Batch {
         self.samples.clear();
         self.metadata.clear();
         self.exemplars.clear();
+        self.created.clear();
     }
 
     /// Makes the samples pushed from now on carry `metadata` (a new run only when it differs
@@ -152,6 +157,13 @@ impl Batch {
         }
     }
 
+    /// Gives the samples from index `from` to the end the created timestamp `ms`.
+    pub fn set_created_from(&mut self, from: usize, ms: i64) {
+        for i in from..self.samples.len() {
+            self.created.push((i as u32, ms));
+        }
+    }
+
     /// The metadata of each sample in order, walking the runs (no lookups).
     pub fn metadata_iter(&self) -> impl Iterator<Item = Option<&Arc<Metadata>>> + '_ {
         let mut run = 0;
@@ -167,15 +179,18 @@ impl Batch {
 
     /// Whether the batch carries no metadata and no exemplars (the common 1.0 case).
     fn is_plain(&self) -> bool {
-        self.metadata.is_empty() && self.exemplars.is_empty()
+        self.metadata.is_empty() && self.exemplars.is_empty() && self.created.is_empty()
     }
 
     /// Pushes a sample with its metadata and exemplars.
-    fn push_entry(&mut self, (s, metadata, exemplars): Entry) {
+    fn push_entry(&mut self, (s, metadata, exemplars, created): Entry) {
         self.set_metadata(metadata.as_ref());
         self.samples.push(s);
         for e in exemplars {
             self.push_exemplar(e);
+        }
+        if let Some(ms) = created {
+            self.created.push((self.samples.len() as u32 - 1, ms));
         }
     }
 
@@ -187,6 +202,7 @@ impl Batch {
             run: 0,
             current: None,
             exemplars: self.exemplars.into_iter().peekable(),
+            created: self.created.into_iter().peekable(),
             index: 0,
         }
     }
@@ -215,9 +231,9 @@ impl Batch {
         if this.is_plain() {
             self.samples = this.samples.into_iter().filter_map(f).collect();
         } else {
-            for (s, m, e) in this.into_entries() {
+            for (s, m, e, c) in this.into_entries() {
                 if let Some(s) = f(s) {
-                    self.push_entry((s, m, e));
+                    self.push_entry((s, m, e, c));
                 }
             }
         }
@@ -262,7 +278,12 @@ impl Batch {
         for (i, _) in &mut exemplars {
             *i -= at32;
         }
-        Batch { samples, metadata, exemplars }
+        let c = self.created.partition_point(|(i, _)| *i < at32);
+        let mut created = self.created.split_off(c);
+        for (i, _) in &mut created {
+            *i -= at32;
+        }
+        Batch { samples, metadata, exemplars, created }
     }
 
     /// Removes and returns the first `n` samples (with their metadata and exemplars).
@@ -272,8 +293,8 @@ impl Batch {
     }
 }
 
-/// A sample with its metadata and exemplars.
-type Entry = (Sample, Option<Arc<Metadata>>, Vec<Exemplar>);
+/// A sample with its metadata, exemplars and created timestamp.
+type Entry = (Sample, Option<Arc<Metadata>>, Vec<Exemplar>, Option<i64>);
 
 /// Iterator of [`Batch::into_entries`].
 struct Entries {
@@ -282,6 +303,7 @@ struct Entries {
     run: usize,
     current: Option<Arc<Metadata>>,
     exemplars: std::iter::Peekable<std::vec::IntoIter<(u32, Exemplar)>>,
+    created: std::iter::Peekable<std::vec::IntoIter<(u32, i64)>>,
     index: usize,
 }
 
@@ -300,7 +322,8 @@ impl Iterator for Entries {
         while let Some((_, e)) = self.exemplars.next_if(|(at, _)| *at as usize == i) {
             exemplars.push(e);
         }
-        Some((s, self.current.clone(), exemplars))
+        let created = self.created.next_if(|(at, _)| *at as usize == i).map(|(_, ms)| ms);
+        Some((s, self.current.clone(), exemplars, created))
     }
 }
 
@@ -351,15 +374,16 @@ mod tests {
         Exemplar { labels: Labels::new(), value: v, timestamp_ms: 0 }
     }
 
-    /// (timestamp, help, exemplar values) per sample, for comparing splits.
-    fn view(b: &Batch) -> Vec<(i64, String, Vec<f64>)> {
+    /// (timestamp, help, exemplar values, created timestamp) per sample, for comparing splits.
+    fn view(b: &Batch) -> Vec<(i64, String, Vec<f64>, Option<i64>)> {
         b.samples
             .iter()
             .zip(b.metadata_iter())
             .enumerate()
             .map(|(i, (s, m))| {
                 let exs = b.exemplars.iter().filter(|(at, _)| *at as usize == i).map(|(_, e)| e.value);
-                (s.timestamp_ms, m.map_or(String::new(), |m| m.help.clone()), exs.collect())
+                let created = b.created.iter().find(|(at, _)| *at as usize == i).map(|(_, c)| *c);
+                (s.timestamp_ms, m.map_or(String::new(), |m| m.help.clone()), exs.collect(), created)
             })
             .collect()
     }
@@ -374,6 +398,7 @@ mod tests {
         batch.set_metadata(Some(&b));
         batch.set_metadata(Some(&b)); // no new run for the same pointer
         batch.push(s(2));
+        batch.set_created_from(1, 100); // samples 1 and 2 started accumulating at t=100
         batch.set_metadata(None);
         batch.push(s(3));
         batch.push_exemplar(ex(3.5));
@@ -385,10 +410,10 @@ mod tests {
         let b = sample_batch();
         assert_eq!(b.metadata.len(), 3, "one run per change");
         let want = vec![
-            (0, "a".into(), vec![]),
-            (1, "a".into(), vec![1.5]),
-            (2, "b".into(), vec![]),
-            (3, String::new(), vec![3.5]),
+            (0, "a".into(), vec![], None),
+            (1, "a".into(), vec![1.5], Some(100)),
+            (2, "b".into(), vec![], Some(100)),
+            (3, String::new(), vec![3.5], None),
         ];
         assert_eq!(view(&b), want);
     }
@@ -410,7 +435,7 @@ mod tests {
         let mut b = Batch::from(vec![s(-1)]);
         b.append(sample_batch());
         assert_eq!(view(&b)[1..], whole[..], "appended after a plain sample");
-        assert_eq!(view(&b)[0], (-1, String::new(), vec![]), "the plain sample has no metadata");
+        assert_eq!(view(&b)[0], (-1, String::new(), vec![], None), "the plain sample has no metadata");
         let mut f = sample_batch();
         assert_eq!(f.filter_map(|x| (x.timestamp_ms != 1).then_some(x)), 1);
         let want: Vec<_> = whole.iter().filter(|(t, ..)| *t != 1).cloned().collect();
@@ -423,9 +448,12 @@ mod tests {
     #[test]
     fn split_off_keeps_each_samples_extras() {
         // (split point, why)
-        for (at, why) in
-            [(0, "all moves"), (2, "inside the first run"), (3, "run boundary"), (9, "past the end")]
-        {
+        for (at, why) in [
+            (0, "all moves"),
+            (2, "inside the first run and between created timestamps"),
+            (3, "run boundary"),
+            (9, "past the end"),
+        ] {
             let mut b = sample_batch();
             let whole = view(&b);
             let rest = b.split_off(at);

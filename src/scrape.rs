@@ -530,6 +530,24 @@ fn raw_key(raw: &[u8]) -> [u64; 2] {
     [h as u64, (h >> 64) as u64]
 }
 
+/// Whether a family of this type may have `_created` lines (OpenMetrics: counters,
+/// histograms and summaries).
+fn has_created(kind: parse::MetricType) -> bool {
+    matches!(kind, parse::MetricType::Counter | parse::MetricType::Histogram | parse::MetricType::Summary)
+}
+
+/// Whether `s` is the `_created` line of the family `family`.
+fn is_created_of(s: &parse::Sample<'_>, family: Option<&str>) -> bool {
+    family.is_some_and(|f| s.name().strip_prefix(f) == Some("_created"))
+}
+
+/// Whether the `_created` line `created` belongs to the metric point whose first sample is
+/// `first`: the same labels in the same order, but for a bucket's `le` or a quantile's
+/// `quantile` (OpenMetrics keeps a point's lines together, `_created` last).
+fn same_point(first: &parse::Sample<'_>, created: &parse::Sample<'_>) -> bool {
+    first.labels().filter(|(n, _)| n != "le" && n != "quantile").eq(created.labels())
+}
+
 /// Counts of one scrape, for the report series.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Counts {
@@ -849,6 +867,10 @@ impl TargetLoop {
         let mut parser = Parser::new(body, format);
         self.cur.clear();
         let mut family = Family::default();
+        // OpenMetrics created timestamps: where the current metric point's samples start in
+        // the batch, and its first sample (a `_created` line must have its labels).
+        let om = format == parse::Format::OpenMetrics;
+        let mut point: Option<(usize, parse::Sample<'_>)> = None;
         loop {
             let entry = match parser.next_entry() {
                 Ok(Some(e)) => e,
@@ -859,18 +881,33 @@ impl TargetLoop {
                 parse::Entry::Sample(s) => s,
                 parse::Entry::Help { name, help } => {
                     family.start(name).help = help;
+                    point = None;
                     continue;
                 }
                 parse::Entry::Type { name, kind } => {
                     family.start(name).kind = kind;
+                    point = None;
                     continue;
                 }
                 parse::Entry::Unit { name, unit } => {
                     family.start(name).unit = unit;
+                    point = None;
                     continue;
                 }
             };
             counts.scraped += 1;
+            if om && has_created(family.kind) {
+                if is_created_of(&s, family.name) {
+                    if let Some((from, first)) = point.take()
+                        && same_point(&first, &s)
+                        && s.value().is_finite()
+                    {
+                        batch.set_created_from(from, (s.value() * 1000.0).round() as i64);
+                    }
+                } else if point.is_none() {
+                    point = Some((batch.len(), s));
+                }
+            }
             let raw = raw_key(s.raw_series());
             let cached = match self.cache.get_mut(&raw) {
                 Some((c, g)) => {
@@ -1291,6 +1328,73 @@ mod tests {
             Arc::ptr_eq(first.as_ref().unwrap(), b2.metadata[0].metadata.as_ref().unwrap()),
             "unchanged metadata is shared across scrapes, not rebuilt"
         );
+    }
+
+    #[test]
+    fn openmetrics_created_lines_give_their_points_a_created_timestamp() {
+        let mut l = lp(false, 0);
+        let body = "# TYPE req counter\n\
+                    req_total{code=\"200\"} 3\nreq_created{code=\"200\"} 1700000000.5\n\
+                    req_total{code=\"500\"} 1\nreq_created{code=\"500\"} 1700000100\n\
+                    # TYPE lat histogram\n\
+                    lat_bucket{le=\"1.0\",path=\"/\"} 1\nlat_bucket{le=\"+Inf\",path=\"/\"} 2\n\
+                    lat_count{path=\"/\"} 2\nlat_sum{path=\"/\"} 1.5\nlat_created{path=\"/\"} 1600000000\n\
+                    # TYPE jobs counter\n\
+                    jobs_total{q=\"a\"} 1\njobs_total{q=\"b\"} 2\njobs_created{q=\"b\"} 1500000000\n\
+                    # TYPE temp gauge\ntemp 20\n# EOF\n";
+        let mut b = Batch::new();
+        l.process_page(body.as_bytes(), parse::Format::OpenMetrics, 5_000, &mut b)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        let got: Vec<(String, Option<i64>)> = b
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let created = b.created.iter().find(|(at, _)| *at as usize == i).map(|(_, c)| *c);
+                (s.series.to_string(), created)
+            })
+            .collect();
+        let series = |name: &str, extra: &[(&str, &str)]| {
+            let mut l = Labels::from_pairs(extra.iter().copied());
+            for (n, v) in [("__name__", name), ("instance", "h:1"), ("job", "j"), ("zone", "z")] {
+                l.set(n, v);
+            }
+            l.to_string()
+        };
+        let ms = |secs: i64| Some(secs * 1000);
+        // (series, created timestamp, why)
+        let want = [
+            (series("req_total", &[("code", "200")]), Some(1_700_000_000_500), "seconds to ms"),
+            (
+                series("req_created", &[("code", "200")]),
+                None,
+                "the _created series is still sent, as Prometheus does",
+            ),
+            (series("req_total", &[("code", "500")]), ms(1_700_000_100), "each point its own"),
+            (series("req_created", &[("code", "500")]), None, ""),
+            (series("lat_bucket", &[("le", "1.0"), ("path", "/")]), ms(1_600_000_000), "buckets: le ignored"),
+            (series("lat_bucket", &[("le", "+Inf"), ("path", "/")]), ms(1_600_000_000), ""),
+            (series("lat_count", &[("path", "/")]), ms(1_600_000_000), "_count"),
+            (series("lat_sum", &[("path", "/")]), ms(1_600_000_000), "_sum"),
+            (series("lat_created", &[("path", "/")]), None, ""),
+            (
+                series("jobs_total", &[("q", "a")]),
+                None,
+                "a point without _created gets none (nor the next point's)",
+            ),
+            (series("jobs_total", &[("q", "b")]), None, "the conservative side: its point started earlier"),
+            (series("jobs_created", &[("q", "b")]), None, ""),
+            (series("temp", &[]), None, "gauges have none"),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for ((g, c), (w, wc, why)) in got.iter().zip(want) {
+            assert_eq!((g.as_str(), *c), (w.as_str(), wc), "{why}");
+        }
+        let mut text = Batch::new();
+        l.process_page(b"req_total 1\nreq_created 5\n", parse::Format::PrometheusText, 5_000, &mut text)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        assert!(text.created.is_empty(), "only OpenMetrics defines _created");
     }
 
     #[test]

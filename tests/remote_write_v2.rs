@@ -24,11 +24,13 @@ use trawl::ring::Sample;
 const WAIT: Duration = Duration::from_secs(30);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// An OpenMetrics page with HELP, TYPE, UNIT and an exemplar; `n` is the scrape number.
+/// An OpenMetrics page with HELP, TYPE, UNIT, an exemplar and a created timestamp; `n` is the
+/// scrape number.
 fn page(n: u64) -> Vec<u8> {
     format!(
         "# TYPE http_requests counter\n# HELP http_requests Requests served, by code.\n\
          http_requests_total{{code=\"200\"}} {n} # {{trace_id=\"abc{n}\"}} 0.25 1700000000.5\n\
+         http_requests_created{{code=\"200\"}} 1700000000.25\n\
          # TYPE room_temperature_celsius gauge\n# UNIT room_temperature_celsius celsius\n\
          # HELP room_temperature_celsius Temperature \\\"inside\\\".\n\
          room_temperature_celsius 21.5\n# EOF\n"
@@ -84,6 +86,11 @@ async fn v2_carries_samples_metadata_and_exemplars() {
     let req = find("http_requests_total").expect("counter sent");
     assert_eq!(req.metadata, Some((1, "Requests served, by code.".into(), String::new())), "counter, HELP");
     assert_eq!(req.label("code"), Some("200"));
+    assert_eq!(req.created, 1_700_000_000_250, "created timestamp from http_requests_created (3.0 to 3.8)");
+    assert!(req.starts.iter().all(|&st| st == 1_700_000_000_250), "and as each sample's start (3.9+)");
+    let created = find("http_requests_created").expect("the _created series is sent too");
+    assert_eq!((created.samples[0].0, created.created), (1_700_000_000.25, 0));
+    assert_eq!(temp.created, 0, "a gauge has no start");
     let with_ex = series.iter().find(|s| !s.exemplars.is_empty()).expect("an exemplar");
     let (labels, value, ts) = &with_ex.exemplars[0];
     assert_eq!(with_ex.label("__name__"), Some("http_requests_total"));

@@ -43,6 +43,10 @@ mod field {
     pub const TIMESERIES_METADATA: u32 = 5;
     pub const SAMPLE_VALUE: u32 = 1;
     pub const SAMPLE_TIMESTAMP: u32 = 2;
+    /// `Sample.start_timestamp` (spec 2.0-rc.4, Prometheus 3.9+).
+    pub const SAMPLE_START_TIMESTAMP: u32 = 3;
+    /// `TimeSeries.created_timestamp` (Prometheus up to 3.8; reserved since).
+    pub const TIMESERIES_CREATED_TIMESTAMP: u32 = 6;
     pub const EXEMPLAR_LABELS_REFS: u32 = 1;
     pub const EXEMPLAR_VALUE: u32 = 2;
     pub const EXEMPLAR_TIMESTAMP: u32 = 3;
@@ -144,6 +148,8 @@ pub struct Encoder {
     exemplars: Vec<ExemplarRefs>,
     /// The series slot of each sample (filled only when there are exemplars).
     slot_of: Vec<u32>,
+    /// The created timestamp of each sample, 0 for none (filled only when there are any).
+    created_of: Vec<i64>,
     proto: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
@@ -169,6 +175,7 @@ impl Encoder {
             series: Vec::new(),
             exemplars: Vec::new(),
             slot_of: Vec::new(),
+            created_of: Vec::new(),
             proto: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
@@ -262,6 +269,17 @@ impl Encoder {
 
     fn write(&mut self, batch: &Batch) {
         let samples = &batch.samples;
+        self.created_of.clear();
+        if !batch.created.is_empty() {
+            self.created_of.resize(samples.len(), 0);
+            for &(at, ms) in &batch.created {
+                if let Some(c) = self.created_of.get_mut(at as usize) {
+                    // 0 means "unset" on the wire; a real start at the epoch is sent as 1 ms.
+                    *c = if ms == 0 { 1 } else { ms };
+                }
+            }
+        }
+        let created_of = |i: u32| self.created_of.get(i as usize).copied().unwrap_or(0);
         let buf = &mut self.proto;
         buf.clear();
         for i in 0..self.symbols.len() {
@@ -277,10 +295,17 @@ impl Encoder {
             let mine = exemplars.clone().take_while(|e| e.slot as usize == slot_index).count();
             // Lengths first.
             let mut len = packed_len(labels);
+            // The series' created timestamp: its latest sample's (a counter reset moves it).
+            let mut created = 0;
             let mut i = slot.first;
             while i != NONE {
-                len += nested_len(sample_len(samples[i as usize].timestamp_ms));
+                let st = created_of(i);
+                created = if st != 0 { st } else { created };
+                len += nested_len(sample_len(samples[i as usize].timestamp_ms, st));
                 i = self.groups.next[i as usize];
+            }
+            if created != 0 {
+                len += KEY_LEN_BYTES + encoded_len_varint(created as u64);
             }
             for e in exemplars.clone().take(mine) {
                 let ex = &batch.exemplars[e.index as usize].1;
@@ -298,13 +323,18 @@ impl Encoder {
             let mut i = slot.first;
             while i != NONE {
                 let s = &samples[i as usize];
+                let st = created_of(i);
                 encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-                encode_varint(sample_len(s.timestamp_ms) as u64, buf);
+                encode_varint(sample_len(s.timestamp_ms, st) as u64, buf);
                 // Both fields always written, so -0.0 keeps its sign (as in 1.0).
                 encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
                 buf.extend_from_slice(&s.value.to_bits().to_le_bytes());
                 encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
                 encode_varint(s.timestamp_ms as u64, buf);
+                if st != 0 {
+                    encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(st as u64, buf);
+                }
                 i = self.groups.next[i as usize];
             }
             for e in exemplars.by_ref().take(mine) {
@@ -327,6 +357,13 @@ impl Encoder {
                 encode_varint(u64::from(m.1), buf);
                 encode_key(field::METADATA_UNIT_REF, WireType::Varint, buf);
                 encode_varint(u64::from(m.2), buf);
+            }
+            // Both places a receiver may read the start from: `Sample.start_timestamp` (the
+            // spec since 2.0-rc.4, Prometheus 3.9+) above, and `TimeSeries.created_timestamp`
+            // (Prometheus 3.0 to 3.8). Each side skips the field it does not know.
+            if created != 0 {
+                encode_key(field::TIMESERIES_CREATED_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(created as u64, buf);
             }
         }
     }
@@ -353,13 +390,15 @@ fn write_packed(tag: u32, refs: &[u32], buf: &mut Vec<u8>) {
 }
 
 /// Length of a `Sample` with both fields written.
-fn sample_len(timestamp_ms: i64) -> usize {
-    KEY_LEN_BYTES + DOUBLE_LEN_BYTES + KEY_LEN_BYTES + encoded_len_varint(timestamp_ms as u64)
+/// Length of a `Sample` with value and timestamp written, and the start timestamp if not 0.
+fn sample_len(timestamp_ms: i64, start_ms: i64) -> usize {
+    let start = if start_ms == 0 { 0 } else { KEY_LEN_BYTES + encoded_len_varint(start_ms as u64) };
+    KEY_LEN_BYTES + DOUBLE_LEN_BYTES + KEY_LEN_BYTES + encoded_len_varint(timestamp_ms as u64) + start
 }
 
 /// Length of an `Exemplar` with value and timestamp written.
 fn exemplar_len(refs: &[u32], timestamp_ms: i64) -> usize {
-    packed_len(refs) + sample_len(timestamp_ms)
+    packed_len(refs) + sample_len(timestamp_ms, 0)
 }
 
 /// Length of a `Metadata` with all three fields written.
@@ -378,12 +417,13 @@ mod tests {
     use proptest::prelude::*;
 
     /// A request with its symbols resolved: per series (labels, metadata (type, help, unit),
-    /// samples as (value bits, ts), exemplars as (labels, value bits, ts)).
+    /// samples as (value bits, ts, start ts), exemplars as (labels, value bits, ts), created ts).
     type Resolved = Vec<(
         Vec<(String, String)>,
         Option<(i32, String, String)>,
-        Vec<(u64, i64)>,
+        Vec<(u64, i64, i64)>,
         Vec<(Vec<(String, String)>, u64, i64)>,
+        i64,
     )>;
 
     /// Resolves a decoded request, asserting the spec's MUSTs about symbols on the way.
@@ -404,13 +444,14 @@ mod tests {
                 let labels = pairs(&ts.labels_refs);
                 assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "sorted, unique names");
                 let meta = ts.metadata.as_ref().map(|m| (m.r#type, sym(m.help_ref), sym(m.unit_ref)));
-                let samples = ts.samples.iter().map(|s| (s.value.to_bits(), s.timestamp)).collect();
+                let samples =
+                    ts.samples.iter().map(|s| (s.value.to_bits(), s.timestamp, s.start_timestamp)).collect();
                 let exemplars = ts
                     .exemplars
                     .iter()
                     .map(|e| (pairs(&e.labels_refs), e.value.to_bits(), e.timestamp))
                     .collect();
-                (labels, meta, samples, exemplars)
+                (labels, meta, samples, exemplars, ts.created_timestamp)
             })
             .collect()
     }
@@ -449,7 +490,16 @@ mod tests {
                 }
             };
             let ts = &mut series[pos].1;
-            ts.samples.push(pb::Sample { value: s.value, timestamp: s.timestamp_ms });
+            // 0 is "unset" on the wire: a real start at the epoch goes as 1 ms.
+            let start = match batch.created.iter().find(|(at, _)| *at as usize == i) {
+                Some(&(_, 0)) => 1,
+                Some(&(_, c)) => c,
+                None => 0,
+            };
+            ts.samples.push(pb::Sample { value: s.value, timestamp: s.timestamp_ms, start_timestamp: start });
+            if start != 0 {
+                ts.created_timestamp = start;
+            }
             for (_, e) in batch.exemplars.iter().filter(|(at, _)| *at as usize == i) {
                 let labels_refs = e.labels.iter().flat_map(|l| [intern(&l.name), intern(&l.value)]).collect();
                 ts.exemplars.push(pb::Exemplar { labels_refs, value: e.value, timestamp: e.timestamp_ms });
@@ -479,6 +529,7 @@ mod tests {
         let mut batch = Batch::new();
         batch.set_metadata(Some(&meta));
         batch.push(sample(&a, 1_000, 5.0));
+        batch.set_created_from(0, 500);
         batch.push_exemplar(Exemplar {
             labels: Labels::from_pairs([("trace_id", "abc")]),
             value: 0.5,
@@ -504,9 +555,11 @@ mod tests {
         );
         assert_eq!(
             got[0].2,
-            [(5.0f64.to_bits(), 1_000), (STALE_NAN_BITS, 2_000)],
-            "in order, StaleNaN exact"
+            [(5.0f64.to_bits(), 1_000, 500), (STALE_NAN_BITS, 2_000, 0)],
+            "in order, StaleNaN exact, the start timestamp on the sample that has one"
         );
+        assert_eq!(got[0].4, 500, "and as the series' created timestamp (Prometheus 3.0 to 3.8)");
+        assert_eq!(got[1].4, 0, "none for up");
         assert_eq!(got[0].3, [(s(&[("trace_id", "abc")]), 0.5f64.to_bits(), 999)]);
         assert_eq!(got[1].1, None, "no metadata for up");
         assert_eq!(got, resolve(&decode(&naive(&batch, &external))), "agrees with the naive encoding");
@@ -545,6 +598,7 @@ mod tests {
             pool in prop::collection::vec((labels_strategy(), metadata_strategy()), 1..6),
             external in labels_strategy(),
             picks in prop::collection::vec((0usize..32, any::<i64>(), value(), prop::option::of((labels_strategy(), value()))), 0..40),
+            created in prop::collection::vec(prop::option::of(prop_oneof![Just(0i64), any::<i64>()]), 0..40),
         ) {
             // Metadata belongs to the series, as the scrape assigns it per family.
             let series: Vec<(Arc<Labels>, Option<Arc<Metadata>>)> =
@@ -554,6 +608,9 @@ mod tests {
                 let (l, m) = &series[i % series.len()];
                 batch.set_metadata(m.as_ref());
                 batch.push(sample(l, t, v));
+                if let Some(&Some(c)) = created.get(batch.len() - 1) {
+                    batch.set_created_from(batch.len() - 1, c);
+                }
                 if let Some((labels, value)) = ex {
                     batch.push_exemplar(Exemplar { labels, value, timestamp_ms: t });
                 }

@@ -4,8 +4,9 @@
 //! What this is: the decode oracle for tests and test receivers, plus [`decode_snappy`]. What
 //! this is not: the sender's encoder ([`crate::encode::v2`] writes the wire format directly).
 //! Native histograms (`TimeSeries.histograms`, field 3) are left out: trawl sends none, and
-//! prost skips unknown fields. `created_timestamp` is field 6 of `TimeSeries` as in Prometheus
-//! up to v3.8 (later versions moved it into `Sample.start_timestamp`, field 3, and reserved 6).
+//! prost skips unknown fields. The start of a counter is in both places Prometheus has had it:
+//! `TimeSeries.created_timestamp` (field 6, up to v3.8) and `Sample.start_timestamp` (field 3,
+//! the spec since 2.0-rc.4, v3.9+, which reserves 6); trawl's encoder writes both.
 
 use super::DecodeError;
 
@@ -49,6 +50,9 @@ pub struct Sample {
     /// Milliseconds since the epoch.
     #[prost(int64, tag = "2")]
     pub timestamp: i64,
+    /// When the counter started, in ms (0: unknown); spec 2.0-rc.4, Prometheus 3.9+.
+    #[prost(int64, tag = "3")]
+    pub start_timestamp: i64,
 }
 
 /// `io.prometheus.write.v2.Exemplar`.

@@ -63,6 +63,9 @@ pub mod pb {
         pub value: f64,
         #[prost(int64, tag = "2")]
         pub timestamp: i64,
+        /// Spec 2.0-rc.4 (Prometheus 3.9+); `TimeSeries.created_timestamp` before.
+        #[prost(int64, tag = "3")]
+        pub start_timestamp: i64,
     }
     /// Only the timestamp: enough to count histograms (trawl sends none).
     #[derive(Clone, PartialEq, prost::Message)]
@@ -112,6 +115,10 @@ pub struct Series {
     pub samples: Vec<(f64, i64)>,
     /// `(labels, value, timestamp)`.
     pub exemplars: Vec<ReceivedExemplar>,
+    /// Each sample's `start_timestamp` (0: unset; always 0 for 1.0).
+    pub starts: Vec<i64>,
+    /// `TimeSeries.created_timestamp` (0: unset; always 0 for 1.0).
+    pub created: i64,
 }
 
 impl Series {
@@ -277,6 +284,8 @@ async fn handle(
                         metadata: None,
                         samples: ts.samples.into_iter().map(|s| (s.value, s.timestamp)).collect(),
                         exemplars: Vec::new(),
+                        starts: Vec::new(),
+                        created: 0,
                     })
                     .collect();
                 (204, series, None)
@@ -360,8 +369,15 @@ fn check_v2(r: &pb::Request, must: &mut impl FnMut(bool, String)) -> Vec<Series>
                 (pairs(&e.labels_refs, "exemplar", must), e.value, e.timestamp)
             })
             .collect();
+        for s in &ts.samples {
+            must(
+                s.start_timestamp <= s.timestamp,
+                format!("start timestamp {} after the sample's {}", s.start_timestamp, s.timestamp),
+            );
+        }
         let samples = ts.samples.iter().map(|s| (s.value, s.timestamp)).collect();
-        out.push(Series { labels, metadata, samples, exemplars });
+        let starts = ts.samples.iter().map(|s| s.start_timestamp).collect();
+        out.push(Series { labels, metadata, samples, exemplars, starts, created: ts.created_timestamp });
     }
     out
 }
