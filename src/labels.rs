@@ -218,8 +218,9 @@ impl Labels {
             make(self, &mut b);
             b.into_boxed_slice()
         });
-        let (k, bytes) = kept.split_at(DERIVED_KEY_BYTES);
-        (k == key.to_le_bytes()).then_some(bytes)
+        let (k, bytes) = kept.split_first_chunk::<DERIVED_KEY_BYTES>()?;
+        // One 8-byte load and compare (a slice compare here was 2.3 % of trawl's CPU).
+        (u64::from_le_bytes(*k) == key).then_some(bytes)
     }
 
     /// Marks the set changed: the cached hash and derived bytes are dropped.

@@ -133,20 +133,30 @@ impl Batch {
     /// Makes the samples pushed from now on carry `metadata` (a new run only when it differs
     /// from the current one, by pointer).
     pub fn set_metadata(&mut self, metadata: Option<&Arc<Metadata>>) {
-        let current = self.metadata.last().and_then(|r| r.metadata.as_ref());
-        let same = match (current, metadata) {
+        if !self.continues_run(metadata) {
+            self.push_run(self.samples.len() as u32, metadata.cloned());
+        }
+    }
+
+    /// Whether samples with `metadata` continue the current run (the same `Arc`, or both none).
+    fn continues_run(&self, metadata: Option<&Arc<Metadata>>) -> bool {
+        match (self.metadata.last().and_then(|r| r.metadata.as_ref()), metadata) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
-        };
-        if same {
+        }
+    }
+
+    /// Starts a metadata run at sample index `from` (at or after the last run's start), unless
+    /// it continues the current one.
+    fn push_run(&mut self, from: u32, metadata: Option<Arc<Metadata>>) {
+        if self.continues_run(metadata.as_ref()) {
             return;
         }
-        let from = self.samples.len() as u32;
         match self.metadata.last_mut() {
             // Nothing pushed under the current run yet: replace it.
-            Some(last) if last.from == from => last.metadata = metadata.cloned(),
-            _ => self.metadata.push(MetadataRun { from, metadata: metadata.cloned() }),
+            Some(last) if last.from == from => last.metadata = metadata,
+            _ => self.metadata.push(MetadataRun { from, metadata }),
         }
     }
 
@@ -155,6 +165,13 @@ impl Batch {
         if let Some(i) = self.samples.len().checked_sub(1) {
             self.exemplars.push((i as u32, e));
         }
+    }
+
+    /// Drops the metadata, exemplars and created timestamps, keeping the samples.
+    pub fn drop_extras(&mut self) {
+        self.metadata.clear();
+        self.exemplars.clear();
+        self.created.clear();
     }
 
     /// Gives the samples from index `from` to the end the created timestamp `ms`.
@@ -240,21 +257,29 @@ impl Batch {
         before - self.len()
     }
 
-    /// Appends `other`, keeping its metadata and exemplars with their samples.
+    /// Appends `other`, keeping its metadata, exemplars and created timestamps with their
+    /// samples. Per metadata run, not per sample: a shard's queue appends every scrape's batch
+    /// (sample by sample this was ~4 % of trawl's CPU at 1M series).
     pub fn append(&mut self, other: Batch) {
         if self.is_empty() && self.metadata.is_empty() {
             *self = other;
-        } else if other.is_plain() {
-            self.set_metadata(None);
-            self.samples.extend(other.samples);
-        } else {
-            for entry in other.into_entries() {
-                self.push_entry(entry);
-            }
+            return;
         }
+        let base = self.samples.len() as u32;
+        // `other`'s samples before its first run have no metadata.
+        if other.metadata.first().is_none_or(|r| r.from > 0) && !other.samples.is_empty() {
+            self.set_metadata(None);
+        }
+        self.samples.extend(other.samples);
+        for run in other.metadata {
+            self.push_run(base + run.from, run.metadata);
+        }
+        self.exemplars.extend(other.exemplars.into_iter().map(|(i, e)| (i + base, e)));
+        self.created.extend(other.created.into_iter().map(|(i, c)| (i + base, c)));
     }
 
-    /// Splits off the samples from `at` on (with their metadata and exemplars).
+    /// Splits off the samples from `at` on (with their metadata, exemplars and created
+    /// timestamps).
     pub fn split_off(&mut self, at: usize) -> Batch {
         if at >= self.samples.len() {
             return Batch::new();
@@ -286,7 +311,8 @@ impl Batch {
         Batch { samples, metadata, exemplars, created }
     }
 
-    /// Removes and returns the first `n` samples (with their metadata and exemplars).
+    /// Removes and returns the first `n` samples (with their metadata, exemplars and created
+    /// timestamps).
     pub fn take_front(&mut self, n: usize) -> Batch {
         let rest = self.split_off(n);
         std::mem::replace(self, rest)
@@ -436,6 +462,14 @@ mod tests {
         b.append(sample_batch());
         assert_eq!(view(&b)[1..], whole[..], "appended after a plain sample");
         assert_eq!(view(&b)[0], (-1, String::new(), vec![], None), "the plain sample has no metadata");
+        let mut twice = sample_batch();
+        twice.append(sample_batch());
+        assert_eq!(view(&twice), [whole.clone(), whole.clone()].concat(), "appended after extras");
+        assert_eq!(
+            twice.metadata.len(),
+            6,
+            "runs are not merged across the seam (the last was None, the first a)"
+        );
         let mut f = sample_batch();
         assert_eq!(f.filter_map(|x| (x.timestamp_ms != 1).then_some(x)), 1);
         let want: Vec<_> = whole.iter().filter(|(t, ..)| *t != 1).cloned().collect();

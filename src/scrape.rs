@@ -757,7 +757,10 @@ impl TargetLoop {
         let started = tokio::time::Instant::now();
         let ts = now_ms(start);
         let req = self.request();
-        let mut batch = Batch::new();
+        // Sized for the last scrape's series plus the report series: the batch is handed
+        // over, so it cannot be reused, but it need not grow sample by sample (its growth was
+        // 1.3 % of trawl's CPU at 1M series).
+        let mut batch = Batch::with_capacity(self.prev.len() + 8);
         let result = match req {
             Ok(req) => {
                 let mut bufs = fetch::Buffers::take();

@@ -186,10 +186,7 @@ impl Encoder {
     /// the next call.
     pub fn encode(&mut self, batch: &Batch) -> Result<&[u8], EncodeError> {
         self.encode_proto(batch)?;
-        self.compressed.resize(snap::raw::max_compress_len(self.proto.len()), 0);
-        let n = self.snappy.compress(&self.proto, &mut self.compressed)?;
-        self.compressed.truncate(n);
-        Ok(&self.compressed)
+        super::compress(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 
     /// The uncompressed protobuf of the last encode.
