@@ -37,7 +37,8 @@
 //! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; scrape loops wait when it is full.
 //! - Remote write: `queue_config.capacity` samples per endpoint; the fan-out waits when full.
 //! - Series cache: per target, entries unused for two scrapes are freed, with the interned label
-//!   sets and strings only they used.
+//!   sets and strings only they used (and each set's cached remote-write label fields).
+//!   `tests/pipeline_alloc.rs` checks that churn does not grow the heap.
 //! - Overall: `--memory.limit` (default: 90 % of the cgroup limit) skips scrapes while resident
 //!   memory is above 90 % of it.
 //!
