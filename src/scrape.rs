@@ -57,7 +57,7 @@ pub enum ScrapeError {
     LabelValueLength(String, String, u64),
     /// A series is not valid after relabeling (no metric name, or a limit hit).
     #[error("{0}")]
-    Series(Arc<str>),
+    Series(Str),
 }
 
 /// Settings shared by all targets of a job.
@@ -347,7 +347,7 @@ pub async fn run_job(
 enum Cached {
     Keep(Arc<Labels>),
     Dropped,
-    Invalid(Arc<str>),
+    Invalid(Str),
 }
 
 /// The per-target state of a scrape loop.

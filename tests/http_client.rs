@@ -145,3 +145,61 @@ fn mismatched_key_is_a_build_error() {
     };
     assert!(trawl::http_client::build(Some(&tls)).is_err());
 }
+
+/// A page many times larger than the client's capped read buffer arrives whole over plain
+/// HTTP, twice over one kept-alive connection: the cap bounds memory, not what can be read.
+#[tokio::test]
+async fn a_page_larger_than_the_read_buffer_arrives_whole() {
+    let page: Vec<u8> =
+        (0..60_000).flat_map(|i| format!("big_page_series{{n=\"{i}\"}} {i}\n").into_bytes()).collect();
+    assert!(page.len() > 1 << 20, "the page is over 1 MiB: {}", page.len());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = page.clone();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let page = served.clone();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    match tcp.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                    // One response per request head read (the client sends no request body).
+                    while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        request.drain(..end + 4);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\n\r\n",
+                            page.len()
+                        );
+                        if tcp.write_all(head.as_bytes()).and_then(|_| tcp.write_all(&page)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let client = trawl::http_client::build(None).expect("client");
+    let req = trawl::fetch::Request {
+        uri: format!("http://{addr}/metrics").parse().unwrap(),
+        accept: hyper::header::HeaderValue::from_static("text/plain"),
+        gzip: false,
+        timeout: Duration::from_secs(10),
+        body_limit: 0,
+        auth: None,
+    };
+    for scrape in 0..2 {
+        let mut bufs = trawl::fetch::Buffers::default();
+        let resp = trawl::fetch::fetch(&client, &req, &mut bufs).await.expect("fetch");
+        assert_eq!(resp.wire_bytes, page.len() as u64, "scrape {scrape}: every byte counted");
+        assert!(bufs.body == page, "scrape {scrape}: the body arrived whole and in order");
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection was reused");
+}
