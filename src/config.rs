@@ -217,7 +217,7 @@ pub struct ScrapeConfig {
     pub authorization: Option<common::Authorization>,
     /// Legacy bearer token.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<common::Secret>,
     /// Legacy bearer token file.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
@@ -348,10 +348,21 @@ fn yaml_reason(e: &serde_saphyr::Error) -> String {
     let msg = e.without_snippet().to_string();
     let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
     // "line 3 column 5: unknown field ..." → "unknown field ..."
-    match msg.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((loc, reason)) if loc.contains("column") => reason.to_string(),
+    let msg = match msg.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((loc, reason)) if loc.contains("column") => reason,
+        _ => msg,
+    };
+    // "unknown field `x`, expected ... at line 5, column 5" → without the suffix.
+    match msg.rsplit_once(" at line ") {
+        Some((reason, loc)) if is_line_column(loc) => reason.to_string(),
         _ => msg.to_string(),
     }
+}
+
+/// Whether `s` is `N, column M` (what follows " at line " in a located YAML error).
+fn is_line_column(s: &str) -> bool {
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    s.split_once(", column ").is_some_and(|(l, c)| digits(l) && digits(c))
 }
 
 /// Fills defaults from `global` and makes the checks Prometheus makes in `config.Load`.
@@ -651,6 +662,7 @@ mod tests {
             let ConfigError::Invalid { line: got, reason, .. } = &err else { panic!("{why}: {err}") };
             assert_eq!(*got, *line, "{why}: {err}");
             assert!(reason.contains(frag), "{why}: {err}");
+            assert!(!reason.contains(", column "), "{why}: the location is said once, up front: {err}");
             assert!(err.to_string().starts_with(&format!("/etc/trawl/trawl.yml:{line}:")), "{err}");
         }
     }
@@ -673,6 +685,29 @@ mod tests {
         assert_eq!(k.kubeconfig_file.as_deref(), Some(Path::new("/etc/trawl/kube/config")));
         let pw = cfg.remote_write[0].basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
         assert_eq!(pw, Some(Path::new("/etc/trawl/pw")));
+    }
+
+    #[test]
+    fn inline_credentials_never_show_in_debug_output() {
+        // Every place a credential can be written inline, each with a distinct value.
+        let cfg = load(
+            "scrape_configs:\n  - job_name: a\n    bearer_token: tok-scrape\n    kubernetes_sd_configs:\n      \
+             - role: pod\n        api_server: https://k\n        bearer_token: tok-kube\n  - job_name: b\n    \
+             basic_auth:\n      username: u\n      password: pw-scrape\n  - job_name: c\n    authorization:\n      \
+             credentials: cred-scrape\nremote_write:\n  - url: http://r/w\n    bearer_token: tok-rw\n  - url: http://r/x\n    \
+             basic_auth:\n      username: u\n      password: pw-rw\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.scrape_configs[1].basic_auth.as_ref().and_then(|b| b.password.as_ref()).map(|p| p.expose()),
+            Some("pw-scrape"),
+            "the value is kept for building headers"
+        );
+        let shown = format!("{cfg:?}");
+        for secret in ["tok-scrape", "tok-kube", "pw-scrape", "cred-scrape", "tok-rw", "pw-rw"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert_eq!(shown.matches("<secret>").count(), 6, "{shown}");
     }
 
     #[test]

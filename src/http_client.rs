@@ -258,7 +258,7 @@ pub fn auth_header(cfg: &HttpClientConfig) -> Result<Option<HeaderValue>, Error>
     let value = if let Some(b) = &cfg.basic_auth {
         let password = match (&b.password, &b.password_file) {
             (_, Some(path)) => read_secret(path)?,
-            (Some(p), None) => p.clone(),
+            (Some(p), None) => p.expose().to_owned(),
             (None, None) => String::new(),
         };
         let mut v = String::from("Basic ");
@@ -267,14 +267,14 @@ pub fn auth_header(cfg: &HttpClientConfig) -> Result<Option<HeaderValue>, Error>
     } else if let Some(a) = &cfg.authorization {
         let credentials = match (&a.credentials, &a.credentials_file) {
             (_, Some(path)) => read_secret(path)?,
-            (Some(c), None) => c.clone(),
+            (Some(c), None) => c.expose().to_owned(),
             (None, None) => String::new(),
         };
         format!("{} {credentials}", a.kind.as_deref().unwrap_or("Bearer"))
     } else if let Some(path) = &cfg.bearer_token_file {
         format!("Bearer {}", read_secret(path)?)
     } else if let Some(token) = &cfg.bearer_token {
-        format!("Bearer {token}")
+        format!("Bearer {}", token.expose())
     } else {
         return Ok(None);
     };

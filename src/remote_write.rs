@@ -63,7 +63,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use crate::config::common::{Authorization, BasicAuth, Duration, HttpClientConfig, TlsConfig};
+use crate::config::common::{Authorization, BasicAuth, Duration, HttpClientConfig, Secret, TlsConfig};
 use crate::http_client;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -214,7 +214,7 @@ pub struct RemoteWriteConfig {
     /// `Authorization` header with a type.
     pub authorization: Option<Authorization>,
     /// Legacy inline bearer token.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Legacy bearer token file (re-read for every request).
     pub bearer_token_file: Option<std::path::PathBuf>,
     /// TLS settings.
@@ -260,7 +260,7 @@ struct RawRemoteWriteConfig {
     #[serde(default)]
     authorization: Option<Authorization>,
     #[serde(default)]
-    bearer_token: Option<String>,
+    bearer_token: Option<Secret>,
     #[serde(default)]
     bearer_token_file: Option<std::path::PathBuf>,
     #[serde(default)]

@@ -167,6 +167,32 @@ pub fn string_map<'de, D: Deserializer<'de>>(
     Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
 }
 
+/// A credential written inline in the config (a password, a bearer token). Its `Debug` prints
+/// `<secret>`, as Prometheus' `config.Secret` marshals, so a config or an error built with `{:?}`
+/// never carries it into a log line; the value is read only where a request header is built.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The credential itself, for building a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
 /// HTTP basic auth, as Prometheus' `basic_auth` block.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +201,7 @@ pub struct BasicAuth {
     pub username: String,
     /// The password, inline.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// A file to read the password from (re-read on every request, so rotation works).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -190,7 +216,7 @@ pub struct Authorization {
     pub kind: Option<String>,
     /// The credentials, inline.
     #[serde(default)]
-    pub credentials: Option<String>,
+    pub credentials: Option<Secret>,
     /// A file to read the credentials from.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
@@ -233,7 +259,7 @@ pub struct HttpClientConfig {
     pub authorization: Option<Authorization>,
     /// Legacy inline bearer token.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Legacy bearer token file, re-read on every request.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,

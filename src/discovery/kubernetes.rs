@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::common::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
+use crate::config::common::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig};
 use crate::discovery::Discovered;
 
 pub use targets::{
@@ -238,7 +238,7 @@ struct RawKubernetesSdConfig {
     #[serde(default)]
     authorization: Option<Authorization>,
     #[serde(default)]
-    bearer_token: Option<String>,
+    bearer_token: Option<Secret>,
     #[serde(default)]
     bearer_token_file: Option<PathBuf>,
     #[serde(default)]

@@ -132,7 +132,7 @@ async fn api_server_config(url: &str, http: &HttpClientConfig) -> Result<kube::C
             user.insert("token".into(), trimmed.into());
         }
     } else if let Some(t) = token {
-        user.insert("token".into(), t.as_str().into());
+        user.insert("token".into(), t.expose().into());
     }
     if let Some(b) = &http.basic_auth {
         // Read once here: kube keeps basic-auth credentials for the client's lifetime, unlike
@@ -142,7 +142,7 @@ async fn api_server_config(url: &str, http: &HttpClientConfig) -> Result<kube::C
                 .map_err(|e| KubernetesSdError::File { path: f.clone(), reason: e.to_string() })?
                 .trim()
                 .to_owned(),
-            (Some(p), None) => p.clone(),
+            (Some(p), None) => p.expose().to_owned(),
             (None, None) => String::new(),
         };
         user.insert("username".into(), b.username.as_str().into());
