@@ -127,6 +127,9 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), "Listening.");
 
+    // Held until `run` returns; the OS releases it if the process dies, so a restart after
+    // SIGKILL finds it free.
+    let _storage_lock = opts.storage_path.as_deref().map(lock_storage).transpose()?;
     let staleness = match &opts.storage_path {
         Some(root) => Some(Arc::new(crate::staleness::Store::open(root)?)),
         None => None,
@@ -457,6 +460,33 @@ async fn retire(mut old: Arc<Vec<Endpoint>>) {
 
 fn endpoint_metrics(endpoints: &[Endpoint]) -> EndpointMetrics {
     endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone(), e.disk_metrics().cloned())).collect()
+}
+
+/// Takes an exclusive lock on `DIR/lock` for `--storage.path=DIR`. Two trawl processes on one
+/// storage path would append to the same disk-buffer segments and cursors and replay each
+/// other's data, so the second one refuses to start (Prometheus locks its data directory the
+/// same way, with a `lock` file).
+fn lock_storage(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("--storage.path {}: cannot create it", root.display()))?;
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("--storage.path: cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "--storage.path {} is in use by another trawl process (it holds the lock on {})",
+            root.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("--storage.path: cannot lock {}", path.display()))
+        }
+    }
 }
 
 fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::Result<Vec<Endpoint>> {

@@ -141,3 +141,41 @@ fn daemonset_manifest_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Two trawl processes on one `--storage.path` would write the same disk buffer: the second
+/// refuses to start, naming the lock; once the first has exited, the path is free again.
+#[tokio::test]
+async fn a_second_process_on_the_same_storage_path_refuses_to_start() {
+    let storage = tempfile::tempdir().unwrap();
+    let flag = format!("--storage.path={}", storage.path().display());
+    let config = "global:\n  scrape_interval: 1s\nscrape_configs: []\n";
+    let mut first = support::Trawl::start_with_args(config, &[&flag]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yml"), config).unwrap();
+    let second = tokio::task::spawn_blocking({
+        let (flag, dir) = (flag.clone(), dir.path().to_owned());
+        move || {
+            trawl()
+                .args([
+                    "--config.file=t.yml",
+                    &format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+                ])
+                .arg(&flag)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    });
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second process exits instead of running")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("is in use by another trawl process"), "stderr: {stderr}");
+
+    assert_eq!(first.interrupt(), Some(0), "the first exits cleanly:\n{}", first.proc.log());
+    let mut third = support::Trawl::start_with_args(config, &[&flag]).await;
+    assert_eq!(third.interrupt(), Some(0), "the path is free once the first is gone:\n{}", third.proc.log());
+}
