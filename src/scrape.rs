@@ -361,9 +361,10 @@ pub struct TargetLoop {
     /// Raw `name{labels}` bytes, by [`raw_key`] → outcome, in page order.
     cache: SeriesCache,
     /// One shared `Arc` per distinct final label set, so two spellings of a series on a page
-    /// (`a{x="1"}` and `a{x="1",}`) are the same series, and the sets below can key on the
-    /// pointer instead of hashing whole label sets (a 5× faster warm scrape in
-    /// `benches/relabel.rs`: 1.9 µs → see perf/README.md).
+    /// (`a{x="1"}` and `a{x="1",}`) are the same series, and the sets below can test
+    /// membership on the shared set itself (its marks) instead of hashing whole label sets (a
+    /// 5× faster warm scrape in `benches/relabel.rs` when they keyed on the pointer: 1.9 µs →
+    /// see perf/README.md). Each loop interns its own sets, so no other loop marks them.
     interned: HashSet<Arc<Labels>, Fast>,
     /// One copy of every label name and value of the interned sets: a series' labels repeat
     /// the target's labels and a few dozen names and values, so sharing them takes a node
@@ -371,8 +372,8 @@ pub struct TargetLoop {
     /// perf/fixtures/node_exporter.prom with four target labels).
     strings: HashSet<Str, Fast>,
     generation: u64,
-    /// Series sent in the previous successful scrape (for staleness), and in this one, by the
-    /// address of their interned label set.
+    /// Series sent in the previous successful scrape (for staleness), and in this one, as
+    /// interned label sets (mark slots 0 and 1).
     prev: SeriesSet,
     cur: SeriesSet,
     report: ReportSeries,
