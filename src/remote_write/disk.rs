@@ -571,6 +571,12 @@ impl DiskQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether anything is pending on disk: a lock and a compare, no I/O, so the async side can
+    /// skip a trip to the blocking pool in the common case (nothing pending).
+    pub(crate) fn has_pending(&self) -> bool {
+        totals(&self.lock()).0 > 0
+    }
+
     /// Appends a request if anything is already pending on disk (then the request must queue
     /// behind it to keep per-series order). Returns whether it was appended.
     pub(crate) fn append_if_pending(&self, meta: RecordMeta, body: &[u8]) -> Result<bool, DiskError> {
@@ -872,25 +878,46 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Runs `f` on the disk queue in Tokio's blocking pool. Disk writes, `fsync`s (up to one a
+/// second while spilling, and at every segment rotation) and the cursor's write-and-rename after
+/// every replayed record block the calling thread; on a runtime worker that would stall every
+/// scrape and send scheduled on it (two workers on a 2-core node). `None` when the runtime is
+/// shutting down and did not run `f`.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    disk: &Arc<DiskQueue>,
+    f: impl FnOnce(&DiskQueue) -> T + Send + 'static,
+) -> Option<T> {
+    let d = disk.clone();
+    match tokio::task::spawn_blocking(move || f(&d)).await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
 /// Sends the buffer's records in order, one at a time, until `stop`. A record is acknowledged
 /// (and its space reclaimed) once the receiver accepted or refused it for good.
 pub(crate) async fn replay(disk: Arc<DiskQueue>, target: &Target, stop: CancellationToken) {
+    let ack = async |pos: Pos, delivered: bool| {
+        off_runtime(&disk, move |d| d.ack(pos, delivered)).await;
+    };
     loop {
         if stop.is_cancelled() {
             return;
         }
-        match disk.next() {
+        let Some(next) = off_runtime(&disk, DiskQueue::next).await else { return };
+        match next {
             Some((pos, meta, record)) => {
                 let Some(body) = super::request::from_envelope(record, meta.samples as usize, meta.newest_ms)
                 else {
                     tracing::error!(endpoint = %target.name, samples = meta.samples, "A disk-buffer record is not a request; skipped.");
                     disk.metrics().corrupt_records_total.fetch_add(1, Relaxed);
-                    disk.ack(pos, false);
+                    ack(pos, false).await;
                     continue;
                 };
                 match super::request::send_body(target, body, &stop).await {
-                    Outcome::Sent => disk.ack(pos, true),
-                    Outcome::Failed | Outcome::Unsupported => disk.ack(pos, false),
+                    Outcome::Sent => ack(pos, true).await,
+                    Outcome::Failed | Outcome::Unsupported => ack(pos, false).await,
                     Outcome::Cancelled => return,
                 }
             }

@@ -428,23 +428,29 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -
 /// sends it directly, giving it `batch_send_deadline` (tries included) before writing it to
 /// disk and moving on. A cancelled try may have reached the receiver: at least once. A disk
 /// failure falls back to the memory-only behaviour (retry until accepted or stopped).
-async fn send_or_spill(shared: &Shared, disk: &DiskQueue, body: Body) -> Outcome {
+async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Outcome {
     let s = &shared.settings;
     let meta = RecordMeta { samples: body.samples as u32, newest_ms: body.highest_ms };
-    let record = request::envelope(&body);
-    let spilled = |r: Result<(), disk::DiskError>| match r {
-        Ok(()) => true,
-        Err(e) => {
+    let record = Arc::new(request::envelope(&body));
+    let spilled = |r: Option<Result<(), disk::DiskError>>| match r {
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
             tracing::error!(endpoint = %s.target.name, error = %e, "Cannot write to the disk buffer; holding the batch in memory.");
             false
         }
+        None => false, // shutting down: the memory path sends or hands it back
     };
-    match disk.append_if_pending(meta, &record) {
-        Ok(true) => return Outcome::Sent,
-        Ok(false) => {}
-        Err(e) => {
-            spilled(Err(e));
-            return request::send_body(&s.target, body, &shared.hard).await;
+    // The check needs no I/O; only a request that must queue behind pending ones goes to the
+    // blocking pool (which checks again under the lock: the replay may have drained the disk).
+    if disk.has_pending() {
+        let r = record.clone();
+        match disk::off_runtime(disk, move |d| d.append_if_pending(meta, &r)).await {
+            Some(Ok(true)) => return Outcome::Sent,
+            Some(Ok(false)) => {}
+            other => {
+                spilled(other.map(|r| r.map(|_| ())));
+                return request::send_body(&s.target, body, &shared.hard).await;
+            }
         }
     }
     let direct = tokio::time::timeout(
@@ -454,7 +460,7 @@ async fn send_or_spill(shared: &Shared, disk: &DiskQueue, body: Body) -> Outcome
     match direct.await {
         Ok(o @ (Outcome::Sent | Outcome::Failed | Outcome::Unsupported)) => o,
         Ok(Outcome::Cancelled) | Err(_) => {
-            if spilled(disk.append(meta, &record)) {
+            if spilled(disk::off_runtime(disk, move |d| d.append(meta, &record)).await) {
                 Outcome::Sent
             } else {
                 request::send_body(&s.target, body, &shared.hard).await
