@@ -379,12 +379,16 @@ async fn series_that_vanish_while_trawl_is_down_are_stale_marked_after_restart()
 
 /// Not a check: measures the buffer's bytes per sample on a real node-exporter page and the
 /// replay rate into a real Prometheus. Run with
-/// `cargo test --test disk_buffer measure -- --ignored --nocapture`.
+/// `cargo test --release --test disk_buffer measure -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: run by hand for the figures in perf/README.md"]
 async fn measure_bytes_per_sample_and_replay_rate() {
     const TARGETS: usize = 10;
-    const OUTAGE: Duration = Duration::from_secs(30);
+    // 30 s by default; a longer outage (`MEASURE_OUTAGE_SECS=180`) makes the replay long enough
+    // to time well (a 30 s backlog replays in about a second, close to the polling step).
+    let outage = Duration::from_secs(
+        std::env::var("MEASURE_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30),
+    );
     let Some(prom) = Prometheus::start_receiver().await else { return };
     let page =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/perf/fixtures/node_exporter.prom")).unwrap();
@@ -406,7 +410,7 @@ async fn measure_bytes_per_sample_and_replay_rate() {
         hosts.join(",")
     );
     let run = Run::start(dir.path(), &cfg).await;
-    tokio::time::sleep(OUTAGE).await;
+    tokio::time::sleep(outage).await;
     run.settle().await;
     let bytes = run.metric("trawl_remote_write_disk_bytes", "").await;
     let samples = run.metric("trawl_remote_write_disk_samples_pending", "").await;
