@@ -48,6 +48,9 @@
 //!   `batch_send_deadline`, replayed in order; capped by `disk_buffer.max_bytes` (default 1 GiB)
 //!   and `disk_buffer.max_age` (see `remote_write::disk`).
 //! - Staleness: one file per target with its last series set ([`staleness`]).
+//! - One process per path: `DIR/lock` is held exclusively while trawl runs.
+//! - The disk buffer's writes, fsyncs and reads run in Tokio's blocking pool, so an outage never
+//!   stalls a runtime worker that scrapes.
 //!
 //! # Unsafe
 //!
