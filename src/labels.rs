@@ -163,7 +163,7 @@ pub struct Label {
 /// encoded label fields there, so a steady-state request copies them instead of re-encoding
 /// every label of every series (protobuf encoding was ~20 % of trawl's CPU in the same profile).
 ///
-/// Last, it carries two [set marks](Labels::set_mark): a scrape loop keeps the series of this
+/// Last, it carries two [set marks](Labels::mark): a scrape loop keeps the series of this
 /// scrape and of the last one in two sets whose membership test is a read of the mark, in the
 /// cache line the loop has just touched to take a reference, instead of a probe into a hash table
 /// that is cold by the time the target's next scrape comes (18 % of `process_page` at 1M series,
@@ -238,12 +238,12 @@ impl Labels {
     /// The mark in slot `slot` (0 or 1); 0 until [`set_mark`](Labels::set_mark) is called, and 0
     /// in a clone. The owner of a set of label sets (a scrape loop) stores its set's current id
     /// here to say "member", so one label set must belong to the sets of one owner only.
-    pub fn set_mark(&self, slot: usize) -> u32 {
+    pub fn mark(&self, slot: usize) -> u32 {
         self.3[slot].load(Relaxed)
     }
 
-    /// Stores `id` in mark slot `slot` (see [`set_mark`](Labels::set_mark)).
-    pub fn mark(&self, slot: usize, id: u32) {
+    /// Stores `id` in mark slot `slot` (see [`mark`](Labels::mark)).
+    pub fn set_mark(&self, slot: usize, id: u32) {
         self.3[slot].store(id, Relaxed);
     }
 

@@ -518,7 +518,7 @@ impl SeriesCache {
 }
 
 /// A set of a target loop's interned label sets, in insertion order, whose membership is a mark
-/// in each label set ([`Labels::set_mark`]): the set has a slot (0 or 1, one per set a loop keeps)
+/// in each label set ([`Labels::mark`]): the set has a slot (0 or 1, one per set a loop keeps)
 /// and an id, and a label set is a member while its mark in that slot equals the id. Clearing
 /// takes a new id, so no label set needs unmarking.
 ///
@@ -540,7 +540,7 @@ impl SeriesSet {
     }
 
     fn contains(&self, s: &Labels) -> bool {
-        s.set_mark(self.slot) == self.id
+        s.mark(self.slot) == self.id
     }
 
     /// Adds `s`; false if it was already there.
@@ -548,7 +548,7 @@ impl SeriesSet {
         if self.contains(s) {
             return false;
         }
-        s.mark(self.slot, self.id);
+        s.set_mark(self.slot, self.id);
         self.items.push(s.clone());
         true
     }
