@@ -431,7 +431,6 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -
 async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Outcome {
     let s = &shared.settings;
     let meta = RecordMeta { samples: body.samples as u32, newest_ms: body.highest_ms };
-    let record = Arc::new(request::envelope(&body));
     let spilled = |r: Option<Result<(), disk::DiskError>>| match r {
         Some(Ok(())) => true,
         Some(Err(e)) => {
@@ -442,9 +441,10 @@ async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Ou
     };
     // The check needs no I/O; only a request that must queue behind pending ones goes to the
     // blocking pool (which checks again under the lock: the replay may have drained the disk).
+    // The disk record (a copy of the body) is made only for a request that goes to disk.
     if disk.has_pending() {
-        let r = record.clone();
-        match disk::off_runtime(disk, move |d| d.append_if_pending(meta, &r)).await {
+        let record = request::envelope(&body);
+        match disk::off_runtime(disk, move |d| d.append_if_pending(meta, &record)).await {
             Some(Ok(true)) => return Outcome::Sent,
             Some(Ok(false)) => {}
             other => {
@@ -460,6 +460,7 @@ async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Ou
     match direct.await {
         Ok(o @ (Outcome::Sent | Outcome::Failed | Outcome::Unsupported)) => o,
         Ok(Outcome::Cancelled) | Err(_) => {
+            let record = request::envelope(&body);
             if spilled(disk::off_runtime(disk, move |d| d.append(meta, &record)).await) {
                 Outcome::Sent
             } else {
