@@ -474,11 +474,7 @@ impl SeriesCache {
     fn end_scrape(&mut self, generation: u64) -> bool {
         let (before, reorder) = (self.entries.len(), self.jumps > 16 && self.jumps > self.entries.len() / 8);
         if self.used == before && !reorder {
-            // The first scrape grew the vector by doubling; give the slack back once (~40 B a
-            // series). O(1) in the steady state.
-            if self.entries.capacity() > before + before / 4 + 64 {
-                self.entries.shrink_to(before + before / 8);
-            }
+            self.trim();
             return false;
         }
         let g = generation as u32;
@@ -489,10 +485,8 @@ impl SeriesCache {
             self.entries.sort_by_key(|e| (e.generation != g, if e.generation == g { e.line } else { 0 }));
         }
         if evicted || reorder {
+            self.trim();
             let len = self.entries.len();
-            if self.entries.capacity() > len + len / 4 + 64 {
-                self.entries.shrink_to(len + len / 8);
-            }
             self.index.clear();
             let entries = &self.entries;
             for (pos, e) in entries.iter().enumerate() {
@@ -503,6 +497,15 @@ impl SeriesCache {
             }
         }
         evicted
+    }
+
+    /// Gives back the vector's slack beyond an eighth (~40 B a series): the first scrape grew it
+    /// by doubling, and an eviction shrinks it. O(1) when there is nothing to give back.
+    fn trim(&mut self) {
+        let len = self.entries.len();
+        if self.entries.capacity() > len + len / 4 + 64 {
+            self.entries.shrink_to(len + len / 8);
+        }
     }
 
     fn clear(&mut self) {
