@@ -1,21 +1,20 @@
 //! The send side of the hot path, per stage, on a real node-exporter page
-//! (`perf/fixtures/node_exporter.prom`): protobuf encoding + snappy of a scrape's batch, snappy
-//! alone, and the whole in-process pipeline (parse → relabel cache → interned series → batch →
-//! protobuf → snappy) in steady state. Throughput in samples/s; bytes/s for snappy.
+//! (`perf/fixtures/node_exporter.prom`): protobuf encoding + snappy of a scrape's batch (1.0 and
+//! 2.0), snappy alone, and the whole in-process pipeline (parse → series table → records written
+//! from the page → batch → protobuf → snappy) in steady state. Throughput in samples/s; bytes/s
+//! for snappy.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use trawl::config::Duration;
+use trawl::batch::Batch;
 use trawl::encode::Encoder;
 use trawl::labels::Labels;
 use trawl::parse::Format;
-use trawl::relabel::ScrapeTarget;
-use trawl::ring::Batch;
-use trawl::scrape::{JobSettings, TargetLoop};
+use trawl::scrape::{JobSettings, Page};
 
-fn target_loop() -> TargetLoop {
+fn target_page() -> Page {
     let settings = JobSettings {
         job: "node".into(),
         honor_labels: false,
@@ -30,39 +29,28 @@ fn target_loop() -> TargetLoop {
         metric_relabel: Vec::new(),
         http: Default::default(),
     };
-    let target = ScrapeTarget {
-        labels: Labels::from_pairs([("instance", "10.1.2.3:9100"), ("job", "node")]),
-        url: "http://10.1.2.3:9100/metrics".into(),
-        interval: Duration::from_secs(15),
-        timeout: Duration::from_secs(10),
-        params: Vec::new(),
-    };
-    let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    let client = trawl::http_client::build(None).expect("client");
-    TargetLoop::new(Arc::new(settings), target, client, tx, Arc::default(), Arc::default())
+    let target = Labels::from_pairs([("instance", "10.1.2.3:9100"), ("job", "node")]);
+    Page::new(Arc::new(settings), target, Arc::new(Labels::from_pairs([("cluster", "c1")])))
 }
 
 fn bench(c: &mut Criterion) {
     let page = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/perf/fixtures/node_exporter.prom"))
         .expect("fixture page");
-    let mut lp = target_loop();
+    let mut lp = target_page();
     let mut batch = Batch::new();
     lp.process_page(&page, Format::PrometheusText, 1, &mut batch).expect("fixture parses");
     let samples = batch.len() as u64;
-    // `encoder` fills each series' label-field cache for its external labels; `other`, with
-    // different external labels, finds the cache taken and encodes every label of every
-    // series each time, as the encoder did before the cache.
-    let mut encoder = Encoder::new(Arc::new(Labels::from_pairs([("cluster", "c1")])));
-    encoder.encode(&batch.samples).expect("encodes");
-    let mut other = Encoder::new(Arc::new(Labels::from_pairs([("cluster", "c2")])));
+    let mut encoder = Encoder::new();
+    encoder.encode(&batch).expect("encodes");
+    let mut v2 = trawl::encode::v2::Encoder::new();
 
     let mut g = c.benchmark_group("encode_node_exporter_page");
     g.throughput(Throughput::Elements(samples));
-    g.bench_function("protobuf_and_snappy_labels_cached", |b| {
-        b.iter(|| black_box(encoder.encode(&batch.samples).expect("encodes").len()))
+    g.bench_function("protobuf_and_snappy_v1", |b| {
+        b.iter(|| black_box(encoder.encode(&batch).expect("encodes").len()))
     });
-    g.bench_function("protobuf_and_snappy_labels_uncached", |b| {
-        b.iter(|| black_box(other.encode(&batch.samples).expect("encodes").len()))
+    g.bench_function("protobuf_and_snappy_v2", |b| {
+        b.iter(|| black_box(v2.encode(&batch).expect("encodes").len()))
     });
     g.finish();
 
@@ -84,7 +72,7 @@ fn bench(c: &mut Criterion) {
             ts += 1;
             batch.clear();
             lp.process_page(&page, Format::PrometheusText, ts, &mut batch).expect("parses");
-            black_box(encoder.encode(&batch.samples).expect("encodes").len())
+            black_box(encoder.encode(&batch).expect("encodes").len())
         })
     });
     g.finish();

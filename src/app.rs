@@ -16,19 +16,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
+use crate::batch::{self, Batch, is_stale_nan};
 use crate::budget::MemoryBudget;
 use crate::config::{self, Config, DebugOutput, ScrapeConfig};
 use crate::discovery;
 use crate::labels::{self, Labels};
 use crate::remote_write::{Endpoint, RemoteWriteMetrics};
-use crate::ring::{Batch, is_stale_nan};
 use crate::scrape::{self, TargetsView};
 use crate::telemetry::Metrics;
 
 /// Batches in flight between the scrape loops and the fan-out to endpoints. Each holds one
-/// scrape of one target, so this bounds the hand-off at 256 scrapes; beyond it scrape loops wait
-/// (back-pressure), they do not drop.
-pub const HANDOFF_BATCHES: usize = 256;
+/// scrape of one target (its records: ~250 KB for a 1,000-series page), so this bounds the
+/// hand-off at 32 scrapes; beyond it scrape loops wait before scraping (back-pressure), they do
+/// not drop, and a waiting loop holds no batch.
+pub const HANDOFF_BATCHES: usize = 32;
 
 /// How long shutdown may take to flush what is queued before giving up and counting the rest
 /// as dropped. Kubernetes' default termination grace period is 30 s; we stay under it.
@@ -330,8 +331,9 @@ impl Pipeline {
                 clients.insert(sc.job().to_owned(), client);
             }
         }
-        let sinks_changed = cfg.remote_write != self.cfg.remote_write
-            || cfg.global.external_labels != self.cfg.global.external_labels;
+        let external_changed = cfg.global.external_labels != self.cfg.global.external_labels;
+        let sinks_changed = cfg.remote_write != self.cfg.remote_write || external_changed;
+        let external = external_labels(&cfg);
         let new_endpoints =
             if sinks_changed && self.storage.is_none() { Some(start_endpoints(&cfg, None)?) } else { None };
 
@@ -347,7 +349,15 @@ impl Pipeline {
             }
         }
         for sc in &cfg.scrape_configs {
-            let Some(client) = clients.remove(sc.job()) else { continue };
+            let Some(client) = clients.remove(sc.job()) else {
+                // An unchanged job: only the external labels its records carry may change.
+                if let Some(j) = self.jobs.get(sc.job()).filter(|_| external_changed) {
+                    let mut u = j.update.borrow().clone();
+                    u.external = external.clone();
+                    j.update.send_replace(u);
+                }
+                continue;
+            };
             let sc = Arc::new(sc.clone());
             match self.jobs.get_mut(sc.job()) {
                 Some(j) => {
@@ -357,7 +367,12 @@ impl Pipeline {
                         j.discovered = discovery::spawn_job(&sc, j.sd_stop.clone());
                     }
                     j.cfg = sc.clone();
-                    j.update.send_replace(scrape::JobUpdate { sc, discovered: j.discovered.clone(), client });
+                    j.update.send_replace(scrape::JobUpdate {
+                        sc,
+                        discovered: j.discovered.clone(),
+                        client,
+                        external: external.clone(),
+                    });
                     tracing::info!(job = j.cfg.job(), "Job changed; applied in place.");
                 }
                 None => {
@@ -367,6 +382,7 @@ impl Pipeline {
                         sc: sc.clone(),
                         discovered: discovered.clone(),
                         client,
+                        external: external.clone(),
                     });
                     let stop = self.shutdown.child_token();
                     let task = tokio::spawn(scrape::run_job(
@@ -489,10 +505,13 @@ fn lock_storage(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The global external labels of `cfg`.
+fn external_labels(cfg: &Config) -> Arc<Labels> {
+    Arc::new(Labels::from_pairs(cfg.global.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+}
+
 fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::Result<Vec<Endpoint>> {
-    let external = Arc::new(Labels::from_pairs(
-        cfg.global.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ));
+    let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
         let client = crate::http_client::build(rw.tls_config.as_ref())
@@ -554,19 +573,21 @@ async fn fan_out(
     }
 }
 
-/// Writes samples as exposition text lines `name{labels} value timestamp_ms`; staleness markers
-/// are written as `NaN` with a `# stale` comment, so the debug output shows them.
+/// Writes samples as exposition text lines `name{labels} value timestamp_ms` (the labels as
+/// they would be sent, external labels included); staleness markers are written as `NaN` with a
+/// `# stale` comment, so the debug output shows them.
 pub fn write_exposition(batch: &Batch, out: &mut Vec<u8>) {
-    for s in batch {
-        let name = s.series.get(labels::METRIC_NAME).unwrap_or("");
-        out.extend_from_slice(name.as_bytes());
+    for s in batch.iter() {
+        let fields = || batch::fields(s.record).map_while(Result::ok);
+        let name = fields().find(|(n, _)| *n == labels::METRIC_NAME.as_bytes()).map(|(_, v)| v);
+        out.extend_from_slice(name.unwrap_or_default());
         let mut first = true;
-        for l in s.series.iter().filter(|l| l.name != labels::METRIC_NAME) {
+        for (n, v) in fields().filter(|(n, _)| *n != labels::METRIC_NAME.as_bytes()) {
             out.push(if first { b'{' } else { b',' });
             first = false;
-            out.extend_from_slice(l.name.as_bytes());
+            out.extend_from_slice(n);
             out.extend_from_slice(b"=\"");
-            out.extend_from_slice(labels::escape_value(&l.value).as_bytes());
+            out.extend_from_slice(labels::escape_value(&String::from_utf8_lossy(v)).as_bytes());
             out.push(b'"');
         }
         if !first {
@@ -600,7 +621,7 @@ pub fn format_value(v: f64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::{STALE_NAN, Sample};
+    use crate::batch::{STALE_NAN, Sample};
 
     #[test]
     fn exposition_lines() {

@@ -128,16 +128,27 @@ fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, Error> {
 
 /// The trust roots: only `ca_file` when given (as Go's `RootCAs`), else the system's, else the
 /// bundled Mozilla set (distroless images often have no CA bundle).
-fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, Error> {
-    let mut store = rustls::RootCertStore::empty();
+///
+/// The system set is read once per process and shared by every client, as Go's
+/// `x509.SystemCertPool` is: a parsed set is ~100–200 KB, and a config with one job per target
+/// (`perf/compare.py`'s 400 jobs) held one copy per job, most of trawl's base RSS.
+fn roots(ca_file: Option<&Path>) -> Result<Arc<rustls::RootCertStore>, Error> {
     if let Some(path) = ca_file {
+        let mut store = rustls::RootCertStore::empty();
         let certs = read_certs(path)?;
         let (added, _ignored) = store.add_parsable_certificates(certs);
         if added == 0 {
             return Err(Error::Pem { path: path.to_owned(), reason: "no usable CA certificate".into() });
         }
-        return Ok(store);
+        return Ok(Arc::new(store));
     }
+    static SYSTEM: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    Ok(SYSTEM.get_or_init(|| Arc::new(system_roots())).clone())
+}
+
+/// The system's trust roots, or the bundled Mozilla set when there are none.
+fn system_roots() -> rustls::RootCertStore {
+    let mut store = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = store.add_parsable_certificates(native.certs);
     if added == 0 {
@@ -147,7 +158,7 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, Error> {
         );
         store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
-    Ok(store)
+    store
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {

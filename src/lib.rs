@@ -5,18 +5,20 @@
 //! A sample's path, in module order:
 //!
 //! ```text
-//!  config ──► discovery ──► relabel (targets) ──► scrape loop per target
+//!  config ──► discovery ──► relabel (targets) ──► scrape: a loop per target
 //!  (Prometheus or                                   │ fetch: GET, gzip, body cap
 //!   collector dialect)                              │ parse: exposition tokens, zero-copy
-//!                                                   │ labels + metric relabel (cached per series,
-//!                                                   │   label sets and strings interned)
-//!                                                   │ staleness, up/scrape_* series
+//!                                                   │ page: series table (16 B a series), relabeling
+//!                                                   │   once per new series, the series' record
+//!                                                   │   written from the page bytes, staleness
+//!                                                   │   from the compressed last series set
 //!                                                   ▼
-//!                                        ring: bounded hand-off (batches)
+//!                                   batch: records + points, bounded hand-off (channel)
 //!                                                   │ fan-out: every endpoint gets every sample
 //!                                                   ▼
-//!                      remote_write: queue → request (tenant split, RW 2.0 or 1.0, snappy)
-//!                                    → POST, retry, backoff; disk buffer when the receiver lags
+//!                      remote_write: queue → shard → request (tenant split, RW 2.0 or 1.0:
+//!                                    records copied or interned, snappy) → POST, retry,
+//!                                    backoff; disk buffer when the receiver lags
 //!                      (no remote_write configured: printed to stdout as exposition text)
 //! ```
 //!
@@ -27,18 +29,22 @@
 //!
 //! # Tasks
 //!
-//! Only [`app`] spawns long-lived tasks: one discovery task per job with file SD, one manager per
-//! job ([`scrape::run_job`]), one scrape loop per target, one fan-out task, the remote-write
-//! sender tasks of each endpoint, and the web server ([`admin`]).
+//! [`app`] spawns the long-lived tasks it owns: the fan-out, one manager per job
+//! ([`scrape::run_job`]), the budget sampler and the web server ([`admin`]). The stages spawn
+//! their own: a job's manager spawns a scrape loop per target, [`discovery`] its watch tasks,
+//! and each remote-write endpoint its shard, resharding and replay tasks.
 //!
 //! # Memory bounds
 //!
-//! - Scrape bodies: `body_size_limit` per target (after gzip decoding), buffers reused.
-//! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; scrape loops wait when it is full.
-//! - Remote write: `queue_config.capacity` samples per endpoint; the fan-out waits when full.
-//! - Series cache: per target, entries unused for two scrapes are freed, with the interned label
-//!   sets and strings only they used (and each set's cached remote-write label fields).
-//!   `tests/pipeline_alloc.rs` checks that churn does not grow the heap.
+//! - Per target: 16 bytes per series in its table and its compressed last series set (a few
+//!   bytes per series); no label text per series (`tests/pipeline_alloc.rs`: ≤ 48 B per series,
+//!   steady and under churn). Entries unused for two scrapes are evicted.
+//! - Scrape bodies: `body_size_limit` per target (after gzip decoding); body buffers come from a
+//!   process-wide pool of at most 16.
+//! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; a scrape loop reserves its place
+//!   before scraping, so waiting loops hold nothing.
+//! - Remote write: `queue_config.capacity` samples per endpoint (their records, ~100–300 bytes
+//!   each); the fan-out waits when full.
 //! - Overall: `--memory.limit` (default: 90 % of the cgroup limit) skips scrapes while resident
 //!   memory is above 90 % of it.
 //!
@@ -56,21 +62,24 @@
 //!
 //! None: `unsafe_code` is denied crate-wide.
 
-pub mod admin;
-pub mod app;
-pub mod budget;
+// Control plane.
 pub mod config;
 pub mod discovery;
+pub mod relabel;
+// Data plane, in the order a page goes through it.
+pub mod batch;
 pub mod encode;
 pub mod fetch;
-pub mod http_client;
 pub mod labels;
 pub mod parse;
 pub mod prompb;
-pub mod relabel;
 pub mod remote_write;
-pub mod ring;
 pub mod scrape;
+// Around it.
+pub mod admin;
+pub mod app;
+pub mod budget;
+pub mod http_client;
 pub mod staleness;
 pub mod telemetry;
 

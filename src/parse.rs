@@ -33,7 +33,7 @@ mod number;
 mod parser;
 mod validate;
 
-pub use lex::Labels;
+pub use lex::{Labels, RawLabel, unescape_label_into};
 pub use parser::Parser;
 pub use validate::validate_openmetrics;
 
@@ -167,6 +167,13 @@ impl<'a> Sample<'a> {
     #[inline]
     pub fn name(&self) -> Cow<'a, str> {
         if self.name_escaped != 0 { lex::unescape_label(self.name) } else { Cow::Borrowed(self.name) }
+    }
+
+    /// The metric name as written (inside the quotes for a quoted name), and whether it needs
+    /// unescaping ([`unescape_label_into`]).
+    #[inline]
+    pub fn raw_name(&self) -> (&'a str, bool) {
+        (self.name, self.name_escaped != 0)
     }
 
     /// The labels in the order written, without the metric name. Values are unescaped only

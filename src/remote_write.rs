@@ -63,11 +63,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
+use crate::batch::Batch;
 use crate::config::common::{Authorization, BasicAuth, Duration, HttpClientConfig, Secret, TlsConfig};
 use crate::http_client;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
-use crate::ring::Batch;
 
 /// Header names remote write reserves; configured `headers` may not set them (any case).
 pub mod header {

@@ -2,7 +2,7 @@
 //! restart.
 //!
 //! What this is: one small file per target (`<storage.path>/staleness/<16 hex digits>.series`,
-//! named from a hash of the job, the target's labels and URL) holding the label sets the last
+//! named from a hash of the job, the target's labels and URL) holding the records the last
 //! scrape sent, rewritten by the scrape loop whenever that set changes, and read back when the
 //! target's loop starts. The loop then stale-marks, at its first scrape, every remembered series
 //! the page no longer has: a series that vanished while trawl was down ends as it would have
@@ -12,18 +12,24 @@
 //!
 //! # Format and durability
 //!
-//! `"TRWLSER1" | count: u32 | count × (labels: u16 | labels × (name len: u32 | name | value len:
-//! u32 | value)) | crc32 of everything before: u32`, all little endian. Written to a temporary
-//! file and renamed over the old one, so a reader sees the old set or the new one, never half;
-//! not fsynced (a power loss can bring back an older set: extra markers for series that are
-//! already stale, harmless). A file that fails any check is ignored with an ERROR log.
+//! `"TRWLSER2" | the target's compressed last series set ([`LastSeries::to_bytes`]: count, raw
+//! length, a deflate stream of records) | crc32 of everything before: u32`, little endian. The
+//! first format, `"TRWLSER1"` (label sets, written before trawl kept records), is still read,
+//! with the external labels of this run merged in. Written to a temporary file and renamed over
+//! the old one, so a reader sees the old set or the new one, never half; not fsynced (a power
+//! loss can bring back an older set: extra markers for series that are already stale,
+//! harmless). A file that fails any check is ignored with an ERROR log. The file is read and
+//! written by the scrape loop: a few KB, once per change of a target's series set.
 
 use std::path::{Path, PathBuf};
 
 use crate::labels::Labels;
+use crate::scrape::LastSeries;
 
 /// File magic and format version.
-const MAGIC: &[u8; 8] = b"TRWLSER1";
+const MAGIC: &[u8; 8] = b"TRWLSER2";
+/// The first format's magic: label sets.
+const MAGIC_V1: &[u8; 8] = b"TRWLSER1";
 /// Most bytes read from one file (64 MiB): far above a real target (a 10 000-series page with
 /// 10 labels of 30 bytes is 3 MB) and small enough to read in one go.
 const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -68,20 +74,11 @@ impl Store {
 }
 
 /// Writes `series` to `path` atomically.
-pub fn save<'a>(path: &Path, series: impl ExactSizeIterator<Item = &'a Labels>) -> Result<(), Error> {
+pub fn save(path: &Path, series: &LastSeries) -> Result<(), Error> {
     let err = |source| Error { path: path.to_owned(), source };
-    let mut buf = Vec::with_capacity(4096);
+    let mut buf = Vec::with_capacity(16 + series.heap_bytes());
     buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&(series.len() as u32).to_le_bytes());
-    for labels in series {
-        buf.extend_from_slice(&(labels.len() as u16).to_le_bytes());
-        for l in labels.iter() {
-            for s in [&l.name, &l.value] {
-                buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                buf.extend_from_slice(s.as_bytes());
-            }
-        }
-    }
+    buf.extend_from_slice(&series.to_bytes());
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());
     let tmp = path.with_extension("tmp");
@@ -89,8 +86,9 @@ pub fn save<'a>(path: &Path, series: impl ExactSizeIterator<Item = &'a Labels>) 
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// Reads what [`save`] wrote; `None` when there is no file or it is damaged (logged).
-pub fn load(path: &Path) -> Option<Vec<Labels>> {
+/// Reads what [`save`] wrote; `None` when there is no file or it is damaged (logged). A file in
+/// the first format gets `external` merged into its label sets.
+pub fn load(path: &Path, external: &Labels) -> Option<LastSeries> {
     use std::io::Read as _;
     let mut buf = Vec::new();
     let read = std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf));
@@ -102,7 +100,7 @@ pub fn load(path: &Path) -> Option<Vec<Labels>> {
             return None;
         }
     }
-    let decoded = decode(&buf);
+    let decoded = decode(&buf, external);
     if decoded.is_none() {
         tracing::error!(path = %path.display(), "A target's last-series file is damaged; ignoring it.");
     }
@@ -114,7 +112,7 @@ pub fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-fn decode(buf: &[u8]) -> Option<Vec<Labels>> {
+fn decode(buf: &[u8], external: &Labels) -> Option<LastSeries> {
     if buf.len() as u64 > MAX_FILE_BYTES {
         return None;
     }
@@ -122,7 +120,24 @@ fn decode(buf: &[u8]) -> Option<Vec<Labels>> {
     if crc32fast::hash(body).to_le_bytes() != crc {
         return None;
     }
-    let mut r = Reader(body.strip_prefix(MAGIC.as_slice())?);
+    if let Some(rest) = body.strip_prefix(MAGIC.as_slice()) {
+        return LastSeries::from_bytes(rest).ok();
+    }
+    let sets = decode_v1(body.strip_prefix(MAGIC_V1.as_slice())?)?;
+    let records: Vec<Vec<u8>> = sets
+        .iter()
+        .map(|l| {
+            let mut r = Vec::new();
+            crate::batch::write_merged(l, external, &mut r);
+            r
+        })
+        .collect();
+    Some(LastSeries::encode(records.iter().map(Vec::as_slice)))
+}
+
+/// The label sets of a first-format file (after its magic).
+fn decode_v1(body: &[u8]) -> Option<Vec<Labels>> {
+    let mut r = Reader(body);
     let count = r.u32()?;
     // Each series takes at least 2 bytes: a count that cannot fit is damage.
     let mut out = Vec::with_capacity((count as usize).min(r.0.len() / 2));
@@ -164,6 +179,24 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    fn sets_to_last(sets: &[Labels]) -> LastSeries {
+        let recs: Vec<Vec<u8>> = sets
+            .iter()
+            .map(|l| {
+                let mut r = Vec::new();
+                crate::batch::write_labels(l, &mut r);
+                r
+            })
+            .collect();
+        LastSeries::encode(recs.iter().map(Vec::as_slice))
+    }
+
+    fn decoded(last: &LastSeries) -> Vec<Labels> {
+        let mut out = Vec::new();
+        last.for_each(|r| out.push(crate::batch::decode_labels(r).unwrap())).unwrap();
+        out
+    }
+
     #[test]
     fn round_trip_and_damage() {
         let dir = tempfile::tempdir().unwrap();
@@ -171,16 +204,15 @@ mod tests {
         let target = Labels::from_pairs([("job", "j"), ("instance", "h:1")]);
         let path = store.path("j", &target, "http://h:1/metrics");
         assert_ne!(path, store.path("j", &target, "http://h:2/metrics"), "URL is part of the key");
-        assert_eq!(load(&path), None, "no file yet");
+        assert_eq!(load(&path, &Labels::new()), None, "no file yet");
         let series = [
             Labels::from_pairs([("__name__", "a"), ("job", "j")]),
             Labels::from_pairs([("__name__", "b"), ("x", "")]),
             Labels::new(),
         ];
-        save(&path, series.iter()).unwrap();
-        let got = load(&path).unwrap();
-        assert_eq!(got.len(), 3);
-        assert_eq!(got[0], series[0]);
+        save(&path, &sets_to_last(&series)).unwrap();
+        let got = decoded(&load(&path, &Labels::new()).unwrap());
+        assert_eq!(got, series.to_vec(), "the sets come back in order");
         assert_eq!(got[1].get("__name__"), Some("b"));
 
         let clean = std::fs::read(&path).unwrap();
@@ -201,7 +233,28 @@ mod tests {
         ];
         for (bytes, why) in cases {
             std::fs::write(&path, bytes).unwrap();
-            assert_eq!(load(&path), None, "{why}");
+            assert_eq!(load(&path, &Labels::new()), None, "{why}");
         }
+    }
+
+    #[test]
+    fn first_format_files_are_read_with_external_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.series");
+        // A file as trawl wrote it before records: magic, count, per set (labels, then name
+        // and value with u32 lengths), CRC.
+        let mut buf = MAGIC_V1.to_vec();
+        buf.extend_from_slice(&1u32.to_le_bytes());
+        buf.extend_from_slice(&2u16.to_le_bytes());
+        for s in ["__name__", "gone", "job", "j"] {
+            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            buf.extend_from_slice(s.as_bytes());
+        }
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, buf).unwrap();
+        let external = Labels::from_pairs([("cluster", "c"), ("job", "ext")]);
+        let got = decoded(&load(&path, &external).unwrap());
+        assert_eq!(got, [Labels::from_pairs([("__name__", "gone"), ("cluster", "c"), ("job", "j")])]);
     }
 }

@@ -32,6 +32,8 @@ pub struct JobMetrics {
     pub targets_dropped: AtomicI64,
     /// Scrapes skipped because memory was over `--memory.limit`'s budget.
     pub scrapes_skipped_memory: AtomicU64,
+    /// OpenMetrics `_created` lines that matched no metric point before them (ignored).
+    pub created_lines_unmatched: AtomicU64,
 }
 
 /// Everything trawl counts about itself.
@@ -62,7 +64,7 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         type Field = fn(&JobMetrics) -> i64;
-        let per_job: [(&str, &str, &str, Field); 9] = [
+        let per_job: [(&str, &str, &str, Field); 10] = [
             ("trawl_scrapes_total", "counter", "Scrapes attempted.", |m| m.scrapes.load(Relaxed) as i64),
             ("trawl_scrape_failures_total", "counter", "Scrapes that failed (up=0).", |m| {
                 m.scrape_failures.load(Relaxed) as i64
@@ -86,6 +88,12 @@ impl Metrics {
             ("trawl_targets_dropped", "gauge", "Discovered targets dropped by relabeling.", |m| {
                 m.targets_dropped.load(Relaxed)
             }),
+            (
+                "trawl_created_lines_unmatched_total",
+                "counter",
+                "OpenMetrics _created lines that matched no metric point before them (ignored).",
+                |m| m.created_lines_unmatched.load(Relaxed) as i64,
+            ),
         ];
         for (name, kind, help, get) in per_job {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rw_receiver::{Received, Receiver, Reply};
+use trawl::batch::{Batch, STALE_NAN_BITS, Sample};
 use trawl::config::common::Duration as PromDuration;
 use trawl::labels::Labels;
 use trawl::remote_write::{Endpoint, RemoteWriteConfig};
-use trawl::ring::{Batch, STALE_NAN_BITS, Sample};
 
 /// Longest any wait in these tests polls for; only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(20);

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use rw2_receiver::{Mode, Receiver};
 use support::{Prometheus, TestTarget, Trawl, eventually, metric_sum};
+use trawl::batch::Sample;
 use trawl::config::common::Duration as PromDuration;
 use trawl::labels::Labels;
 use trawl::remote_write::{Endpoint, RemoteWriteConfig, TenantConfig};
-use trawl::ring::Sample;
 
 const WAIT: Duration = Duration::from_secs(30);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

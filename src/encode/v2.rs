@@ -2,19 +2,17 @@
 //!
 //! What this is: the 2.0 counterpart of [`super::Encoder`], writing protobuf bytes straight from a
 //! [`Batch`] into reused buffers: the symbols table (interned per request, `""` first as the spec
-//! requires, so a `*_ref` of 0 means "none"), one `TimeSeries` per distinct series with its label
-//! refs (name/value pairs, sorted by name), samples in arrival order, metadata (type, HELP, UNIT
-//! refs) and exemplars. What this is not: histograms (trawl sends none) or created timestamps
-//! (the scrape path does not keep `_created` yet); [`crate::prompb::v2`] is the decode oracle.
+//! requires, so a `*_ref` of 0 means "none"), one `TimeSeries` per sample with its label refs
+//! (name/value pairs read back out of the sample's record, sorted by name), its metadata (type,
+//! HELP, UNIT refs), exemplars and created timestamp. What this is not: histograms (trawl sends
+//! none yet); [`crate::prompb::v2`] is the decode oracle.
 //!
 //! # Algorithm
 //!
 //! ```text
-//! group:    as for 1.0 (series by label value, samples linked in order)
-//! intern:   for each series: labels (series ∪ external) → refs into a flat buffer;
-//!           its first sample's metadata → (type, help ref, unit ref)
-//!           for each exemplar: its labels → refs, filed under its sample's series
-//! write:    symbols (field 4), then per series (field 5): lengths first, then the bytes
+//! intern:   for each sample: its record's names and values → refs into a flat buffer;
+//!           each metadata run once → (type, help ref, unit ref); each exemplar's labels → refs
+//! write:    symbols (field 4), then per sample (field 5): lengths first, then the bytes
 //! snappy:   as for 1.0
 //! ```
 //!
@@ -27,10 +25,9 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::{DOUBLE_LEN_BYTES, EncodeError, Grouping, KEY_LEN_BYTES, NONE, merged, nested_len};
-use crate::labels::Labels;
+use super::{DOUBLE_LEN_BYTES, EncodeError, KEY_LEN_BYTES, nested_len};
+use crate::batch::{self, Batch, Metadata};
 use crate::parse::MetricType;
-use crate::ring::{Batch, Metadata};
 
 /// Field numbers of `io.prometheus.write.v2.Request` and the messages inside it
 /// (`prompb/io/prometheus/write/v2/types.proto`).
@@ -86,7 +83,7 @@ impl Symbols {
         self.table.clear();
         self.entries.clear();
         self.bytes.clear();
-        self.intern("");
+        self.intern(b"");
     }
 
     /// Where symbol `i` is in the arena.
@@ -100,14 +97,14 @@ impl Symbols {
         &self.bytes[Self::span(&self.entries, i)]
     }
 
-    fn intern(&mut self, s: &str) -> u32 {
-        let hash = self.hasher.hash_one(s.as_bytes());
+    fn intern(&mut self, s: &[u8]) -> u32 {
+        let hash = self.hasher.hash_one(s);
         let (entries, bytes) = (&self.entries, &self.bytes);
-        if let Some(&i) = self.table.find(hash, |&i| &bytes[Self::span(entries, i)] == s.as_bytes()) {
+        if let Some(&i) = self.table.find(hash, |&i| &bytes[Self::span(entries, i)] == s) {
             return i;
         }
         let i = self.entries.len() as u32;
-        self.bytes.extend_from_slice(s.as_bytes());
+        self.bytes.extend_from_slice(s);
         self.entries.push((hash, self.bytes.len()));
         let entries = &self.entries;
         self.table.insert_unique(hash, i, |&j| entries[j as usize].0);
@@ -119,18 +116,9 @@ impl Symbols {
     }
 }
 
-/// Per series: where its label refs are, and its metadata refs.
-#[derive(Clone, Copy, Debug)]
-struct SeriesRefs {
-    labels: (u32, u32),
-    /// `(type, help ref, unit ref)`.
-    metadata: Option<(i32, u32, u32)>,
-}
-
-/// One exemplar, filed under its series.
+/// One exemplar's label refs.
 #[derive(Clone, Copy, Debug)]
 struct ExemplarRefs {
-    slot: u32,
     /// Index into the batch's exemplars.
     index: u32,
     labels: (u32, u32),
@@ -139,53 +127,53 @@ struct ExemplarRefs {
 /// Encodes batches into remote-write 2.0 bodies, reusing its buffers between calls. One per
 /// sender shard; not shared.
 pub struct Encoder {
-    external: Arc<Labels>,
-    groups: Grouping,
     symbols: Symbols,
-    /// Label refs of every series and exemplar, back to back.
+    /// Label refs of every sample and exemplar, back to back.
     refs: Vec<u32>,
-    series: Vec<SeriesRefs>,
+    /// Per sample: its range in `refs`.
+    labels: Vec<(u32, u32)>,
+    /// Per metadata run: `(type, help ref, unit ref)`, `None` for a run without metadata.
+    runs: Vec<Option<(i32, u32, u32)>>,
     exemplars: Vec<ExemplarRefs>,
-    /// The series slot of each sample (filled only when there are exemplars).
-    slot_of: Vec<u32>,
-    /// The created timestamp of each sample, 0 for none (filled only when there are any).
-    created_of: Vec<i64>,
     proto: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
+    highest_timestamp_ms: i64,
 }
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("v2::Encoder")
-            .field("external", &self.external)
-            .field("proto_capacity", &self.proto.capacity())
-            .finish_non_exhaustive()
+        f.debug_struct("v2::Encoder").field("proto_capacity", &self.proto.capacity()).finish_non_exhaustive()
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Encoder {
-    /// An encoder that merges `external` labels into every series (series labels win on a clash).
-    pub fn new(external: Arc<Labels>) -> Self {
+    /// An encoder with empty buffers.
+    pub fn new() -> Self {
         Encoder {
-            external,
-            groups: Grouping::default(),
             symbols: Symbols::default(),
             refs: Vec::new(),
-            series: Vec::new(),
+            labels: Vec::new(),
+            runs: Vec::new(),
             exemplars: Vec::new(),
-            slot_of: Vec::new(),
-            created_of: Vec::new(),
             proto: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
+            highest_timestamp_ms: i64::MIN,
         }
     }
 
     /// Encodes `batch` into one `Request` and returns the snappy-compressed body, valid until
     /// the next call.
     pub fn encode(&mut self, batch: &Batch) -> Result<&[u8], EncodeError> {
-        self.encode_proto(batch)?;
+        self.intern(batch);
+        self.write(batch);
         super::compress(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 
@@ -196,7 +184,7 @@ impl Encoder {
 
     /// The highest sample timestamp of the last encode, in ms (`i64::MIN` if it was empty).
     pub fn highest_timestamp_ms(&self) -> i64 {
-        self.groups.highest_timestamp_ms
+        self.highest_timestamp_ms
     }
 
     /// Exemplars in the last encode.
@@ -204,79 +192,46 @@ impl Encoder {
         self.exemplars.len()
     }
 
-    fn encode_proto(&mut self, batch: &Batch) -> Result<(), EncodeError> {
-        let samples = &batch.samples;
-        if samples.len() >= NONE as usize {
-            return Err(EncodeError::TooManySamples(samples.len()));
-        }
-        self.groups.group(samples);
-        self.intern(batch);
-        self.write(batch);
-        Ok(())
-    }
-
-    /// Fills the symbols, `refs`, `series` and `exemplars`.
+    /// Fills the symbols, `refs`, `labels`, `runs` and `exemplars`.
     fn intern(&mut self, batch: &Batch) {
-        let samples = &batch.samples;
         self.symbols.reset();
         self.refs.clear();
-        self.series.clear();
+        self.labels.clear();
+        self.runs.clear();
         self.exemplars.clear();
-        // Slots are created in order of first appearance, so their first samples increase and
-        // one pass over the metadata runs finds each series' metadata.
-        let mut metadata = batch.metadata_iter().enumerate();
-        for slot in &self.groups.series {
+        for rec in batch.recs() {
             let start = self.refs.len() as u32;
-            for l in merged(&samples[slot.first as usize].series, &self.external) {
-                self.refs.push(self.symbols.intern(&l.name));
-                self.refs.push(self.symbols.intern(&l.value));
+            // Records are written by this process, so they decode; a field that did not would
+            // end the sample's labels there.
+            for (name, value) in batch::fields(batch.record_of(rec)).map_while(Result::ok) {
+                self.refs.push(self.symbols.intern(name));
+                self.refs.push(self.symbols.intern(value));
             }
-            let labels = (start, self.refs.len() as u32);
-            let m: Option<&Arc<Metadata>> =
-                metadata.by_ref().find(|(i, _)| *i == slot.first as usize).and_then(|(_, m)| m);
-            let metadata =
-                m.map(|m| (metric_type(m.kind), self.symbols.intern(&m.help), self.symbols.intern(&m.unit)));
-            self.series.push(SeriesRefs { labels, metadata });
+            self.labels.push((start, self.refs.len() as u32));
         }
-        if batch.exemplars.is_empty() {
-            return;
+        for run in &batch.metadata {
+            let m: Option<&Arc<Metadata>> = run.metadata.as_ref();
+            let refs = m.map(|m| {
+                (
+                    metric_type(m.kind),
+                    self.symbols.intern(m.help.as_bytes()),
+                    self.symbols.intern(m.unit.as_bytes()),
+                )
+            });
+            self.runs.push(refs);
         }
-        self.slot_of.clear();
-        self.slot_of.resize(samples.len(), NONE);
-        for (slot, s) in self.groups.series.iter().enumerate() {
-            let mut i = s.first;
-            while i != NONE {
-                self.slot_of[i as usize] = slot as u32;
-                i = self.groups.next[i as usize];
-            }
-        }
-        for (index, (at, e)) in batch.exemplars.iter().enumerate() {
-            let Some(&slot) = self.slot_of.get(*at as usize) else { continue };
+        for (index, (_, e)) in batch.exemplars.iter().enumerate() {
             let start = self.refs.len() as u32;
             for l in e.labels.iter() {
-                self.refs.push(self.symbols.intern(&l.name));
-                self.refs.push(self.symbols.intern(&l.value));
+                self.refs.push(self.symbols.intern(l.name.as_bytes()));
+                self.refs.push(self.symbols.intern(l.value.as_bytes()));
             }
             let labels = (start, self.refs.len() as u32);
-            self.exemplars.push(ExemplarRefs { slot, index: index as u32, labels });
+            self.exemplars.push(ExemplarRefs { index: index as u32, labels });
         }
-        // Stable: a series' exemplars stay in sample order.
-        self.exemplars.sort_by_key(|e| e.slot);
     }
 
     fn write(&mut self, batch: &Batch) {
-        let samples = &batch.samples;
-        self.created_of.clear();
-        if !batch.created.is_empty() {
-            self.created_of.resize(samples.len(), 0);
-            for &(at, ms) in &batch.created {
-                if let Some(c) = self.created_of.get_mut(at as usize) {
-                    // 0 means "unset" on the wire; a real start at the epoch is sent as 1 ms.
-                    *c = if ms == 0 { 1 } else { ms };
-                }
-            }
-        }
-        let created_of = |i: u32| self.created_of.get(i as usize).copied().unwrap_or(0);
         let buf = &mut self.proto;
         buf.clear();
         for i in 0..self.symbols.len() {
@@ -285,56 +240,59 @@ impl Encoder {
             encode_varint(s.len() as u64, buf);
             buf.extend_from_slice(s);
         }
-        let mut exemplars = self.exemplars.iter().peekable();
-        for (slot_index, (slot, refs)) in self.groups.series.iter().zip(&self.series).enumerate() {
-            let labels = &self.refs[refs.labels.0 as usize..refs.labels.1 as usize];
-            // This series' exemplars are the next `mine` (sorted by slot).
-            let mine = exemplars.clone().take_while(|e| e.slot as usize == slot_index).count();
+        let mut highest = i64::MIN;
+        let (mut run, mut metadata) = (0, None);
+        let (mut exemplar, mut created) = (0, 0);
+        for (i, (rec, &(from, to))) in batch.recs().iter().zip(&self.labels).enumerate() {
+            highest = highest.max(rec.timestamp_ms);
+            while batch.metadata.get(run).is_some_and(|r| r.from as usize <= i) {
+                metadata = self.runs[run];
+                run += 1;
+            }
+            // 0 means "unset" on the wire; a real start at the epoch is sent as 1 ms.
+            let mut start_ms = 0;
+            while let Some(&(at, ms)) = batch.created.get(created).filter(|(at, _)| *at as usize <= i) {
+                if at as usize == i {
+                    start_ms = if ms == 0 { 1 } else { ms };
+                }
+                created += 1;
+            }
+            while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
+                exemplar += 1;
+            }
+            let mine = batch.exemplars[exemplar..].iter().take_while(|(at, _)| *at as usize == i).count();
+            let labels = &self.refs[from as usize..to as usize];
             // Lengths first.
-            let mut len = packed_len(labels);
-            // The series' created timestamp: its latest sample's (a counter reset moves it).
-            let mut created = 0;
-            let mut i = slot.first;
-            while i != NONE {
-                let st = created_of(i);
-                created = if st != 0 { st } else { created };
-                len += nested_len(sample_len(samples[i as usize].timestamp_ms, st));
-                i = self.groups.next[i as usize];
+            let sample = sample_len(rec.timestamp_ms, start_ms);
+            let mut len = packed_len(labels) + nested_len(sample);
+            if start_ms != 0 {
+                len += KEY_LEN_BYTES + encoded_len_varint(start_ms as u64);
             }
-            if created != 0 {
-                len += KEY_LEN_BYTES + encoded_len_varint(created as u64);
-            }
-            for e in exemplars.clone().take(mine) {
+            for e in &self.exemplars[exemplar..exemplar + mine] {
                 let ex = &batch.exemplars[e.index as usize].1;
                 len += nested_len(exemplar_len(
                     &self.refs[e.labels.0 as usize..e.labels.1 as usize],
                     ex.timestamp_ms,
                 ));
             }
-            if let Some(m) = refs.metadata {
+            if let Some(m) = metadata {
                 len += nested_len(metadata_len(m));
             }
             encode_key(field::REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
             encode_varint(len as u64, buf);
             write_packed(field::TIMESERIES_LABELS_REFS, labels, buf);
-            let mut i = slot.first;
-            while i != NONE {
-                let s = &samples[i as usize];
-                let st = created_of(i);
-                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-                encode_varint(sample_len(s.timestamp_ms, st) as u64, buf);
-                // Both fields always written, so -0.0 keeps its sign (as in 1.0).
-                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-                buf.extend_from_slice(&s.value.to_bits().to_le_bytes());
-                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(s.timestamp_ms as u64, buf);
-                if st != 0 {
-                    encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
-                    encode_varint(st as u64, buf);
-                }
-                i = self.groups.next[i as usize];
+            encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+            encode_varint(sample as u64, buf);
+            // Both fields always written, so -0.0 keeps its sign (as in 1.0).
+            encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+            buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
+            encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+            encode_varint(rec.timestamp_ms as u64, buf);
+            if start_ms != 0 {
+                encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(start_ms as u64, buf);
             }
-            for e in exemplars.by_ref().take(mine) {
+            for e in &self.exemplars[exemplar..exemplar + mine] {
                 let ex = &batch.exemplars[e.index as usize].1;
                 let refs = &self.refs[e.labels.0 as usize..e.labels.1 as usize];
                 encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
@@ -345,7 +303,8 @@ impl Encoder {
                 encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
                 encode_varint(ex.timestamp_ms as u64, buf);
             }
-            if let Some(m) = refs.metadata {
+            exemplar += mine;
+            if let Some(m) = metadata {
                 encode_key(field::TIMESERIES_METADATA, WireType::LengthDelimited, buf);
                 encode_varint(metadata_len(m) as u64, buf);
                 encode_key(field::METADATA_TYPE, WireType::Varint, buf);
@@ -358,11 +317,12 @@ impl Encoder {
             // Both places a receiver may read the start from: `Sample.start_timestamp` (the
             // spec since 2.0-rc.4, Prometheus 3.9+) above, and `TimeSeries.created_timestamp`
             // (Prometheus 3.0 to 3.8). Each side skips the field it does not know.
-            if created != 0 {
+            if start_ms != 0 {
                 encode_key(field::TIMESERIES_CREATED_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(created as u64, buf);
+                encode_varint(start_ms as u64, buf);
             }
         }
+        self.highest_timestamp_ms = highest;
     }
 }
 
@@ -409,8 +369,9 @@ fn metadata_len((kind, help, unit): (i32, u32, u32)) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::{Exemplar, STALE_NAN_BITS, Sample};
+    use crate::labels::Labels;
     use crate::prompb::v2 as pb;
-    use crate::ring::{Exemplar, STALE_NAN_BITS, Sample};
     use proptest::prelude::*;
 
     /// A request with its symbols resolved: per series (labels, metadata (type, help, unit),
@@ -454,8 +415,8 @@ mod tests {
     }
 
     /// The naive encoding: prost structs built the obvious way (a `Vec` searched linearly for
-    /// symbols and series), encoded by prost.
-    fn naive(batch: &Batch, external: &Labels) -> Vec<u8> {
+    /// symbols, one series per sample, labels decoded from the records), encoded by prost.
+    fn naive(batch: &Batch) -> Vec<u8> {
         use prost::Message as _;
         let mut symbols = vec![String::new()];
         let mut intern = |s: &str| match symbols.iter().position(|x| x == s) {
@@ -465,28 +426,16 @@ mod tests {
                 (symbols.len() - 1) as u32
             }
         };
-        let mut series: Vec<(Labels, pb::TimeSeries)> = Vec::new();
+        let mut series: Vec<pb::TimeSeries> = Vec::new();
         let metadata: Vec<_> = batch.metadata_iter().collect();
-        for (i, s) in batch.samples.iter().enumerate() {
-            let pos = match series.iter().position(|(l, _)| *l == *s.series) {
-                Some(p) => p,
-                None => {
-                    let merged = Labels::from_pairs(
-                        external.iter().chain(s.series.iter()).map(|l| (l.name.clone(), l.value.clone())),
-                    );
-                    let labels_refs =
-                        merged.iter().flat_map(|l| [intern(&l.name), intern(&l.value)]).collect();
-                    let metadata = metadata[i].map(|m| pb::Metadata {
-                        r#type: metric_type(m.kind),
-                        help_ref: intern(&m.help),
-                        unit_ref: intern(&m.unit),
-                    });
-                    let ts = pb::TimeSeries { labels_refs, metadata, ..Default::default() };
-                    series.push(((*s.series).clone(), ts));
-                    series.len() - 1
-                }
-            };
-            let ts = &mut series[pos].1;
+        for (i, s) in batch.iter().enumerate() {
+            let labels_refs = s.labels().iter().flat_map(|l| [intern(&l.name), intern(&l.value)]).collect();
+            let metadata = metadata[i].map(|m| pb::Metadata {
+                r#type: metric_type(m.kind),
+                help_ref: intern(&m.help),
+                unit_ref: intern(&m.unit),
+            });
+            let mut ts = pb::TimeSeries { labels_refs, metadata, ..Default::default() };
             // 0 is "unset" on the wire: a real start at the epoch goes as 1 ms.
             let start = match batch.created.iter().find(|(at, _)| *at as usize == i) {
                 Some(&(_, 0)) => 1,
@@ -494,15 +443,14 @@ mod tests {
                 None => 0,
             };
             ts.samples.push(pb::Sample { value: s.value, timestamp: s.timestamp_ms, start_timestamp: start });
-            if start != 0 {
-                ts.created_timestamp = start;
-            }
+            ts.created_timestamp = start;
             for (_, e) in batch.exemplars.iter().filter(|(at, _)| *at as usize == i) {
                 let labels_refs = e.labels.iter().flat_map(|l| [intern(&l.name), intern(&l.value)]).collect();
                 ts.exemplars.push(pb::Exemplar { labels_refs, value: e.value, timestamp: e.timestamp_ms });
             }
+            series.push(ts);
         }
-        pb::Request { symbols, timeseries: series.into_iter().map(|(_, ts)| ts).collect() }.encode_to_vec()
+        pb::Request { symbols, timeseries: series }.encode_to_vec()
     }
 
     fn decode(proto: &[u8]) -> pb::Request {
@@ -536,35 +484,34 @@ mod tests {
         batch.push(sample(&b, 1_000, 1.0));
         batch.push(sample(&a, 2_000, f64::from_bits(STALE_NAN_BITS)));
         let external = Arc::new(Labels::from_pairs([("cluster", "c")]));
-        let mut enc = Encoder::new(external.clone());
+        let batch = batch.with_external(&external);
+        let mut enc = Encoder::new();
         enc.encode(&batch).unwrap();
         assert_eq!(enc.exemplar_count(), 1);
         assert_eq!(enc.highest_timestamp_ms(), 2_000);
         let got = resolve(&decode(enc.proto()));
         let s =
             |p: &[(&str, &str)]| p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
-        assert_eq!(got.len(), 2, "two series");
+        assert_eq!(got.len(), 3, "one series per sample, as Prometheus sends them");
         assert_eq!(got[0].0, s(&[("__name__", "http_requests_total"), ("cluster", "c"), ("code", "200")]));
         assert_eq!(
             got[0].1,
             Some((1, "Requests.\nAll.".into(), String::new())),
             "counter with HELP, no UNIT"
         );
-        assert_eq!(
-            got[0].2,
-            [(5.0f64.to_bits(), 1_000, 500), (STALE_NAN_BITS, 2_000, 0)],
-            "in order, StaleNaN exact, the start timestamp on the sample that has one"
-        );
+        assert_eq!(got[0].2, [(5.0f64.to_bits(), 1_000, 500)], "the start timestamp on the sample");
+        assert_eq!(got[2].2, [(STALE_NAN_BITS, 2_000, 0)], "StaleNaN exact, in order");
+        assert_eq!(got[2].0, got[0].0, "the same series again");
         assert_eq!(got[0].4, 500, "and as the series' created timestamp (Prometheus 3.0 to 3.8)");
         assert_eq!(got[1].4, 0, "none for up");
         assert_eq!(got[0].3, [(s(&[("trace_id", "abc")]), 0.5f64.to_bits(), 999)]);
         assert_eq!(got[1].1, None, "no metadata for up");
-        assert_eq!(got, resolve(&decode(&naive(&batch, &external))), "agrees with the naive encoding");
+        assert_eq!(got, resolve(&decode(&naive(&batch))), "agrees with the naive encoding");
     }
 
     #[test]
     fn empty_batch_has_only_the_empty_symbol() {
-        let mut enc = Encoder::new(Arc::new(Labels::new()));
+        let mut enc = Encoder::new();
         enc.encode(&Batch::new()).unwrap();
         let req = decode(enc.proto());
         assert_eq!(req.symbols, [""]);
@@ -612,13 +559,13 @@ mod tests {
                     batch.push_exemplar(Exemplar { labels, value, timestamp_ms: t });
                 }
             }
-            let external = Arc::new(external);
-            let mut enc = Encoder::new(external.clone());
+            let batch = batch.with_external(&Arc::new(external));
+            let mut enc = Encoder::new();
             // Twice with one encoder: reused buffers must not leak state between requests.
             enc.encode(&batch.clone().take_front(batch.len() / 2)).unwrap();
             enc.encode(&batch).unwrap();
             let fast = resolve(&decode(enc.proto()));
-            let slow = resolve(&decode(&naive(&batch, &external)));
+            let slow = resolve(&decode(&naive(&batch)));
             prop_assert_eq!(fast, slow);
         }
     }

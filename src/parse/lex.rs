@@ -303,10 +303,24 @@ impl<'a> Labels<'a> {
     }
 }
 
-impl<'a> Iterator for Labels<'a> {
-    type Item = (Cow<'a, str>, Cow<'a, str>);
+/// One label as written between the braces: the name (inside the quotes for a quoted name) and
+/// the value (inside its quotes), each with whether it needs unescaping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawLabel<'a> {
+    /// The name as written.
+    pub name: &'a str,
+    /// The name is quoted and contains a backslash.
+    pub name_escaped: bool,
+    /// The value as written, without its quotes.
+    pub value: &'a str,
+    /// The value contains a backslash.
+    pub value_escaped: bool,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Labels<'a> {
+    /// The next label as written, without unescaping anything (so without allocating).
+    #[inline]
+    pub fn next_raw(&mut self) -> Option<RawLabel<'a>> {
         loop {
             let s = self.rest;
             let b = s.as_bytes();
@@ -318,16 +332,16 @@ impl<'a> Iterator for Labels<'a> {
                 self.rest = "";
                 return None;
             }
-            let (name, quoted_name) = if b[i] == b'"' {
-                let (end, _) = scan_quoted(b, i, true).ok()?;
+            let (name, quoted_name, name_escaped) = if b[i] == b'"' {
+                let (end, escaped) = scan_quoted(b, i, true).ok()?;
                 let name = s.get(i + 1..end - 1)?;
                 i = end;
-                (name, true)
+                (name, true, escaped)
             } else {
                 let end = scan_label_name(b, i);
                 let name = s.get(i..end)?;
                 i = end;
-                (name, false)
+                (name, false, false)
             };
             i = skip_blanks(b, i);
             if quoted_name && (i >= b.len() || b[i] == b',') {
@@ -344,14 +358,28 @@ impl<'a> Iterator for Labels<'a> {
                 self.rest = "";
                 return None;
             }
-            let (end, escaped) = scan_quoted(b, i, true).ok()?;
+            let (end, value_escaped) = scan_quoted(b, i, true).ok()?;
             let value = s.get(i + 1..end - 1)?;
             self.rest = s.get(end..)?;
-            let name = if quoted_name { unescape_label(name) } else { Cow::Borrowed(name) };
-            let value = if escaped { unescape_label(value) } else { Cow::Borrowed(value) };
-            return Some((name, value));
+            return Some(RawLabel { name, name_escaped, value, value_escaped });
         }
     }
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = (Cow<'a, str>, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let l = self.next_raw()?;
+        let name = if l.name_escaped { unescape_label(l.name) } else { Cow::Borrowed(l.name) };
+        let value = if l.value_escaped { unescape_label(l.value) } else { Cow::Borrowed(l.value) };
+        Some((name, value))
+    }
+}
+
+/// Appends `s` unescaped as a label value or quoted name (see [`unescape_label`]) to `out`.
+pub fn unescape_label_into(s: &str, out: &mut Vec<u8>) {
+    out.extend(unescaped_bytes(s.as_bytes()));
 }
 
 #[cfg(test)]

@@ -32,14 +32,14 @@ use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::disk::{self, DiskQueue, RecordMeta};
 use super::request::{self, Encoders};
 use super::retry::{Body, Outcome, Target};
+use crate::batch::{Batch, Keep};
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
-use crate::ring::Batch;
 
 /// How often the shard count is reconsidered (Prometheus: 10 s).
 const SHARD_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
@@ -51,9 +51,10 @@ const SHARD_TOLERANCE_FRACTION: f64 = 0.3;
 const BACKLOG_CATCHUP_FRACTION: f64 = 0.05;
 /// No downsharding while the newest sent sample is this far behind the newest received one.
 const MAX_DOWNSHARD_DELAY_SECS: f64 = 10.0;
-/// The relabel cache is swept of series nobody else holds when it reaches this many entries
-/// (or twice its size after the last sweep, whichever is larger).
-const RELABEL_CACHE_SWEEP_MIN_ENTRIES: usize = 1024;
+/// How long a generation of the write-relabel cache lasts: a series not sent for one to two of
+/// these is forgotten (and relabeled again if it comes back). Far above any scrape interval, so
+/// live series stay cached; short enough that a churning node does not pile up dead ones.
+const RELABEL_CACHE_GENERATION: Duration = Duration::from_secs(10 * 60);
 
 /// What a queue needs; built by [`super::Endpoint::start`] from a checked config.
 pub(crate) struct Settings {
@@ -148,7 +149,7 @@ impl ShardSet {
             let len = batch.len();
             return self.senders[0].send(batch).map_err(|_| len);
         }
-        let parts = batch.split_by(n, |s| shard_of(&s.series, n));
+        let parts = batch.split_by(n, |s| shard_of(s.record, n));
         let mut lost = 0;
         for (tx, part) in self.senders.iter().zip(parts) {
             if !part.is_empty() {
@@ -162,16 +163,10 @@ impl ShardSet {
     }
 }
 
-/// The shard of a series: xxh3 of its label bytes (stable across restarts and versions).
-fn shard_of(labels: &Labels, shards: usize) -> usize {
-    let mut h = Xxh3::new();
-    for l in labels {
-        h.update(l.name.as_bytes());
-        h.update(&[0xff]);
-        h.update(l.value.as_bytes());
-        h.update(&[0xff]);
-    }
-    (h.digest() % shards as u64) as usize
+/// The shard of a series: xxh3 of its record (its sorted labels, encoded), stable across
+/// restarts and versions.
+fn shard_of(record: &[u8], shards: usize) -> usize {
+    (xxh3_64(record) % shards as u64) as usize
 }
 
 /// An endpoint's queue: admission, shards and the resharding loop.
@@ -301,10 +296,7 @@ impl Drop for Queue {
 async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiver<Batch>) {
     let s = &shared.settings;
     let max = s.max_samples_per_send;
-    // Without rules the encoder merges the external labels on the fly; with rules they are merged
-    // before relabeling (so rules can match or drop them) and the result is final.
-    let mut encoder =
-        Encoders::new(if s.relabel.is_empty() { s.external.clone() } else { Arc::new(Labels::new()) });
+    let mut encoder = Encoders::new();
     let mut relabel = RelabelCache::default();
     let mut pending = Batch::new();
     // When the oldest pending sample must be sent by: set when `pending` becomes non-empty.
@@ -351,20 +343,17 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Moves admitted samples into `pending`, applying `write_relabel_configs`.
-fn accept(shared: &Shared, cache: &mut RelabelCache, mut chunk: Batch, pending: &mut Batch) {
+/// Moves admitted samples into `pending`: the external labels merged in (when the scrape loops
+/// did not already, e.g. a batch from before a reload changed them), then
+/// `write_relabel_configs` applied, as Prometheus does (rules see the external labels).
+fn accept(shared: &Shared, cache: &mut RelabelCache, chunk: Batch, pending: &mut Batch) {
+    let mut chunk = chunk.with_external(&shared.settings.external);
     let rules = &shared.settings.relabel;
     let dropped = if rules.is_empty() {
         0
     } else {
-        chunk.filter_map(|mut sample| match cache.get(&sample.series, &shared.settings.external, rules) {
-            Relabeled::Keep => Some(sample),
-            Relabeled::Replace(series) => {
-                sample.series = series;
-                Some(sample)
-            }
-            Relabeled::Drop => None,
-        })
+        let now = Instant::now();
+        chunk.retain_map(|sample| cache.get(sample.record, rules, now))
     };
     pending.append(chunk);
     if dropped > 0 {
@@ -382,7 +371,8 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, mut batch: Batch) -
     let mut too_old = 0;
     if !s.sample_age_limit.is_zero() {
         let oldest_ms = now_ms().saturating_sub(s.sample_age_limit.as_millis() as i64);
-        too_old = batch.filter_map(|sample| (sample.timestamp_ms >= oldest_ms).then_some(sample));
+        too_old =
+            batch.retain_map(|sample| if sample.timestamp_ms >= oldest_ms { Keep::Same } else { Keep::Drop });
     }
     if too_old > 0 {
         shared.metrics().samples_dropped_too_old_total.fetch_add(too_old as u64, Relaxed);
@@ -474,57 +464,52 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A series' fate under `write_relabel_configs`.
-#[derive(Clone, Debug)]
-enum Relabeled {
-    /// Unchanged.
-    Keep,
-    /// Sent with these labels instead.
-    Replace(Arc<Labels>),
-    /// Not sent.
-    Drop,
-}
-
-/// Relabel outcomes per series (external labels merged first, series labels winning, as
-/// Prometheus does), keyed by the address of the series' `Arc`. Each entry holds a `Weak` to
-/// it: that keeps the allocation, so the address cannot be reused while cached, without keeping
-/// the series alive (a strong clone here and the scrape loop's interner would each count the
-/// other as a user, and neither would ever free a series that is gone). Entries whose series
-/// is gone are swept when the cache grows.
+/// Relabel outcomes per series under `write_relabel_configs`, keyed by a hash of the series'
+/// record (its labels with the external ones merged in). Two generations of
+/// [`RELABEL_CACHE_GENERATION`] each: a lookup moves an entry from the old map into the current
+/// one, and at the end of a generation the old map (series not sent for a whole generation) is
+/// dropped. So the cache holds the series sent in the last one to two generations, however the
+/// node churns.
 #[derive(Default)]
 struct RelabelCache {
-    map: HashMap<usize, (std::sync::Weak<Labels>, Relabeled), foldhash::fast::RandomState>,
-    sweep_at: usize,
+    current: HashMap<u64, Keep, foldhash::fast::RandomState>,
+    old: HashMap<u64, Keep, foldhash::fast::RandomState>,
+    /// When the current generation started.
+    since: Option<Instant>,
 }
 
 impl RelabelCache {
-    fn get(&mut self, series: &Arc<Labels>, external: &Labels, rules: &[RelabelConfig]) -> Relabeled {
-        let key = Arc::as_ptr(series) as usize;
-        if let Some((_, r)) = self.map.get(&key) {
-            return r.clone();
+    fn get(&mut self, record: &[u8], rules: &[RelabelConfig], now: Instant) -> Keep {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= RELABEL_CACHE_GENERATION {
+            self.old = std::mem::take(&mut self.current);
+            self.since = Some(now);
         }
-        if self.map.len() >= self.sweep_at {
-            self.map.retain(|_, (orig, _)| orig.strong_count() > 0);
-            self.sweep_at = (self.map.len() * 2).max(RELABEL_CACHE_SWEEP_MIN_ENTRIES);
+        let key = xxh3_64(record);
+        if let Some(k) = self.current.get(&key) {
+            return k.clone();
         }
-        let mut labels = if external.is_empty() {
-            (**series).clone()
-        } else {
-            let mut merged = Labels::new();
-            for l in crate::encode::merged(series, external) {
-                merged.set(l.name.clone(), l.value.clone());
-            }
-            merged
+        let k = match self.old.remove(&key) {
+            Some(k) => k,
+            None => relabel_record(record, rules),
         };
-        let r = if !crate::relabel::process(rules, &mut labels) || labels.is_empty() {
-            Relabeled::Drop
-        } else if labels == **series {
-            Relabeled::Keep
-        } else {
-            Relabeled::Replace(Arc::new(labels))
-        };
-        self.map.insert(key, (Arc::downgrade(series), r.clone()));
-        r
+        self.current.insert(key, k.clone());
+        k
+    }
+}
+
+/// The fate of one series under `rules` (its record already holds the external labels).
+fn relabel_record(record: &[u8], rules: &[RelabelConfig]) -> Keep {
+    let Ok(original) = crate::batch::decode_labels(record) else { return Keep::Same };
+    let mut labels = original.clone();
+    if !crate::relabel::process(rules, &mut labels) || labels.is_empty() {
+        Keep::Drop
+    } else if labels == original {
+        Keep::Same
+    } else {
+        let mut out = Vec::new();
+        crate::batch::write_labels(&labels, &mut out);
+        Keep::Record(out)
     }
 }
 
@@ -647,21 +632,27 @@ async fn reshard(shared: &Arc<Shared>, router: &RwLock<ShardSet>, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Sample;
+    use crate::batch::Sample;
     use bytes::Bytes;
+
+    fn record(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::batch::write_labels(&Labels::from_pairs(pairs.iter().copied()), &mut out);
+        out
+    }
 
     #[test]
     fn shard_hash_is_stable_and_spreads() {
-        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let a = record(&[("__name__", "up"), ("job", "a")]);
         assert_eq!(shard_of(&a, 7), shard_of(&a.clone(), 7));
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..200 {
-            seen.insert(shard_of(&Labels::from_pairs([("i", i.to_string())]), 4));
+            seen.insert(shard_of(&record(&[("i", &i.to_string())]), 4));
         }
         assert_eq!(seen.len(), 4, "200 series use all 4 shards");
         // Label boundaries matter: {a="bc"} and {ab="c"} are different series.
-        let x = Labels::from_pairs([("a", "bc")]);
-        let y = Labels::from_pairs([("ab", "c")]);
+        let x = record(&[("a", "bc")]);
+        let y = record(&[("ab", "c")]);
         assert_ne!(
             (0..16).map(|n| shard_of(&x, n + 1)).collect::<Vec<_>>(),
             (0..16).map(|n| shard_of(&y, n + 1)).collect::<Vec<_>>()
@@ -794,27 +785,40 @@ mod tests {
 
     #[test]
     fn relabel_cache_holds_and_sweeps() {
+        let rules: Vec<RelabelConfig> = serde_saphyr::from_str(
+            "- {source_labels: [i], regex: '1.*', action: drop}\n- {target_label: seen, replacement: 'y'}\n",
+        )
+        .unwrap();
         let mut cache = RelabelCache::default();
-        let rules: Vec<RelabelConfig> = Vec::new();
-        let mut keep = Vec::new();
-        for i in 0..(RELABEL_CACHE_SWEEP_MIN_ENTRIES * 3) {
-            let s = Arc::new(Labels::from_pairs([("i", i.to_string())]));
-            assert!(matches!(cache.get(&s, &Labels::new(), &rules), Relabeled::Keep));
-            if i % 2 == 0 {
-                keep.push(s); // still scraped
+        let t0 = Instant::now();
+        for round in 0..2 {
+            for i in 0..3000 {
+                let r = record(&[("i", &i.to_string())]);
+                let got = cache.get(&r, &rules, t0);
+                let want = if i.to_string().starts_with('1') {
+                    Keep::Drop
+                } else {
+                    Keep::Record(record(&[("i", &i.to_string()), ("seen", "y")]))
+                };
+                assert_eq!(got, want, "round {round}, series {i}");
             }
         }
-        let external = Labels::from_pairs([("cluster", "c"), ("i", "ext")]);
-        let s = Arc::new(Labels::from_pairs([("i", "own")]));
-        let Relabeled::Replace(out) = cache.get(&s, &external, &rules) else {
-            panic!("external labels merged")
-        };
-        assert_eq!(out.get("cluster"), Some("c"));
-        assert_eq!(out.get("i"), Some("own"), "the series wins");
-        assert!(cache.map.len() < RELABEL_CACHE_SWEEP_MIN_ENTRIES * 3, "series nobody holds were swept");
-        for s in &keep[keep.len() - 10..] {
-            assert!(cache.map.contains_key(&(Arc::as_ptr(s) as usize)), "live series stay cached");
-            assert_eq!(Arc::strong_count(s), 1, "the cache does not keep a series alive");
+        // Churn: every 5 minutes 2,000 all-new series, for an hour. The cache holds what was
+        // sent in the last one or two generations, not every series ever seen.
+        for round in 0..12u64 {
+            let now = t0 + Duration::from_secs(300 * (round + 1));
+            for i in 0..2_000 {
+                cache.get(&record(&[("round", &round.to_string()), ("i", &i.to_string())]), &rules, now);
+            }
         }
+        let entries = cache.current.len() + cache.old.len();
+        assert!(
+            entries <= 2 * RELABEL_CACHE_GENERATION.as_secs() as usize / 300 * 2_000,
+            "bounded: {entries}"
+        );
+        assert!(entries < 12 * 2_000 / 2, "dead series were dropped: {entries}");
+        let none: Vec<RelabelConfig> =
+            serde_saphyr::from_str("- {source_labels: [x], regex: 'nomatch', action: drop}\n").unwrap();
+        assert_eq!(RelabelCache::default().get(&record(&[("i", "1")]), &none, t0), Keep::Same, "unchanged");
     }
 }

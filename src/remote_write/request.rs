@@ -17,7 +17,6 @@
 //! samples stay in order. Series without the label go to `tenant.default`, or are dropped and
 //! counted when there is none.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
@@ -26,21 +25,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::TenantConfig;
 use super::retry::{Body, Outcome, Proto, Target};
+use crate::batch::{self, Batch};
 use crate::encode::{self, EncodeError};
 use crate::labels::Labels;
-use crate::ring::Batch;
 
 /// A shard's encoders; the 2.0 one is built on first use.
 pub(crate) struct Encoders {
-    external: Arc<Labels>,
     v1: encode::Encoder,
     v2: Option<encode::v2::Encoder>,
 }
 
 impl Encoders {
-    /// Encoders merging `external` into every series.
-    pub(crate) fn new(external: Arc<Labels>) -> Self {
-        Encoders { v1: encode::Encoder::new(external.clone()), v2: None, external }
+    /// Encoders for batches whose records hold the external labels already.
+    pub(crate) fn new() -> Self {
+        Encoders { v1: encode::Encoder::new(), v2: None }
     }
 
     /// Sends `batch` as one request per tenant. `Cancelled` as soon as one request is;
@@ -64,7 +62,7 @@ impl Encoders {
         let Some(cfg) = &target.tenant else {
             return self.encode(target, &batch, proto, None).into_iter().collect();
         };
-        let (parts, tenants) = split_by_tenant(batch, cfg, &self.external);
+        let (parts, tenants) = split_by_tenant(batch, cfg);
         let mut out = Vec::with_capacity(parts.len());
         for (part, tenant) in parts.into_iter().zip(tenants) {
             if part.is_empty() {
@@ -91,7 +89,7 @@ impl Encoders {
         tenant: Option<HeaderValue>,
     ) -> Option<Body> {
         let result: Result<(Bytes, i64, usize), EncodeError> = match proto {
-            Proto::V1 => match self.v1.encode(&batch.samples) {
+            Proto::V1 => match self.v1.encode(batch) {
                 Ok(b) => {
                     let b = Bytes::copy_from_slice(b);
                     Ok((b, self.v1.highest_timestamp_ms(), 0))
@@ -99,7 +97,7 @@ impl Encoders {
                 Err(e) => Err(e),
             },
             Proto::V2 => {
-                let enc = self.v2.get_or_insert_with(|| encode::v2::Encoder::new(self.external.clone()));
+                let enc = self.v2.get_or_insert_with(encode::v2::Encoder::new);
                 match enc.encode(batch) {
                     Ok(b) => {
                         let b = Bytes::copy_from_slice(b);
@@ -161,21 +159,15 @@ fn to_v1(target: &Target, body: &Body) -> Option<Body> {
         }
     };
     let symbol = |i: u32| req.symbols.get(i as usize).map(String::as_str).unwrap_or_default();
-    let mut samples = Vec::with_capacity(body.samples);
+    // External labels are already in the 2.0 body.
+    let mut samples = Batch::with_capacity(body.samples, 0);
     for ts in &req.timeseries {
-        let labels = Arc::new(Labels::from_pairs(
-            ts.labels_refs.chunks_exact(2).map(|p| (symbol(p[0]), symbol(p[1]))),
-        ));
+        let labels = Labels::from_pairs(ts.labels_refs.chunks_exact(2).map(|p| (symbol(p[0]), symbol(p[1]))));
         for s in &ts.samples {
-            samples.push(crate::ring::Sample {
-                series: labels.clone(),
-                timestamp_ms: s.timestamp,
-                value: s.value,
-            });
+            samples.push_labels(&labels, s.timestamp, s.value);
         }
     }
-    // External labels are already in the 2.0 body.
-    let mut enc = encode::Encoder::new(Arc::new(Labels::new()));
+    let mut enc = encode::Encoder::new();
     match enc.encode(&samples) {
         Ok(bytes) => Some(Body {
             bytes: Bytes::copy_from_slice(bytes),
@@ -234,13 +226,8 @@ pub(crate) fn from_envelope(mut raw: Bytes, samples: usize, highest_ms: i64) -> 
 }
 
 /// Splits `batch` by tenant: the parts, and each part's `X-Scope-OrgID` (`None`: no tenant,
-/// to be dropped). The label is looked up in the series, then in `external` (the labels the
-/// encoder adds; empty when write relabeling already merged them).
-fn split_by_tenant(
-    batch: Batch,
-    cfg: &TenantConfig,
-    external: &Labels,
-) -> (Vec<Batch>, Vec<Option<HeaderValue>>) {
+/// to be dropped). The label is looked up in the series' record (external labels included).
+fn split_by_tenant(batch: Batch, cfg: &TenantConfig) -> (Vec<Batch>, Vec<Option<HeaderValue>>) {
     let mut names: Vec<String> = Vec::new();
     let mut headers: Vec<Option<HeaderValue>> = Vec::new();
     // Part of the samples whose tenant value is not a valid header value or is missing
@@ -248,7 +235,8 @@ fn split_by_tenant(
     let mut none: Option<usize> = None;
     let mut index: Vec<usize> = Vec::with_capacity(batch.len());
     for s in batch.iter() {
-        let value = s.series.get(&cfg.label).or_else(|| external.get(&cfg.label)).or(cfg.default.as_deref());
+        let found = batch::label_value(s.record, &cfg.label).and_then(|v| std::str::from_utf8(v).ok());
+        let value = found.or(cfg.default.as_deref());
         let part = match value {
             Some(v) => match names.iter().position(|n| n == v) {
                 Some(p) => p,
@@ -277,7 +265,8 @@ fn split_by_tenant(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Sample;
+    use crate::batch::Sample;
+    use std::sync::Arc;
 
     fn s(pairs: &[(&str, &str)], t: i64) -> Sample {
         Sample { series: Arc::new(Labels::from_pairs(pairs.iter().copied())), timestamp_ms: t, value: 0.0 }
@@ -322,7 +311,7 @@ mod tests {
             s(&[("namespace", "a")], 4),
         ]
         .into();
-        let (parts, tenants) = split_by_tenant(batch, &cfg, &Labels::new());
+        let (parts, tenants) = split_by_tenant(batch, &cfg);
         let got: Vec<(Option<&str>, Vec<i64>)> = parts
             .iter()
             .zip(&tenants)
@@ -349,11 +338,9 @@ mod tests {
         ];
         for (external, default, want, why) in cases {
             let cfg = TenantConfig { label: "namespace".into(), default: default.map(str::to_owned) };
-            let (_, tenants) = split_by_tenant(
-                vec![s(&[("x", "1")], 1)].into(),
-                &cfg,
-                &Labels::from_pairs(external.iter().copied()),
-            );
+            let batch = Batch::from(vec![s(&[("x", "1")], 1)])
+                .with_external(&Arc::new(Labels::from_pairs(external.iter().copied())));
+            let (_, tenants) = split_by_tenant(batch, &cfg);
             assert_eq!(tenants[0].as_ref().and_then(|t| t.to_str().ok()), *want, "{why}");
         }
     }

@@ -1,0 +1,297 @@
+//! The scrape loop of one target: its schedule, the request, the hand-off.
+//!
+//! What this is: the async shell around a [`Page`] processor. Every interval, at the target's
+//! fixed phase, it reserves a place in the hand-off (so a full pipeline holds back scrapes, not
+//! filled batches), fetches the page, lets the processor turn it into a batch, adds the report
+//! series and sends the batch on. It also keeps the target's last series set on disk with
+//! `--storage.path`, takes reload updates in place, and writes end-of-run stale markers when the
+//! target goes away. What this is not: per-sample work ([`super::page`]).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::page::{Counts, Page};
+use super::{Health, JobSettings, LoopUpdate, Output, ScrapeError, TargetStatus};
+use crate::batch::Batch;
+use crate::budget::MemoryBudget;
+use crate::fetch::{self, FetchError};
+use crate::http_client::Client;
+use crate::labels::Labels;
+use crate::parse;
+use crate::relabel::ScrapeTarget;
+use crate::telemetry::JobMetrics;
+
+/// The per-target state of a scrape loop.
+pub struct TargetLoop {
+    settings: Arc<JobSettings>,
+    target: ScrapeTarget,
+    client: Client,
+    out: Output,
+    status: Arc<Mutex<TargetStatus>>,
+    metrics: Arc<JobMetrics>,
+    page: Page,
+    /// New settings from a reload, if the loop is managed by [`super::run_job`].
+    updates: Option<watch::Receiver<LoopUpdate>>,
+    /// The memory budget: under pressure, scrapes are skipped.
+    budget: Option<Arc<MemoryBudget>>,
+    /// With `--storage.path`: where this target's last series set is kept (see
+    /// [`crate::staleness`]), and whether it must be saved after the next scrape.
+    persist: Option<(std::path::PathBuf, bool)>,
+}
+
+impl TargetLoop {
+    /// A loop for `target`, not yet running; its records carry `external` labels.
+    pub fn new(
+        settings: Arc<JobSettings>,
+        target: ScrapeTarget,
+        external: Arc<Labels>,
+        client: Client,
+        out: Output,
+        status: Arc<Mutex<TargetStatus>>,
+        metrics: Arc<JobMetrics>,
+    ) -> Self {
+        let page = Page::new(settings.clone(), target.labels.clone(), external);
+        TargetLoop {
+            settings,
+            target,
+            client,
+            out,
+            status,
+            metrics,
+            page,
+            updates: None,
+            budget: None,
+            persist: None,
+        }
+    }
+
+    /// Keeps the last series set in `path`, and stale-marks at the first scrape what a previous
+    /// run's last scrape had and this page does not.
+    pub fn remember_series(mut self, path: std::path::PathBuf) -> Self {
+        if let Some(last) = crate::staleness::load(&path, self.page.external()) {
+            self.page.remember(last);
+        }
+        // The first scrape always saves.
+        self.persist = Some((path, true));
+        self
+    }
+
+    /// After a scrape: saves the set when it changed (or on the first scrape).
+    fn persist_series(&mut self, changed: bool) {
+        let Some((path, first)) = &mut self.persist else { return };
+        if *first || changed {
+            *first = false;
+            if let Err(e) = crate::staleness::save(path, self.page.last()) {
+                tracing::warn!(target = %self.target.url, error = %e, "Cannot save the target's series for staleness after a restart.");
+            }
+        }
+    }
+
+    /// Makes the loop skip scrapes while `budget` is under pressure.
+    pub fn with_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Makes the loop take new settings from `updates` between scrapes.
+    pub fn with_updates(mut self, mut updates: watch::Receiver<LoopUpdate>) -> Self {
+        updates.mark_unchanged();
+        self.updates = Some(updates);
+        self
+    }
+
+    /// Waits for the next settings update; never returns if there is none to come.
+    async fn next_update(updates: &mut Option<watch::Receiver<LoopUpdate>>) -> LoopUpdate {
+        if let Some(rx) = updates {
+            if rx.changed().await.is_ok() {
+                return rx.borrow_and_update().clone();
+            }
+            *updates = None;
+        }
+        std::future::pending().await
+    }
+
+    /// Applies new settings (see [`Page::reconfigure`]).
+    fn reconfigure(&mut self, u: LoopUpdate) {
+        self.page.reconfigure(u.settings.clone(), &u.target.labels, &u.external);
+        self.settings = u.settings;
+        self.target = u.target;
+        self.client = u.client;
+    }
+
+    /// Scrapes until `stop` (target removed: write end-of-run stale markers) or `shutdown`
+    /// (process exit: no stale markers, as Prometheus).
+    pub async fn run(mut self, stop: CancellationToken, shutdown: CancellationToken) {
+        let mut interval = self.target.interval.get();
+        let mut ticker = self.ticker(interval);
+        let mut last_scrape: Option<SystemTime> = None;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                u = Self::next_update(&mut self.updates) => {
+                    self.reconfigure(u);
+                    if self.target.interval.get() != interval {
+                        interval = self.target.interval.get();
+                        ticker = self.ticker(interval);
+                    }
+                    continue;
+                }
+                _ = ticker.tick() => {}
+            }
+            if self.budget.as_ref().is_some_and(|b| b.under_pressure()) {
+                self.metrics.scrapes_skipped_memory.fetch_add(1, Relaxed);
+                continue;
+            }
+            // A place in the hand-off first: when the senders are behind, the scrape waits here
+            // holding nothing, instead of holding a filled batch.
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = self.out.clone().reserve_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let t = SystemTime::now();
+            last_scrape = Some(t);
+            let batch = self.scrape_once(t).await;
+            permit.send(batch);
+        }
+        if shutdown.is_cancelled() || last_scrape.is_none() {
+            return;
+        }
+        // End-of-run staleness, as Prometheus' `endOfRunStaleness`: wait for when the next scrape
+        // would have been (its time is the markers' timestamp), then one more interval plus 10 %
+        // so a re-created target (e.g. a relabel change) has written its samples first.
+        tokio::select! { _ = shutdown.cancelled() => return, _ = ticker.tick() => {} }
+        let stale_at = now_ms(SystemTime::now());
+        tokio::select! { _ = shutdown.cancelled() => return, _ = ticker.tick() => {} }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval / 10) => {}
+        }
+        let mut batch = Batch::new();
+        let n = self.page.end_of_run(stale_at, &mut batch);
+        self.metrics.stale_markers.fetch_add(n as u64, Relaxed);
+        if let Some((path, _)) = &self.persist {
+            crate::staleness::remove(path); // every series is stale-marked now
+        }
+        let _ = self.out.send(batch).await;
+    }
+
+    /// Ticks at the instants whose position in `interval` is the target's phase, starting with
+    /// the next one.
+    fn ticker(&self, interval: std::time::Duration) -> tokio::time::Interval {
+        let phase = offset(&self.target, interval);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ns = interval.as_nanos().max(1);
+        let wait = (phase.as_nanos() + ns - now.as_nanos() % ns) % ns;
+        let start = tokio::time::Instant::now() + std::time::Duration::from_nanos(wait as u64);
+        let mut ticker = tokio::time::interval_at(start, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    }
+
+    /// One scrape: returns the samples to send (page samples or stale markers, plus the report).
+    pub async fn scrape_once(&mut self, start: SystemTime) -> Batch {
+        let started = tokio::time::Instant::now();
+        let ts = now_ms(start);
+        let req = self.request();
+        let mut batch = Batch::new();
+        let result = match req {
+            Ok(req) => {
+                let mut bufs = fetch::Buffers::take();
+                let r = match fetch::fetch(&self.client, &req, &mut bufs).await {
+                    Ok(resp) => {
+                        self.metrics.bytes_scraped.fetch_add(resp.wire_bytes, Relaxed);
+                        let format = parse::format_from_content_type(resp.content_type.as_deref());
+                        self.page.process_page(&bufs.body, format, ts, &mut batch)
+                    }
+                    Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
+                };
+                bufs.give_back();
+                r
+            }
+            Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
+        };
+        let duration = started.elapsed().as_secs_f64();
+        let (counts, err) = match result {
+            Ok(c) => (c, None),
+            Err((e, c)) => {
+                // Discard the page; stale-mark everything the previous scrape sent.
+                let marked = self.page.fail(ts, &mut batch) as u64;
+                (Counts { series_changed: marked > 0, stale_markers: marked, ..c }, Some(e))
+            }
+        };
+        self.persist_series(counts.series_changed);
+        let up = if err.is_none() { 1.0 } else { 0.0 };
+        self.page.push_report(
+            &mut batch,
+            ts,
+            [up, duration, counts.scraped as f64, counts.post_relabel as f64, counts.added as f64],
+        );
+        let m = &self.metrics;
+        m.scrapes.fetch_add(1, Relaxed);
+        m.samples_scraped.fetch_add(counts.scraped, Relaxed);
+        m.samples_kept.fetch_add(counts.post_relabel, Relaxed);
+        m.stale_markers.fetch_add(counts.stale_markers, Relaxed);
+        m.created_lines_unmatched.fetch_add(counts.created_unmatched, Relaxed);
+        if err.is_some() {
+            m.scrape_failures.fetch_add(1, Relaxed);
+        }
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.health = if err.is_none() { Health::Up } else { Health::Down };
+        st.last_error = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        st.last_scrape = Some(start);
+        st.last_scrape_duration = duration;
+        if let Some(e) = &err {
+            tracing::debug!(job = %self.settings.job, target = %self.target.url, error = %e, "Scrape failed.");
+        }
+        batch
+    }
+
+    fn request(&self) -> Result<fetch::Request, FetchError> {
+        let uri: hyper::Uri =
+            self.target.url.parse().map_err(|_| FetchError::Url(self.target.url.clone()))?;
+        let auth = crate::http_client::auth_header(&self.settings.http)
+            .map_err(|e| FetchError::Http(e.to_string()))?;
+        Ok(fetch::Request {
+            uri,
+            accept: hyper::header::HeaderValue::from_static(parse::ACCEPT_HEADER),
+            gzip: self.settings.gzip,
+            timeout: self.target.timeout.get(),
+            body_limit: self.settings.body_size_limit,
+            auth,
+        })
+    }
+
+    /// The page processor (for tests).
+    #[doc(hidden)]
+    pub fn page_mut(&mut self) -> &mut Page {
+        &mut self.page
+    }
+}
+
+/// Milliseconds since the epoch of `t`.
+fn now_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The phase of a target within its interval: a stable hash of its identity, so targets of a
+/// job spread evenly over the interval and a restart keeps the same schedule (Prometheus'
+/// `Target.offset`).
+pub fn offset(target: &ScrapeTarget, interval: std::time::Duration) -> std::time::Duration {
+    let mut key = target.url.clone().into_bytes();
+    for l in target.labels.iter() {
+        key.extend_from_slice(l.name.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(l.value.as_bytes());
+        key.push(0xff);
+    }
+    let h = xxhash_rust::xxh3::xxh3_64(&key);
+    let ns = interval.as_nanos().max(1) as u64;
+    std::time::Duration::from_nanos(h % ns)
+}
