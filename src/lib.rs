@@ -67,21 +67,21 @@ pub mod config;
 pub mod discovery;
 pub mod relabel;
 // Data plane, in the order a page goes through it.
+pub mod scrape;
+pub mod fetch;
+pub mod parse;
+pub mod labels;
 pub mod batch;
 pub mod encode;
-pub mod fetch;
-pub mod labels;
-pub mod parse;
 pub mod prompb;
 pub mod remote_write;
-pub mod scrape;
 // Around it.
-pub mod admin;
-pub mod app;
+pub mod staleness;
 pub mod budget;
 pub mod http_client;
-pub mod staleness;
 pub mod telemetry;
+pub mod admin;
+pub mod app;
 
 /// The `User-Agent` trawl sends on scrapes and remote writes.
 pub const USER_AGENT: &str = concat!("trawl/", env!("CARGO_PKG_VERSION"));
