@@ -562,6 +562,10 @@ async fn fan_out(
             DebugOutput::Samples => {}
         }
         let n = current.endpoints.len();
+        if n == 0 {
+            batch.recycle();
+            continue;
+        }
         let mut batch = Some(batch);
         for (i, e) in current.endpoints.iter().enumerate() {
             let b =

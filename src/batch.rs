@@ -47,7 +47,7 @@
 
 use std::sync::Arc;
 
-use prost::encoding::{WireType, decode_varint, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
 use crate::labels::Labels;
 use crate::parse::MetricType;
@@ -109,17 +109,36 @@ fn label_message_len(name_len: usize, value_len: usize) -> usize {
     1 + encoded_len_varint(name_len as u64) + name_len + 1 + encoded_len_varint(value_len as u64) + value_len
 }
 
+/// Appends `v` as a protobuf varint. Lengths in records are nearly always below 128, one byte:
+/// this path inline, and prost's general one (an out-of-line call, ~5 % of trawl's CPU at 1M
+/// series when every varint went through it) for the rest.
+#[inline(always)]
+pub fn push_varint(v: u64, out: &mut Vec<u8>) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        encode_varint(v, out);
+    }
+}
+
+/// The key byte of a length-delimited field with a number below 16.
+const fn len_key(field: u32) -> u8 {
+    ((field << 3) | 2) as u8
+}
+
 /// Appends one label's field to a record. Labels must be written sorted by name, with unique
 /// names and non-empty values (remote write 1.0: "MUST be sorted", "MUST NOT have empty values").
 #[inline]
 pub fn write_label_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    encode_key(field::TIMESERIES_LABELS, WireType::LengthDelimited, out);
-    encode_varint(label_message_len(name.len(), value.len()) as u64, out);
-    encode_key(field::LABEL_NAME, WireType::LengthDelimited, out);
-    encode_varint(name.len() as u64, out);
+    const _: () = assert!(field::TIMESERIES_LABELS < 16 && field::LABEL_VALUE < 16);
+    out.reserve(label_field_len(name.len(), value.len()));
+    out.push(len_key(field::TIMESERIES_LABELS));
+    push_varint(label_message_len(name.len(), value.len()) as u64, out);
+    out.push(len_key(field::LABEL_NAME));
+    push_varint(name.len() as u64, out);
     out.extend_from_slice(name);
-    encode_key(field::LABEL_VALUE, WireType::LengthDelimited, out);
-    encode_varint(value.len() as u64, out);
+    out.push(len_key(field::LABEL_VALUE));
+    push_varint(value.len() as u64, out);
     out.extend_from_slice(value);
 }
 
@@ -540,11 +559,11 @@ impl Batch {
         let at = out.samples.len() as u32;
         let tracked = r.tracked();
         out.push_with(r.series, tracked, r.timestamp_ms, r.value, |b| b.extend_from_slice(record));
-        while let Some((_, e)) = self.exemplars.get(cursors.exemplar).filter(|(x, _)| *x as usize == i) {
-            out.exemplars.push((at, e.clone()));
+        while self.exemplars.get(cursors.exemplar).is_some_and(|(x, _)| (*x as usize) < i) {
             cursors.exemplar += 1;
         }
-        while self.exemplars.get(cursors.exemplar).is_some_and(|(x, _)| (*x as usize) < i) {
+        while let Some((_, e)) = self.exemplars.get(cursors.exemplar).filter(|(x, _)| *x as usize == i) {
+            out.exemplars.push((at, e.clone()));
             cursors.exemplar += 1;
         }
         while let Some(&(x, ms)) = self.created.get(cursors.created).filter(|(x, _)| *x as usize <= i) {
@@ -685,6 +704,111 @@ impl Batch {
         }
         self.external = Some(external.clone());
         self
+    }
+}
+
+/// Batches kept for reuse by [`Batch::take`]: a scrape's batch is a page's worth of records
+/// (~0.3–1 MB on a dense node's pages), and allocating it fresh per scrape cost page faults and
+/// reallocation copies (`clear_page` and `memmove` were ~15 % of trawl's CPU at 1M series before
+/// the pool, perf/README.md). A few batches are in flight at a time (scrape, fan-out, shard), so
+/// a few are kept.
+const POOL_BATCHES: usize = 8;
+/// A batch whose record buffer grew past this (2 MiB) is freed after use, not kept.
+const POOL_MAX_RECORD_BYTES: usize = 2 << 20;
+
+fn pool() -> &'static crossbeam_queue::ArrayQueue<Batch> {
+    static POOL: std::sync::OnceLock<crossbeam_queue::ArrayQueue<Batch>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| crossbeam_queue::ArrayQueue::new(POOL_BATCHES))
+}
+
+impl Batch {
+    /// An empty batch from the pool (or a new one), with room for `samples` samples and
+    /// `record_bytes` bytes of records.
+    pub fn take(samples: usize, record_bytes: usize) -> Batch {
+        let mut b = pool().pop().unwrap_or_default();
+        b.samples.reserve(samples);
+        b.bytes.reserve(record_bytes);
+        b
+    }
+
+    /// Gives the batch's buffers back to the pool (or frees them, if the pool is full or they
+    /// are very large).
+    pub fn recycle(mut self) {
+        if self.bytes.capacity() > POOL_MAX_RECORD_BYTES || self.bytes.capacity() == 0 {
+            return;
+        }
+        self.clear();
+        self.external = None;
+        let _ = pool().push(self);
+    }
+
+    /// Samples `range` of this batch.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Slice<'_> {
+        Slice { batch: self, range }
+    }
+
+    /// All samples of this batch.
+    pub fn whole(&self) -> Slice<'_> {
+        self.slice(0..self.len())
+    }
+
+    /// The samples of `slices` that `keep` keeps, copied into one batch with their metadata,
+    /// exemplars and created timestamps (all slices must hold the same external labels).
+    pub fn from_slices(slices: &[Slice<'_>], mut keep: impl FnMut(SampleRef<'_>) -> bool) -> Batch {
+        let n = slices.iter().map(|s| s.range.len()).sum();
+        let mut out =
+            Batch { external: slices.first().and_then(|s| s.batch.external.clone()), ..Batch::take(n, 0) };
+        for s in slices {
+            let mut cursors = Cursors::default();
+            for i in s.range.clone() {
+                if keep(s.batch.get(i)) {
+                    s.batch.copy_sample(i, s.batch.record(i), &mut cursors, &mut out);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A run of consecutive samples of one batch: what a request is assembled from, so a request
+/// that takes part of a scrape's batch copies nothing.
+#[derive(Clone, Debug)]
+pub struct Slice<'a> {
+    /// The batch.
+    pub batch: &'a Batch,
+    /// The samples, by index.
+    pub range: std::ops::Range<usize>,
+}
+
+impl<'a> Slice<'a> {
+    /// The samples' headers.
+    pub fn recs(&self) -> &'a [Rec] {
+        &self.batch.samples[self.range.clone()]
+    }
+
+    /// The samples.
+    pub fn iter(&self) -> impl Iterator<Item = SampleRef<'a>> + 'a {
+        let b = self.batch;
+        self.range.clone().map(move |i| b.get(i))
+    }
+
+    /// The metadata runs that cover the slice: the index of the first one to walk (the run
+    /// covering the slice's first sample, or the first run after it).
+    pub fn first_run(&self) -> usize {
+        let start = self.range.start as u32;
+        self.batch.metadata.partition_point(|r| r.from <= start).saturating_sub(1)
+    }
+
+    /// The index of the first exemplar at or after the slice's first sample.
+    pub fn first_exemplar(&self) -> usize {
+        let start = self.range.start as u32;
+        self.batch.exemplars.partition_point(|(i, _)| *i < start)
+    }
+
+    /// The index of the first created timestamp at or after the slice's first sample.
+    pub fn first_created(&self) -> usize {
+        let start = self.range.start as u32;
+        self.batch.created.partition_point(|(i, _)| *i < start)
     }
 }
 

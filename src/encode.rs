@@ -17,7 +17,7 @@
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Slice, push_varint};
 use crate::labels::{Label, Labels};
 
 pub mod v2;
@@ -85,7 +85,12 @@ impl Encoder {
     /// Encodes `batch` into one `WriteRequest` and returns the snappy-compressed body. The slice
     /// is valid until the next call.
     pub fn encode(&mut self, batch: &Batch) -> Result<&[u8], EncodeError> {
-        self.encode_proto(batch);
+        self.encode_slices(&[batch.whole()])
+    }
+
+    /// [`encode`](Self::encode) for the samples of `slices`, in order.
+    pub fn encode_slices(&mut self, slices: &[Slice<'_>]) -> Result<&[u8], EncodeError> {
+        self.encode_proto(slices);
         compress(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 
@@ -100,21 +105,21 @@ impl Encoder {
     }
 
     /// Writes the protobuf into `self.proto`.
-    fn encode_proto(&mut self, batch: &Batch) {
+    fn encode_proto(&mut self, slices: &[Slice<'_>]) {
         let buf = &mut self.proto;
         buf.clear();
-        // Records plus at most ~24 bytes of framing and point per sample.
-        buf.reserve(batch.record_bytes() + 24 * batch.len());
         let mut highest = i64::MIN;
-        for rec in batch.recs() {
+        for rec in slices.iter().flat_map(|s| s.recs().iter().map(move |r| (s.batch, r))) {
+            let (batch, rec) = rec;
             let record = batch.record_of(rec);
             highest = highest.max(rec.timestamp_ms);
             let sample = sample_len(rec.timestamp_ms);
+            buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
             encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
-            encode_varint((record.len() + nested_len(sample)) as u64, buf);
+            push_varint((record.len() + nested_len(sample)) as u64, buf);
             buf.extend_from_slice(record);
             encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-            encode_varint(sample as u64, buf);
+            push_varint(sample as u64, buf);
             // Both fields are always written, even at their defaults: prost would skip a
             // value of -0.0 (it equals 0.0) and lose its sign.
             encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
@@ -335,6 +340,12 @@ mod tests {
             let body = enc.encode(&batch).unwrap().to_vec();
             let got = decoded(&body);
             prop_assert_eq!(&got, &model(&samples, &external));
+            // A request assembled from slices of batches is byte for byte the same.
+            let whole = enc.proto().to_vec();
+            let (a, b) = (batch.clone().split_off(0), batch.clone());
+            let cut = picks.len() / 3;
+            enc.encode_slices(&[a.slice(0..cut), b.slice(cut..b.len())]).unwrap();
+            prop_assert_eq!(enc.proto(), &whole[..]);
             for (labels, _) in &got {
                 prop_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "sorted and unique");
             }

@@ -70,7 +70,7 @@ pub struct Buffers {
 static POOL: std::sync::Mutex<Vec<Buffers>> = std::sync::Mutex::new(Vec::new());
 /// More than this many scrapes in flight at once is rare on one node; beyond it, buffers are
 /// freed after use rather than kept.
-const POOL_MAX_BUFFERS: usize = 16;
+const POOL_MAX_BUFFERS: usize = 8;
 /// Buffers grown past this (a very large page) are freed after use, not kept for everyone.
 const POOL_MAX_BUFFER_BYTES: usize = 4 << 20;
 

@@ -30,12 +30,13 @@ pub type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnecto
 /// How long an idle pooled connection is kept (Go's `http.Transport` default is 90 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The most a connection's read buffer grows to, in bytes. hyper's default (~400 KiB) is kept
-/// by every idle pooled connection once a large page has been read through it, and a dense
-/// node holds one such connection per target: the cap took trawl's RSS at 400 targets from 825
-/// to 780 MiB, ~110 KiB per target (perf/README.md). 64 KiB still reads a 250 KB page in a
-/// handful of system calls.
-const READ_BUFFER_MAX_BYTES: usize = 64 * 1024;
+/// The most a connection's read buffer grows to, in bytes (hyper's minimum is 8 KiB). hyper's
+/// default (~400 KiB) is kept by every idle pooled connection once a large page has been read
+/// through it, and a dense node holds one such connection per target: a 64 KiB cap took trawl's
+/// RSS at 400 targets from 825 to 780 MiB, and 16 KiB saves another ~48 KiB per target
+/// (perf/README.md). The body is copied out frame by frame, so the buffer only has to hold a
+/// read: Go's HTTP client, Prometheus' scraper, reads through a 4 KiB buffer.
+const READ_BUFFER_MAX_BYTES: usize = 16 * 1024;
 /// Upper bound on a TCP connect; callers' own request timeouts are usually shorter.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -26,7 +26,7 @@ use hashbrown::HashTable;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::{DOUBLE_LEN_BYTES, EncodeError, KEY_LEN_BYTES, nested_len};
-use crate::batch::{self, Batch, Metadata};
+use crate::batch::{self, Batch, Metadata, Slice};
 use crate::parse::MetricType;
 
 /// Field numbers of `io.prometheus.write.v2.Request` and the messages inside it
@@ -172,8 +172,13 @@ impl Encoder {
     /// Encodes `batch` into one `Request` and returns the snappy-compressed body, valid until
     /// the next call.
     pub fn encode(&mut self, batch: &Batch) -> Result<&[u8], EncodeError> {
-        self.intern(batch);
-        self.write(batch);
+        self.encode_slices(&[batch.whole()])
+    }
+
+    /// [`encode`](Self::encode) for the samples of `slices`, in order.
+    pub fn encode_slices(&mut self, slices: &[Slice<'_>]) -> Result<&[u8], EncodeError> {
+        self.intern(slices);
+        self.write(slices);
         super::compress(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 
@@ -192,46 +197,54 @@ impl Encoder {
         self.exemplars.len()
     }
 
-    /// Fills the symbols, `refs`, `labels`, `runs` and `exemplars`.
-    fn intern(&mut self, batch: &Batch) {
+    /// Fills the symbols, `refs`, `labels`, `runs` and `exemplars`: per slice, the runs from
+    /// the one covering its first sample, and the exemplars of its samples, in order.
+    fn intern(&mut self, slices: &[Slice<'_>]) {
         self.symbols.reset();
         self.refs.clear();
         self.labels.clear();
         self.runs.clear();
         self.exemplars.clear();
-        for rec in batch.recs() {
-            let start = self.refs.len() as u32;
-            // Records are written by this process, so they decode; a field that did not would
-            // end the sample's labels there.
-            for (name, value) in batch::fields(batch.record_of(rec)).map_while(Result::ok) {
-                self.refs.push(self.symbols.intern(name));
-                self.refs.push(self.symbols.intern(value));
+        for s in slices {
+            let batch = s.batch;
+            for rec in s.recs() {
+                let start = self.refs.len() as u32;
+                // Records are written by this process, so they decode; a field that did not
+                // would end the sample's labels there.
+                for (name, value) in batch::fields(batch.record_of(rec)).map_while(Result::ok) {
+                    self.refs.push(self.symbols.intern(name));
+                    self.refs.push(self.symbols.intern(value));
+                }
+                self.labels.push((start, self.refs.len() as u32));
             }
-            self.labels.push((start, self.refs.len() as u32));
-        }
-        for run in &batch.metadata {
-            let m: Option<&Arc<Metadata>> = run.metadata.as_ref();
-            let refs = m.map(|m| {
-                (
-                    metric_type(m.kind),
-                    self.symbols.intern(m.help.as_bytes()),
-                    self.symbols.intern(m.unit.as_bytes()),
-                )
-            });
-            self.runs.push(refs);
-        }
-        for (index, (_, e)) in batch.exemplars.iter().enumerate() {
-            let start = self.refs.len() as u32;
-            for l in e.labels.iter() {
-                self.refs.push(self.symbols.intern(l.name.as_bytes()));
-                self.refs.push(self.symbols.intern(l.value.as_bytes()));
+            let end = s.range.end as u32;
+            for run in batch.metadata[s.first_run()..].iter().take_while(|r| r.from < end) {
+                let m: Option<&Arc<Metadata>> = run.metadata.as_ref();
+                let refs = m.map(|m| {
+                    let help = self.symbols.intern(m.help.as_bytes());
+                    (metric_type(m.kind), help, self.symbols.intern(m.unit.as_bytes()))
+                });
+                self.runs.push(refs);
             }
-            let labels = (start, self.refs.len() as u32);
-            self.exemplars.push(ExemplarRefs { index: index as u32, labels });
+            for (index, (_, e)) in batch
+                .exemplars
+                .iter()
+                .enumerate()
+                .skip(s.first_exemplar())
+                .take_while(|(_, (at, _))| *at < end)
+            {
+                let start = self.refs.len() as u32;
+                for l in e.labels.iter() {
+                    self.refs.push(self.symbols.intern(l.name.as_bytes()));
+                    self.refs.push(self.symbols.intern(l.value.as_bytes()));
+                }
+                let labels = (start, self.refs.len() as u32);
+                self.exemplars.push(ExemplarRefs { index: index as u32, labels });
+            }
         }
     }
 
-    fn write(&mut self, batch: &Batch) {
+    fn write(&mut self, slices: &[Slice<'_>]) {
         let buf = &mut self.proto;
         buf.clear();
         for i in 0..self.symbols.len() {
@@ -241,86 +254,102 @@ impl Encoder {
             buf.extend_from_slice(s);
         }
         let mut highest = i64::MIN;
-        let (mut run, mut metadata) = (0, None);
-        let (mut exemplar, mut created) = (0, 0);
-        for (i, (rec, &(from, to))) in batch.recs().iter().zip(&self.labels).enumerate() {
-            highest = highest.max(rec.timestamp_ms);
-            while batch.metadata.get(run).is_some_and(|r| r.from as usize <= i) {
-                metadata = self.runs[run];
-                run += 1;
-            }
-            // 0 means "unset" on the wire; a real start at the epoch is sent as 1 ms.
-            let mut start_ms = 0;
-            while let Some(&(at, ms)) = batch.created.get(created).filter(|(at, _)| *at as usize <= i) {
-                if at as usize == i {
-                    start_ms = if ms == 0 { 1 } else { ms };
+        let mut labels = self.labels.iter();
+        // Where the slices' runs and exemplars start in `self.runs` and `self.exemplars`.
+        let (mut run_base, mut exemplar_base) = (0, 0);
+        for s in slices {
+            let batch = s.batch;
+            let (first_run, first_exemplar) = (s.first_run(), s.first_exemplar());
+            let (mut run, mut metadata) = (first_run, None);
+            let (mut exemplar, mut created) = (first_exemplar, s.first_created());
+            for i in s.range.clone() {
+                let rec = &batch.recs()[i];
+                let Some(&(from, to)) = labels.next() else { break };
+                highest = highest.max(rec.timestamp_ms);
+                while batch.metadata.get(run).is_some_and(|r| r.from as usize <= i) {
+                    metadata = self.runs.get(run_base + run - first_run).copied().flatten();
+                    run += 1;
                 }
-                created += 1;
+                // 0 means "unset" on the wire; a real start at the epoch is sent as 1 ms.
+                let mut start_ms = 0;
+                while let Some(&(at, ms)) = batch.created.get(created).filter(|(at, _)| *at as usize <= i) {
+                    if at as usize == i {
+                        start_ms = if ms == 0 { 1 } else { ms };
+                    }
+                    created += 1;
+                }
+                while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
+                    exemplar += 1;
+                }
+                let mine = batch.exemplars[exemplar..].iter().take_while(|(at, _)| *at as usize == i).count();
+                let refs_of = |k: usize| {
+                    let e = &self.exemplars[exemplar_base + k - first_exemplar];
+                    (
+                        &batch.exemplars[e.index as usize].1,
+                        &self.refs[e.labels.0 as usize..e.labels.1 as usize],
+                    )
+                };
+                let labels = &self.refs[from as usize..to as usize];
+                // Lengths first.
+                let sample = sample_len(rec.timestamp_ms, start_ms);
+                let mut len = packed_len(labels) + nested_len(sample);
+                if start_ms != 0 {
+                    len += KEY_LEN_BYTES + encoded_len_varint(start_ms as u64);
+                }
+                for k in exemplar..exemplar + mine {
+                    let (ex, refs) = refs_of(k);
+                    len += nested_len(exemplar_len(refs, ex.timestamp_ms));
+                }
+                if let Some(m) = metadata {
+                    len += nested_len(metadata_len(m));
+                }
+                encode_key(field::REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+                encode_varint(len as u64, buf);
+                write_packed(field::TIMESERIES_LABELS_REFS, labels, buf);
+                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+                encode_varint(sample as u64, buf);
+                // Both fields always written, so -0.0 keeps its sign (as in 1.0).
+                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+                buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
+                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(rec.timestamp_ms as u64, buf);
+                if start_ms != 0 {
+                    encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(start_ms as u64, buf);
+                }
+                for k in exemplar..exemplar + mine {
+                    let (ex, refs) = refs_of(k);
+                    encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
+                    encode_varint(exemplar_len(refs, ex.timestamp_ms) as u64, buf);
+                    write_packed(field::EXEMPLAR_LABELS_REFS, refs, buf);
+                    encode_key(field::EXEMPLAR_VALUE, WireType::SixtyFourBit, buf);
+                    buf.extend_from_slice(&ex.value.to_bits().to_le_bytes());
+                    encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(ex.timestamp_ms as u64, buf);
+                }
+                exemplar += mine;
+                if let Some(m) = metadata {
+                    encode_key(field::TIMESERIES_METADATA, WireType::LengthDelimited, buf);
+                    encode_varint(metadata_len(m) as u64, buf);
+                    encode_key(field::METADATA_TYPE, WireType::Varint, buf);
+                    encode_varint(m.0 as u64, buf);
+                    encode_key(field::METADATA_HELP_REF, WireType::Varint, buf);
+                    encode_varint(u64::from(m.1), buf);
+                    encode_key(field::METADATA_UNIT_REF, WireType::Varint, buf);
+                    encode_varint(u64::from(m.2), buf);
+                }
+                // Both places a receiver may read the start from: `Sample.start_timestamp`
+                // (the spec since 2.0-rc.4, Prometheus 3.9+) above, and
+                // `TimeSeries.created_timestamp` (Prometheus 3.0 to 3.8). Each side skips the
+                // field it does not know.
+                if start_ms != 0 {
+                    encode_key(field::TIMESERIES_CREATED_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(start_ms as u64, buf);
+                }
             }
-            while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
-                exemplar += 1;
-            }
-            let mine = batch.exemplars[exemplar..].iter().take_while(|(at, _)| *at as usize == i).count();
-            let labels = &self.refs[from as usize..to as usize];
-            // Lengths first.
-            let sample = sample_len(rec.timestamp_ms, start_ms);
-            let mut len = packed_len(labels) + nested_len(sample);
-            if start_ms != 0 {
-                len += KEY_LEN_BYTES + encoded_len_varint(start_ms as u64);
-            }
-            for e in &self.exemplars[exemplar..exemplar + mine] {
-                let ex = &batch.exemplars[e.index as usize].1;
-                len += nested_len(exemplar_len(
-                    &self.refs[e.labels.0 as usize..e.labels.1 as usize],
-                    ex.timestamp_ms,
-                ));
-            }
-            if let Some(m) = metadata {
-                len += nested_len(metadata_len(m));
-            }
-            encode_key(field::REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
-            encode_varint(len as u64, buf);
-            write_packed(field::TIMESERIES_LABELS_REFS, labels, buf);
-            encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-            encode_varint(sample as u64, buf);
-            // Both fields always written, so -0.0 keeps its sign (as in 1.0).
-            encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-            buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-            encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-            encode_varint(rec.timestamp_ms as u64, buf);
-            if start_ms != 0 {
-                encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(start_ms as u64, buf);
-            }
-            for e in &self.exemplars[exemplar..exemplar + mine] {
-                let ex = &batch.exemplars[e.index as usize].1;
-                let refs = &self.refs[e.labels.0 as usize..e.labels.1 as usize];
-                encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
-                encode_varint(exemplar_len(refs, ex.timestamp_ms) as u64, buf);
-                write_packed(field::EXEMPLAR_LABELS_REFS, refs, buf);
-                encode_key(field::EXEMPLAR_VALUE, WireType::SixtyFourBit, buf);
-                buf.extend_from_slice(&ex.value.to_bits().to_le_bytes());
-                encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(ex.timestamp_ms as u64, buf);
-            }
-            exemplar += mine;
-            if let Some(m) = metadata {
-                encode_key(field::TIMESERIES_METADATA, WireType::LengthDelimited, buf);
-                encode_varint(metadata_len(m) as u64, buf);
-                encode_key(field::METADATA_TYPE, WireType::Varint, buf);
-                encode_varint(m.0 as u64, buf);
-                encode_key(field::METADATA_HELP_REF, WireType::Varint, buf);
-                encode_varint(u64::from(m.1), buf);
-                encode_key(field::METADATA_UNIT_REF, WireType::Varint, buf);
-                encode_varint(u64::from(m.2), buf);
-            }
-            // Both places a receiver may read the start from: `Sample.start_timestamp` (the
-            // spec since 2.0-rc.4, Prometheus 3.9+) above, and `TimeSeries.created_timestamp`
-            // (Prometheus 3.0 to 3.8). Each side skips the field it does not know.
-            if start_ms != 0 {
-                encode_key(field::TIMESERIES_CREATED_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(start_ms as u64, buf);
-            }
+            let end = s.range.end as u32;
+            run_base += batch.metadata[first_run..].iter().take_while(|r| r.from < end).count();
+            exemplar_base += batch.exemplars[first_exemplar..].iter().take_while(|(at, _)| *at < end).count();
         }
         self.highest_timestamp_ms = highest;
     }
@@ -567,6 +596,14 @@ mod tests {
             let fast = resolve(&decode(enc.proto()));
             let slow = resolve(&decode(&naive(&batch)));
             prop_assert_eq!(fast, slow);
+            // Slices of the batch (cut inside metadata runs, between exemplars): the same request
+            // (symbols may be numbered in another order).
+            let whole = resolve(&decode(enc.proto()));
+            for cut in [0, batch.len() / 3, batch.len() / 2, batch.len()] {
+                let copy = batch.clone();
+                enc.encode_slices(&[batch.slice(0..cut), copy.slice(cut..copy.len())]).unwrap();
+                prop_assert_eq!(&resolve(&decode(enc.proto())), &whole, "cut at {}", cut);
+            }
         }
     }
 }

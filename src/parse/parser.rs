@@ -142,6 +142,11 @@ pub struct Parser<'a> {
     limit: usize,
     /// Label names of the current label set (reused; grows to the widest label set seen).
     names: Vec<NameSpan>,
+    /// The labels of the last fast-path sample, see [`Parser::fast_label_spans`].
+    spans: [[u32; 4]; FAST_PATH_MAX_LABELS],
+    span_count: usize,
+    /// The record start `spans` belong to (`usize::MAX`: none).
+    spans_at: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -158,6 +163,9 @@ impl<'a> Parser<'a> {
             rec_start: 0,
             limit: 0,
             names: Vec::new(),
+            spans: [[0; 4]; FAST_PATH_MAX_LABELS],
+            span_count: 0,
+            spans_at: usize::MAX,
         };
         p.revalidate(0);
         p
@@ -173,6 +181,17 @@ impl<'a> Parser<'a> {
     /// Byte offset where the last returned entry's record starts.
     pub(crate) fn record_start(&self) -> usize {
         self.rec_start
+    }
+
+    /// The labels of the last returned sample, when it took the fast path (the usual line
+    /// shape): per label, `[name start, name end, value start, value end]` as offsets into the
+    /// input. Such names are unquoted and such values have no escapes, so the spans are the
+    /// labels. `None` for other lines, whose labels [`Sample::labels`] decodes. The scrape path
+    /// writes a series' record from these instead of scanning the labels a second time (the
+    /// second scan was ~9 % of trawl's CPU at 1M series, perf/README.md).
+    #[inline]
+    pub fn fast_label_spans(&self) -> Option<&[[u32; 4]]> {
+        (self.spans_at == self.rec_start).then(|| &self.spans[..self.span_count])
     }
 
     /// The next entry; `Ok(None)` at the end. After an error the parser is done (further
@@ -425,6 +444,7 @@ impl<'a> Parser<'a> {
         }
         let mut i = ne;
         let mut labels = (ne, ne);
+        let mut span_count = 0;
         if b.get(i) == Some(&b'{') {
             i += 1;
             if b.get(i) != Some(&b'}') {
@@ -448,6 +468,8 @@ impl<'a> Parser<'a> {
                         return None;
                     }
                     keys[n] = key;
+                    // Offsets fit in u32: the caller checks the input's length.
+                    self.spans[n] = [ls as u32, le as u32, (le + 2) as u32, q as u32];
                     n += 1;
                     i = q + 1;
                     match b.get(i) {
@@ -456,6 +478,7 @@ impl<'a> Parser<'a> {
                         _ => return None,
                     }
                 }
+                span_count = n;
             }
             labels = (ne + 1, i);
             i += 1;
@@ -503,6 +526,10 @@ impl<'a> Parser<'a> {
         let name = series.get(..ne - start)?;
         let labels = series.get(labels.0 - start..labels.1 - start)?;
         self.pos = (j + 1).min(self.input.len());
+        if self.input.len() <= u32::MAX as usize {
+            self.spans_at = start;
+            self.span_count = span_count;
+        }
         Some(Sample {
             series,
             name,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::TenantConfig;
 use super::retry::{Body, Outcome, Proto, Target};
-use crate::batch::{self, Batch};
+use crate::batch::{self, Batch, Slice};
 use crate::encode::{self, EncodeError};
 use crate::labels::Labels;
 
@@ -41,11 +41,17 @@ impl Encoders {
         Encoders { v1: encode::Encoder::new(), v2: None }
     }
 
-    /// Sends `batch` as one request per tenant. `Cancelled` as soon as one request is;
-    /// otherwise `Sent` (every part accepted) or `Failed` (some part refused and counted).
-    pub(crate) async fn send(&mut self, target: &Target, batch: Batch, stop: &CancellationToken) -> Outcome {
+    /// Sends the samples of `slices` as one request per tenant. `Cancelled` as soon as one
+    /// request is; otherwise `Sent` (every part accepted) or `Failed` (some part refused and
+    /// counted).
+    pub(crate) async fn send(
+        &mut self,
+        target: &Target,
+        slices: &[Slice<'_>],
+        stop: &CancellationToken,
+    ) -> Outcome {
         let mut outcome = Outcome::Sent;
-        for body in self.bodies(target, batch) {
+        for body in self.bodies(target, slices) {
             match send_body(target, body, stop).await {
                 Outcome::Cancelled => return Outcome::Cancelled,
                 Outcome::Failed => outcome = Outcome::Failed,
@@ -55,14 +61,14 @@ impl Encoders {
         outcome
     }
 
-    /// `batch` as request bodies, one per tenant, in the protocol the endpoint speaks now.
-    /// Samples without a tenant (and no default) are dropped and counted here.
-    pub(crate) fn bodies(&mut self, target: &Target, batch: Batch) -> Vec<Body> {
+    /// The samples of `slices` as request bodies, one per tenant, in the protocol the endpoint
+    /// speaks now. Samples without a tenant (and no default) are dropped and counted here.
+    pub(crate) fn bodies(&mut self, target: &Target, slices: &[Slice<'_>]) -> Vec<Body> {
         let proto = if target.metrics.protocol_v2.load(Relaxed) { Proto::V2 } else { Proto::V1 };
         let Some(cfg) = &target.tenant else {
-            return self.encode(target, &batch, proto, None).into_iter().collect();
+            return self.encode(target, slices, proto, None).into_iter().collect();
         };
-        let (parts, tenants) = split_by_tenant(batch, cfg);
+        let (parts, tenants) = split_by_tenant(Batch::from_slices(slices, |_| true), cfg);
         let mut out = Vec::with_capacity(parts.len());
         for (part, tenant) in parts.into_iter().zip(tenants) {
             if part.is_empty() {
@@ -74,22 +80,23 @@ impl Encoders {
                 tracing::warn!(endpoint = %target.name, samples = n, label = %cfg.label, "Remote-write samples without a tenant label were dropped.");
                 continue;
             };
-            out.extend(self.encode(target, &part, proto, Some(tenant)));
+            out.extend(self.encode(target, &[part.whole()], proto, Some(tenant)));
         }
         out
     }
 
-    /// Encodes `batch`; an encoding error drops it (logged and counted: the same batch would
-    /// fail the same way again).
+    /// Encodes the samples of `slices`; an encoding error drops them (logged and counted: the
+    /// same samples would fail the same way again).
     fn encode(
         &mut self,
         target: &Target,
-        batch: &Batch,
+        slices: &[Slice<'_>],
         proto: Proto,
         tenant: Option<HeaderValue>,
     ) -> Option<Body> {
+        let samples: usize = slices.iter().map(|s| s.range.len()).sum();
         let result: Result<(Bytes, i64, usize), EncodeError> = match proto {
-            Proto::V1 => match self.v1.encode(batch) {
+            Proto::V1 => match self.v1.encode_slices(slices) {
                 Ok(b) => {
                     let b = Bytes::copy_from_slice(b);
                     Ok((b, self.v1.highest_timestamp_ms(), 0))
@@ -98,7 +105,7 @@ impl Encoders {
             },
             Proto::V2 => {
                 let enc = self.v2.get_or_insert_with(encode::v2::Encoder::new);
-                match enc.encode(batch) {
+                match enc.encode_slices(slices) {
                     Ok(b) => {
                         let b = Bytes::copy_from_slice(b);
                         Ok((b, enc.highest_timestamp_ms(), enc.exemplar_count()))
@@ -109,11 +116,11 @@ impl Encoders {
         };
         match result {
             Ok((bytes, highest_ms, exemplars)) => {
-                Some(Body { bytes, proto, samples: batch.len(), exemplars, highest_ms, tenant })
+                Some(Body { bytes, proto, samples, exemplars, highest_ms, tenant })
             }
             Err(e) => {
-                tracing::error!(endpoint = %target.name, samples = batch.len(), error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
-                target.metrics.samples_failed_total.fetch_add(batch.len() as u64, Relaxed);
+                tracing::error!(endpoint = %target.name, samples, error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
+                target.metrics.samples_failed_total.fetch_add(samples as u64, Relaxed);
                 None
             }
         }

@@ -33,7 +33,7 @@ use super::series::SeriesTable;
 use super::verdict::{ALIAS, DIFF, DROP, INVALID, KIND, SET, Verdicts};
 use super::{JobSettings, ScrapeError};
 use crate::batch::{Batch, Exemplar, Keep, Metadata, STALE_NAN};
-use crate::labels::{self, Labels};
+use crate::labels::{self, Labels, eq_bytes};
 use crate::parse::{self, Parser};
 
 /// foldhash: seeded per process (so untrusted label values cannot flood the tables) and several
@@ -92,6 +92,8 @@ pub struct Page {
     report: [Box<[u8]>; 5],
     /// Unescaped label text of the current line.
     scratch: Vec<u8>,
+    /// Samples and record bytes of the last batch, to size the next one.
+    last_size: (usize, usize),
 }
 
 impl Page {
@@ -114,6 +116,7 @@ impl Page {
             families: HashMap::default(),
             report,
             scratch: Vec::new(),
+            last_size: (0, 0),
         }
     }
 
@@ -143,6 +146,13 @@ impl Page {
     pub fn remember(&mut self, last: LastSeries) {
         self.last = last;
         self.force_pass = true;
+    }
+
+    /// An empty batch for the next scrape, sized like the last one (plus the report series), so
+    /// it does not grow record by record.
+    pub fn new_batch(&self) -> Batch {
+        let (samples, bytes) = self.last_size;
+        Batch::take(samples + REPORT_SERIES.len(), bytes + self.report.iter().map(|r| r.len()).sum::<usize>())
     }
 
     /// The external labels the records carry.
@@ -274,11 +284,17 @@ impl Page {
             alias |= info & ALIAS != 0;
             batch.set_metadata(self.family_metadata(&mut family, &s, generation));
             self.scratch.clear();
-            let page = record::collect(&s, &mut self.scratch);
+            let mut page = record::PageLabels::new();
+            match parser.fast_label_spans() {
+                Some(spans) => record::collect_spans(s.raw_name().0, body, spans, &mut page),
+                None => record::collect(&s, &mut self.scratch, &mut page),
+            }
+            let mut order = record::Order::new();
+            record::order(&page, &mut order);
             let diff = if info & KIND == DIFF { self.verdicts.diff(info) } else { None };
             let base = &self.base;
             batch.push_with(key, track, explicit.unwrap_or(ts), s.value(), |out| {
-                record::write(&page, base, diff, out)
+                record::write(&page, order.as_slice(), base, diff, out)
             });
             if let Some(e) = s.exemplar() {
                 batch.push_exemplar(Exemplar {
@@ -303,6 +319,7 @@ impl Page {
             counts.series_changed = self.pass(ts, start, batch, &mut counts);
         }
         self.ok_generation = generation;
+        self.last_size = (batch.len(), batch.record_bytes());
         Ok(counts)
     }
 
@@ -414,8 +431,13 @@ impl Page {
         if family.resolved.is_some() {
             return family.resolved.as_ref();
         }
+        let same = |m: &Metadata| {
+            m.kind == family.kind
+                && eq_bytes(m.help.as_bytes(), family.help.as_bytes())
+                && eq_bytes(m.unit.as_bytes(), family.unit.as_bytes())
+        };
         let m = match self.families.get_mut(name) {
-            Some((m, g)) if m.kind == family.kind && m.help == family.help && m.unit == family.unit => {
+            Some((m, g)) if same(m) => {
                 *g = generation;
                 m.clone()
             }
@@ -482,7 +504,7 @@ impl Default for Family<'_> {
 impl<'a> Family<'a> {
     /// The family `name`: the current one, or a fresh one if the name differs.
     fn start(&mut self, name: &'a str) -> &mut Self {
-        if self.name != Some(name) {
+        if !self.name.is_some_and(|n| eq_bytes(n.as_bytes(), name.as_bytes())) {
             *self = Family { name: Some(name), ..Family::default() };
         }
         self.resolved = None;
@@ -495,11 +517,14 @@ const FAMILY_SUFFIXES: [&str; 8] =
     ["_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum"];
 
 /// Whether a sample named `sample` belongs to the family `family`.
+#[inline]
 fn belongs_to_family(sample: &str, family: &str) -> bool {
-    match sample.strip_prefix(family) {
-        Some("") => true,
-        Some(rest) => FAMILY_SUFFIXES.contains(&rest),
-        None => false,
+    let (s, f) = (sample.as_bytes(), family.as_bytes());
+    match s.split_at_checked(f.len()) {
+        Some((head, rest)) if eq_bytes(head, f) => {
+            rest.is_empty() || FAMILY_SUFFIXES.iter().any(|x| eq_bytes(rest, x.as_bytes()))
+        }
+        _ => false,
     }
 }
 

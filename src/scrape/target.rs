@@ -200,7 +200,7 @@ impl TargetLoop {
         let started = tokio::time::Instant::now();
         let ts = now_ms(start);
         let req = self.request();
-        let mut batch = Batch::new();
+        let mut batch = self.page.new_batch();
         let result = match req {
             Ok(req) => {
                 let mut bufs = fetch::Buffers::take();

@@ -228,6 +228,28 @@ fn escaped_and_quoted_labels_are_written_unescaped() {
 }
 
 #[test]
+fn wide_label_sets_are_sorted_like_narrow_ones() {
+    // (labels, why): over 16 labels take the parser's general path and the heap-sorted order.
+    let wide: Vec<String> =
+        (0..20).rev().map(|i| format!("l{i:02}=\"{}\"", if i == 7 { "" } else { "v" })).collect();
+    let cases = [(wide.join(","), "20 labels, reversed, one empty"), (wide[..10].join(","), "10 labels")];
+    for (labels, why) in cases {
+        let mut l = lp(false, 0);
+        let (b, _) = page(&mut l, &format!("m{{{labels}}} 1\n"), 1).unwrap();
+        let got = b.get(0).labels();
+        let names: Vec<String> = got.iter().map(|l| l.name.to_string()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "{why}");
+        assert!(!got.contains("l07"), "{why}: the empty value is absent");
+        let record = b.record(0).to_vec();
+        let mut want = Vec::new();
+        crate::batch::write_labels(&got, &mut want);
+        assert_eq!(record, want, "{why}: sorted in the record itself");
+    }
+}
+
+#[test]
 fn churn_forgets_series_and_their_relabeling() {
     let rules: Vec<RelabelConfig> =
         serde_saphyr::from_str("- {source_labels: [x], target_label: copy}\n").unwrap();
