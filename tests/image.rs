@@ -75,9 +75,9 @@ async fn image_runs_as_the_daemonset_runs_it() {
     };
 
     // The image: the Dockerfile's final stage, from what the builder stage would leave in /out
-    // and /etc/ssl/certs. The bundle is this machine's (Debian's, as in the builder's rust
-    // bookworm image) plus the test CA, so that the TLS scrape below succeeds only if trawl reads
-    // the bundle at the path the Dockerfile puts it.
+    // and /etc/ssl/certs. The bundle is this machine's (on Debian, the builder image's, plus any
+    // local CAs) and the test CA, so that the TLS scrape below succeeds only if trawl reads the
+    // bundle at the path the Dockerfile puts it.
     let binary = build_static_trawl();
     let context = dir.path().join("build");
     std::fs::create_dir_all(context.join("out")).unwrap();
