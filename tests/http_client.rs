@@ -1,71 +1,19 @@
 //! The shared HTTP client over TLS, against a loopback rustls server using the fixtures in
 //! `tests/data/tls/`: `ca_file`, unknown CAs, `server_name`, `insecure_skip_verify` and mutual
-//! TLS. The server is a blocking rustls stream on a thread, so it needs no extra crates.
+//! TLS. The server (`support/tls_server.rs`) is a blocking rustls stream on a thread, so it
+//! needs no extra crates.
+
+#[path = "support/tls_server.rs"]
+mod tls_server;
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use trawl::config::common::TlsConfig;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls").join(name)
-}
-
-/// Serves `200 OK` over TLS on a loopback port, one connection at a time, forever (the thread
-/// ends with the test process). With `client_ca`, clients must present a certificate from it.
-fn tls_server(client_ca: bool) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(fixture("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).unwrap();
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = if client_ca {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(fixture("ca.pem")).unwrap()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let config = Arc::new(builder.with_single_cert(certs, key).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            // Read the request head (the handshake happens here; a failed one ends the loop).
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tls.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-        }
-    });
-    addr
-}
 
 async fn get(tls: Option<&TlsConfig>, url: &str) -> Result<u16, String> {
     let client = trawl::http_client::build(tls).map_err(|e| e.to_string())?;
@@ -78,31 +26,31 @@ async fn get(tls: Option<&TlsConfig>, url: &str) -> Result<u16, String> {
 }
 
 fn with_ca() -> TlsConfig {
-    TlsConfig { ca_file: Some(fixture("ca.pem")), ..Default::default() }
+    TlsConfig { ca_file: Some(tls_server::fixture("ca.pem")), ..Default::default() }
 }
 
 #[tokio::test]
 async fn https_verified_with_ca_file() {
-    let addr = tls_server(false);
+    let addr = tls_server::start(false, "ok");
     assert_eq!(get(Some(&with_ca()), &format!("https://{addr}/")).await, Ok(200));
 }
 
 #[tokio::test]
 async fn unknown_ca_is_refused() {
-    let addr = tls_server(false);
+    let addr = tls_server::start(false, "ok");
     assert!(get(None, &format!("https://{addr}/")).await.is_err(), "system roots don't know the test CA");
 }
 
 #[tokio::test]
 async fn insecure_skip_verify_accepts_any_certificate() {
-    let addr = tls_server(false);
+    let addr = tls_server::start(false, "ok");
     let tls = TlsConfig { insecure_skip_verify: true, ..Default::default() };
     assert_eq!(get(Some(&tls), &format!("https://{addr}/")).await, Ok(200));
 }
 
 #[tokio::test]
 async fn server_name_overrides_the_url_host() {
-    let addr = tls_server(false);
+    let addr = tls_server::start(false, "ok");
     let url = format!("https://{addr}/");
     let right = TlsConfig { server_name: Some("receiver.test".into()), ..with_ca() };
     assert_eq!(get(Some(&right), &url).await, Ok(200));
@@ -112,12 +60,12 @@ async fn server_name_overrides_the_url_host() {
 
 #[tokio::test]
 async fn mutual_tls_needs_the_client_certificate() {
-    let addr = tls_server(true);
+    let addr = tls_server::start(true, "ok");
     let url = format!("https://{addr}/");
     assert!(get(Some(&with_ca()), &url).await.is_err(), "no client certificate");
     let mtls = TlsConfig {
-        cert_file: Some(fixture("client.pem")),
-        key_file: Some(fixture("client.key")),
+        cert_file: Some(tls_server::fixture("client.pem")),
+        key_file: Some(tls_server::fixture("client.key")),
         ..with_ca()
     };
     assert_eq!(get(Some(&mtls), &url).await, Ok(200));
@@ -139,8 +87,8 @@ async fn plain_http_works_with_the_same_client() {
 #[test]
 fn mismatched_key_is_a_build_error() {
     let tls = TlsConfig {
-        cert_file: Some(fixture("client.pem")),
-        key_file: Some(fixture("server.key")),
+        cert_file: Some(tls_server::fixture("client.pem")),
+        key_file: Some(tls_server::fixture("server.key")),
         ..with_ca()
     };
     assert!(trawl::http_client::build(Some(&tls)).is_err());

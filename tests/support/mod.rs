@@ -1,9 +1,9 @@
 //! Shared parts of the end-to-end tests: real binaries started on loopback ports, a scripted
 //! scrape target, and Prometheus' HTTP API.
 //!
-//! Binaries a test needs (`prometheus`, `prometheus-node-exporter`) are looked up on PATH. When
-//! one is missing the test prints SKIPPED and returns, except with `CI=true`, where a missing
-//! binary fails the test: CI installs them (`.ci/run`), so missing means broken.
+//! Binaries a test needs (`prometheus`, `prometheus-node-exporter`, `podman`) are looked up on
+//! PATH. When one is missing the test prints SKIPPED and returns, except with `CI=true`, where a
+//! missing binary fails the test: CI installs them (`.ci/run`), so missing means broken.
 
 #![allow(dead_code)]
 
@@ -27,14 +27,18 @@ pub fn require_binary(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name} is not installed, and CI=true: .ci/run must install it");
-        }
-        eprintln!(
-            "SKIPPED: {name} is not installed (apt-get install -y {name}); set CI=true to make this fatal"
-        );
+        unavailable(&format!("{name} is not installed"), &format!("apt-get install -y {name}"));
     }
     found
+}
+
+/// What a missing prerequisite means (see the module docs): with `CI=true` a panic naming it,
+/// else a SKIPPED line with `fix`, the command that provides it (`.ci/run` runs it in CI).
+pub fn unavailable(what: &str, fix: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}, and CI=true: .ci/run must provide it ({fix})");
+    }
+    eprintln!("SKIPPED: {what} ({fix}); set CI=true to make this fatal");
 }
 
 /// Whether `python3` can import `modules`; a missing one is handled as a missing binary is
@@ -46,10 +50,7 @@ pub fn require_python_modules(modules: &[&str]) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("python3 cannot import {modules:?}, and CI=true: .ci/run must install them");
-        }
-        eprintln!("SKIPPED: python3 cannot import {modules:?} (see .ci/run); set CI=true to make this fatal");
+        unavailable(&format!("python3 cannot import {modules:?}"), "pip install, see .ci/run");
     }
     ok
 }
