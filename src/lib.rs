@@ -71,6 +71,7 @@ pub mod relabel;
 pub mod remote_write;
 pub mod ring;
 pub mod scrape;
+pub mod sigv4;
 pub mod staleness;
 pub mod telemetry;
 
