@@ -692,7 +692,7 @@ mod tests {
         assert_eq!(tls.key_file.as_deref(), Some(Path::new("/etc/trawl/k.pem")));
         let k = &sc.kubernetes_sd_configs[0];
         assert_eq!(k.kubeconfig_file.as_deref(), Some(Path::new("/etc/trawl/kube/config")));
-        let pw = cfg.remote_write[0].basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
+        let pw = cfg.remote_write[0].http.basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
         assert_eq!(pw, Some(Path::new("/etc/trawl/pw")));
     }
 

@@ -14,6 +14,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use trawl::config::common::TlsConfig;
 
+mod support;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls").join(name)
 }
@@ -21,10 +23,18 @@ fn fixture(name: &str) -> PathBuf {
 /// Serves `200 OK` over TLS on a loopback port, one connection at a time, forever (the thread
 /// ends with the test process). With `client_ca`, clients must present a certificate from it.
 fn tls_server(client_ca: bool) -> SocketAddr {
+    tls_server_with("server", client_ca)
+}
+
+/// As [`tls_server`], with the certificate `<name>.pem` and key `<name>.key` of the fixtures. The
+/// body is a one-line metrics page, so Prometheus can scrape it too.
+fn tls_server_with(name: &str, client_ca: bool) -> SocketAddr {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(fixture("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixture(&format!("{name}.pem")))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture(&format!("{name}.key"))).unwrap();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -57,7 +67,10 @@ fn tls_server(client_ca: bool) -> SocketAddr {
                 }
             }
             if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: 8\r\n\
+                      connection: close\r\n\r\nprobe 1\n",
+                );
                 let _ = tls.flush();
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
@@ -202,4 +215,59 @@ async fn a_page_larger_than_the_read_buffer_arrives_whole() {
         assert!(bufs.body == page, "scrape {scrape}: the body arrived whole and in order");
     }
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection was reused");
+}
+
+/// The rule by which a certificate from `ca_file` is accepted as the server's own certificate
+/// (`src/http_client/tls.rs`), case by case: (server certificate, `ca_file`, trawl accepts,
+/// Prometheus 2.42 accepts, why). Go's `crypto/x509` takes a leaf that is itself in the trust
+/// pool without building a chain and never checks a leaf's basic constraints; webpki refuses any
+/// CA certificate as the leaf (`CaUsedAsEndEntity`). trawl accepts exactly the first kind.
+const CA_FILE_LEAF_CASES: &[(&str, &str, bool, bool, &str)] = &[
+    ("selfca", "selfca.pem", true, true, "a self-signed CA certificate that is the ca_file is the server's own"),
+    ("selfca-serverauth-eku", "selfca-serverauth-eku.pem", true, true, "its extended key usage allows serverAuth"),
+    ("selfca-clientauth", "selfca-clientauth.pem", false, false, "extended key usage without serverAuth"),
+    ("selfca-othername", "selfca-othername.pem", false, false, "the host name is still checked"),
+    ("selfca-expired", "selfca-expired.pem", false, false, "the validity period is still checked"),
+    ("selfca", "ca.pem", false, false, "a certificate not in ca_file gets no exception"),
+    ("ca-leaf", "ca2.pem", false, true, "a CA certificate chained to ca_file, not in it: Go accepts, trawl does not"),
+    ("server", "ca.pem", true, true, "an ordinary leaf under a ca_file CA: unchanged"),
+];
+
+#[tokio::test]
+async fn ca_file_certificate_as_server_certificate() {
+    for (cert, ca, accepted, _, why) in CA_FILE_LEAF_CASES {
+        let addr = tls_server_with(cert, false);
+        let tls = TlsConfig { ca_file: Some(fixture(ca)), ..Default::default() };
+        let got = get(Some(&tls), &format!("https://{addr}/")).await;
+        assert_eq!(got.is_ok(), *accepted, "{cert} with ca_file {ca}: {why}: {got:?}");
+        let by_name = get(Some(&tls), &format!("https://localhost:{}/", addr.port())).await;
+        assert_eq!(by_name.is_ok(), *accepted, "{cert} with ca_file {ca} by name: {why}: {by_name:?}");
+    }
+}
+
+/// The Prometheus column of [`CA_FILE_LEAF_CASES`], checked against the real Prometheus: one job
+/// per case scraping its TLS server with its `ca_file`; `up` says whether Go accepted it.
+#[tokio::test]
+async fn prometheus_agrees_on_ca_file_certificates() {
+    let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for (i, (cert, ca, ..)) in CA_FILE_LEAF_CASES.iter().enumerate() {
+        let addr = tls_server_with(cert, false);
+        config.push_str(&format!(
+            "  - job_name: case{i}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    \
+             static_configs:\n      - targets: ['{addr}']\n",
+            fixture(ca).display()
+        ));
+    }
+    let Some(prom) = support::Prometheus::start_with_config(&config).await else { return };
+    let ups = support::eventually(Duration::from_secs(60), async || {
+        let r = prom.query("up").await;
+        (r.len() == CA_FILE_LEAF_CASES.len()).then_some(r)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not every job scraped:\n{}", prom.proc.log()));
+    for (i, (cert, ca, _, prometheus, why)) in CA_FILE_LEAF_CASES.iter().enumerate() {
+        let job = format!("case{i}");
+        let up = ups.iter().find(|(l, _)| l.get("job") == Some(&job)).map(|(_, v)| *v);
+        assert_eq!(up, Some(if *prometheus { 1.0 } else { 0.0 }), "{cert} with ca_file {ca}: {why}");
+    }
 }
