@@ -112,6 +112,12 @@ fn proxied_client(config: kube::Config, proxy: Proxy) -> Result<Client, Box<dyn 
     // An https:// proxy is verified with the cluster's TLS settings, as Go's transport uses
     // its TLSClientConfig for the proxy too.
     let proxy_tls = std::sync::Arc::new(config.rustls_client_config()?);
+    // A plain-http API server is reached in absolute form through the proxy: its credentials go
+    // on every request, as Go's transport adds them (tunnels carry them on the CONNECT instead).
+    let proxy_auth = match config.cluster_url.scheme_str() {
+        Some("http") => proxy.select(&config.cluster_url)?.and_then(|p| p.authorization.clone()),
+        _ => None,
+    };
     let connector = crate::http_client::proxy::Connector::new(http, std::sync::Arc::new(proxy), proxy_tls);
     let https = config.rustls_https_connector_with_connector(connector)?;
     let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
@@ -124,6 +130,12 @@ fn proxied_client(config: kube::Config, proxy: Proxy) -> Result<Client, Box<dyn 
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .map_request(move |mut req: hyper::Request<kube::client::Body>| {
+            if let Some(auth) = &proxy_auth {
+                req.headers_mut().insert(hyper::header::PROXY_AUTHORIZATION, auth.clone());
+            }
+            req
+        })
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         .service(pooled);
     Ok(Client::new(service, config.default_namespace))
