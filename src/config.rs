@@ -727,3 +727,46 @@ mod tests {
         assert_eq!(cfg.scrape_configs[0].file_sd_configs[0].files[0], "/etc/trawl/targets/*.json");
     }
 }
+
+#[cfg(test)]
+mod scrape_config_files_tests {
+    use super::*;
+
+    #[test]
+    fn files_are_globbed_resolved_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("trawl.yml");
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        std::fs::write(
+            dir.path().join("jobs/b.yml"),
+            "scrape_configs:\n  - job_name: b\n    bearer_token_file: token\n    file_sd_configs: [{files: [t.json]}]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("jobs/a.yml"), "scrape_configs:\n  - job_name: a\n").unwrap();
+        std::fs::write(dir.path().join("jobs/empty.yml"), "").unwrap();
+        let text = "global:\n  scrape_interval: 7s\nscrape_configs:\n  - job_name: main\n\
+                    scrape_config_files: ['jobs/*.yml', 'missing.yml']\n";
+        let cfg = load_str(text, &main).unwrap();
+        let jobs: Vec<&str> = cfg.scrape_configs.iter().map(|s| s.job()).collect();
+        assert_eq!(jobs, ["main", "a", "b"], "main file first, then files in sorted order; a missing plain path is no file");
+        let b = &cfg.scrape_configs[2];
+        assert_eq!(b.interval(), Duration::from_secs(7), "global defaults apply");
+        assert_eq!(b.bearer_token_file.as_deref(), Some(dir.path().join("jobs/token").as_path()), "relative to its file");
+        assert_eq!(b.file_sd_configs[0].files[0], dir.path().join("jobs/t.json").to_string_lossy());
+
+        // (extra file content or pattern, expected fragment, why)
+        let cases: &[(&str, &str, &str)] = &[
+            ("scrape_configs:\n  - job_name: main\n", "found multiple scrape configs with job name \"main\" (first at line 4)", "duplicate of a main job"),
+            ("scrape_configs:\n  - job_name: z\n    bogus: 1\n", "unknown field", "strict YAML in the file"),
+            ("global: {}\n", "unknown field", "only scrape_configs in the file"),
+        ];
+        for (content, want, why) in cases {
+            std::fs::write(dir.path().join("jobs/zz.yml"), content).unwrap();
+            let err = load_str(text, &main).unwrap_err().to_string();
+            assert!(err.contains("zz.yml") && err.contains(want), "{why}: {err}");
+        }
+        std::fs::remove_file(dir.path().join("jobs/zz.yml")).unwrap();
+        let err = load_str("scrape_config_files: ['*/jobs.yml']\n", &main).unwrap_err().to_string();
+        assert!(err.contains("invalid scrape config file path"), "a glob only in the last element: {err}");
+    }
+}
