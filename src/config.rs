@@ -720,6 +720,30 @@ mod tests {
     }
 
     #[test]
+    fn new_secrets_never_show_in_debug_output() {
+        // oauth2 client secrets, a sigv4 secret key, proxy credentials in a URL and in CONNECT
+        // headers, each with a distinct value, in every block that can hold them.
+        let cfg = load(
+            "scrape_configs:\n  - job_name: a\n    oauth2: {client_id: c, client_secret: oauth-scrape, token_url: 'http://t/',\
+             \n      proxy_url: 'http://u:proxy-oauth@p:1'}\n    proxy_url: 'http://u:proxy-scrape@p:1/'\n    \
+             proxy_connect_header: {X-Auth: [hdr-scrape]}\n    http_sd_configs:\n      - url: http://sd/x\n        \
+             oauth2: {client_id: c, client_secret: oauth-sd, token_url: 'http://t/'}\n    kubernetes_sd_configs:\n      \
+             - role: pod\n        api_server: https://k\n        proxy_url: 'http://u:proxy-kube@p:1'\n\
+             remote_write:\n  - url: http://r/w\n    sigv4: {region: r, access_key: AKID, secret_key: sigv4-secret}\n    \
+             proxy_url: 'http://proxy-user:proxy-rw@p:1'\n",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        for secret in
+            ["oauth-scrape", "proxy-oauth", "proxy-scrape", "hdr-scrape", "oauth-sd", "proxy-kube", "sigv4-secret", "proxy-rw"]
+        {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert!(shown.contains("http://proxy-user:<secret>@p:1"), "the proxy URL shows without its password: {shown}");
+        assert!(shown.contains("AKID"), "an access key id is not a secret");
+    }
+
+    #[test]
     fn file_sd_paths_resolve_against_the_config_dir() {
         let cfg =
             load("scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [targets/*.json]\n")
