@@ -345,12 +345,8 @@ fn is_line_column(s: &str) -> bool {
 /// reads the `scrape_config_files` (each job checked the same way, against that file).
 fn validate(cfg: &mut Config, path: &Path) -> Result<(), ConfigError> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let invalid = |line: u64, reason: String| ConfigError::Invalid {
-        path: path.to_owned(),
-        line,
-        column: 0,
-        reason,
-    };
+    let invalid =
+        |line: u64, reason: String| ConfigError::Invalid { path: path.to_owned(), line, column: 0, reason };
     let g = &mut cfg.global;
     match g.scrape_timeout {
         Some(t) if t > g.scrape_interval => {
@@ -734,12 +730,22 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{cfg:?}");
-        for secret in
-            ["oauth-scrape", "proxy-oauth", "proxy-scrape", "hdr-scrape", "oauth-sd", "proxy-kube", "sigv4-secret", "proxy-rw"]
-        {
+        for secret in [
+            "oauth-scrape",
+            "proxy-oauth",
+            "proxy-scrape",
+            "hdr-scrape",
+            "oauth-sd",
+            "proxy-kube",
+            "sigv4-secret",
+            "proxy-rw",
+        ] {
             assert!(!shown.contains(secret), "{secret} shows in {shown}");
         }
-        assert!(shown.contains("http://proxy-user:<secret>@p:1"), "the proxy URL shows without its password: {shown}");
+        assert!(
+            shown.contains("http://proxy-user:<secret>@p:1"),
+            "the proxy URL shows without its password: {shown}"
+        );
         assert!(shown.contains("AKID"), "an access key id is not a secret");
     }
 
@@ -772,15 +778,27 @@ mod scrape_config_files_tests {
                     scrape_config_files: ['jobs/*.yml', 'missing.yml']\n";
         let cfg = load_str(text, &main).unwrap();
         let jobs: Vec<&str> = cfg.scrape_configs.iter().map(|s| s.job()).collect();
-        assert_eq!(jobs, ["main", "a", "b"], "main file first, then files in sorted order; a missing plain path is no file");
+        assert_eq!(
+            jobs,
+            ["main", "a", "b"],
+            "main file first, then files in sorted order; a missing plain path is no file"
+        );
         let b = &cfg.scrape_configs[2];
         assert_eq!(b.interval(), Duration::from_secs(7), "global defaults apply");
-        assert_eq!(b.bearer_token_file.as_deref(), Some(dir.path().join("jobs/token").as_path()), "relative to its file");
+        assert_eq!(
+            b.bearer_token_file.as_deref(),
+            Some(dir.path().join("jobs/token").as_path()),
+            "relative to its file"
+        );
         assert_eq!(b.file_sd_configs[0].files[0], dir.path().join("jobs/t.json").to_string_lossy());
 
         // (extra file content or pattern, expected fragment, why)
         let cases: &[(&str, &str, &str)] = &[
-            ("scrape_configs:\n  - job_name: main\n", "found multiple scrape configs with job name \"main\" (first at line 4)", "duplicate of a main job"),
+            (
+                "scrape_configs:\n  - job_name: main\n",
+                "found multiple scrape configs with job name \"main\" (first at line 4)",
+                "duplicate of a main job",
+            ),
             ("scrape_configs:\n  - job_name: z\n    bogus: 1\n", "unknown field", "strict YAML in the file"),
             ("global: {}\n", "unknown field", "only scrape_configs in the file"),
         ];

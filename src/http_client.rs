@@ -150,7 +150,8 @@ pub fn from_config(cfg: &HttpClientConfig) -> Result<Client, Error> {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let connector = proxy::Connector::new(http, proxy.clone(), config.clone());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*config).clone()).https_or_http();
+    let builder =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*config).clone()).https_or_http();
     let builder = match &tls.server_name {
         Some(name) => {
             let name = ServerName::try_from(name.clone())
@@ -347,7 +348,12 @@ pub fn validate(cfg: &HttpClientConfig) -> Result<(), Error> {
         }
         match o.token_url.parse::<hyper::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
-            _ => return Err(Error::Invalid(format!("oauth2 token_url {:?} must be an http(s) URL", o.token_url))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "oauth2 token_url {:?} must be an http(s) URL",
+                    o.token_url
+                )));
+            }
         }
     }
     cfg.proxy.validate().map_err(Error::Invalid)?;
@@ -357,7 +363,10 @@ pub fn validate(cfg: &HttpClientConfig) -> Result<(), Error> {
         p.validate().map_err(Error::Invalid)?;
         proxy::Proxy::from_config(&p)?;
     }
-    for tls in [cfg.tls_config.as_ref(), cfg.oauth2.as_ref().and_then(|o| o.tls_config.as_ref())].into_iter().flatten() {
+    for tls in [cfg.tls_config.as_ref(), cfg.oauth2.as_ref().and_then(|o| o.tls_config.as_ref())]
+        .into_iter()
+        .flatten()
+    {
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return bad("tls_config needs both cert_file and key_file, or neither");
         }

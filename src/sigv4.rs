@@ -73,9 +73,11 @@ impl SigV4Config {
     pub fn validate(&self) -> Result<(), String> {
         let secret_set = self.secret_key.as_ref().is_some_and(|s| !s.expose().is_empty());
         if self.access_key.is_empty() == secret_set {
-            return Err("must provide a AWS SigV4 Access key and Secret Key if credentials are specified in \
+            return Err(
+                "must provide a AWS SigV4 Access key and Secret Key if credentials are specified in \
                         the SigV4 config"
-                .into());
+                    .into(),
+            );
         }
         if !self.external_id.is_empty() && self.role_arn.is_empty() {
             return Err("external_id can only be used with role_arn".into());
@@ -173,7 +175,10 @@ pub fn sign_request(
     if !body.is_empty() {
         h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    h.insert(HeaderName::from_static("x-amz-date"), HeaderValue::try_from(amz_date.as_str()).map_err(|e| bad(&e))?);
+    h.insert(
+        HeaderName::from_static("x-amz-date"),
+        HeaderValue::try_from(amz_date.as_str()).map_err(|e| bad(&e))?,
+    );
     if let Some(token) = &creds.session_token {
         let mut v = HeaderValue::try_from(token.expose()).map_err(|e| bad(&e))?;
         v.set_sensitive(true);

@@ -194,24 +194,44 @@ fn promtool_agrees_on_oauth2_proxy_sigv4_and_http_sd() {
     // (config, accepted, why)
     let cases: Vec<(String, bool, &str)> = vec![
         (
-            job("    oauth2:\n      client_id: c\n      client_secret_file: /run/secret\n      token_url: https://sso.example/token\n      \
+            job(
+                "    oauth2:\n      client_id: c\n      client_secret_file: /run/secret\n      token_url: https://sso.example/token\n      \
                  scopes: [a, b]\n      endpoint_params: {audience: x}\n      tls_config: {insecure_skip_verify: true}\n      \
                  proxy_url: http://proxy:3128\n    proxy_url: http://user:pw@proxy:3128\n    proxy_connect_header:\n      \
                  X-Tenant: [a, b]\n    http_sd_configs:\n      - url: http://sd.example/targets\n        refresh_interval: 30s\n        \
-                 basic_auth: {username: u, password: p}\n"),
+                 basic_auth: {username: u, password: p}\n",
+            ),
             true,
             "every key together",
         ),
-        (rw("    sigv4:\n      region: eu-west-1\n      access_key: AKID\n      secret_key: s\n      profile: p\n      role_arn: arn:aws:iam::1:role/r\n"), true, "sigv4 keys"),
+        (
+            rw(
+                "    sigv4:\n      region: eu-west-1\n      access_key: AKID\n      secret_key: s\n      profile: p\n      role_arn: arn:aws:iam::1:role/r\n",
+            ),
+            true,
+            "sigv4 keys",
+        ),
         (rw("    sigv4: {}\n"), true, "sigv4 from the default chain"),
         (rw(oauth2), true, "oauth2 on remote write"),
-        (job("    oauth2:\n      client_secret: s\n      token_url: https://sso.example/token\n"), false, "oauth2 without client_id"),
+        (
+            job("    oauth2:\n      client_secret: s\n      token_url: https://sso.example/token\n"),
+            false,
+            "oauth2 without client_id",
+        ),
         (job("    oauth2:\n      client_id: c\n      client_secret: s\n"), false, "oauth2 without token_url"),
-        (job(&format!("{oauth2}      client_secret_file: /f\n")), false, "client_secret and client_secret_file"),
+        (
+            job(&format!("{oauth2}      client_secret_file: /f\n")),
+            false,
+            "client_secret and client_secret_file",
+        ),
         (job(&format!("{oauth2}    basic_auth: {{username: u}}\n")), false, "oauth2 and basic_auth"),
         (job(&format!("{oauth2}    bearer_token: t\n")), false, "oauth2 and bearer_token"),
         (job(&format!("{oauth2}    authorization: {{credentials: t}}\n")), false, "oauth2 and authorization"),
-        (job("    oauth2:\n      client_id: c\n      token_url: https://t/\n      bogus: 1\n"), false, "unknown oauth2 key"),
+        (
+            job("    oauth2:\n      client_id: c\n      token_url: https://t/\n      bogus: 1\n"),
+            false,
+            "unknown oauth2 key",
+        ),
         (job("    proxy_connect_header:\n      X-A: [b]\n"), false, "proxy_connect_header without proxy_url"),
         (rw("    sigv4:\n      access_key: AKID\n"), false, "sigv4 access_key without secret_key"),
         (rw("    sigv4: {region: r}\n    basic_auth: {username: u}\n"), false, "sigv4 and basic_auth"),
@@ -220,7 +240,11 @@ fn promtool_agrees_on_oauth2_proxy_sigv4_and_http_sd() {
         (rw("    sigv4: {region: r, bogus: 1}\n"), false, "unknown sigv4 key"),
         (job("    http_sd_configs:\n      - refresh_interval: 1m\n"), false, "http_sd without url"),
         (job("    http_sd_configs:\n      - url: ftp://sd/x\n"), false, "http_sd with another scheme"),
-        (job("    http_sd_configs:\n      - url: http://sd/x\n        bogus: 1\n"), false, "unknown http_sd key"),
+        (
+            job("    http_sd_configs:\n      - url: http://sd/x\n        bogus: 1\n"),
+            false,
+            "unknown http_sd key",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (i, (text, accepted, why)) in cases.iter().enumerate() {

@@ -223,13 +223,31 @@ async fn a_page_larger_than_the_read_buffer_arrives_whole() {
 /// pool without building a chain and never checks a leaf's basic constraints; webpki refuses any
 /// CA certificate as the leaf (`CaUsedAsEndEntity`). trawl accepts exactly the first kind.
 const CA_FILE_LEAF_CASES: &[(&str, &str, bool, bool, &str)] = &[
-    ("selfca", "selfca.pem", true, true, "a self-signed CA certificate that is the ca_file is the server's own"),
-    ("selfca-serverauth-eku", "selfca-serverauth-eku.pem", true, true, "its extended key usage allows serverAuth"),
+    (
+        "selfca",
+        "selfca.pem",
+        true,
+        true,
+        "a self-signed CA certificate that is the ca_file is the server's own",
+    ),
+    (
+        "selfca-serverauth-eku",
+        "selfca-serverauth-eku.pem",
+        true,
+        true,
+        "its extended key usage allows serverAuth",
+    ),
     ("selfca-clientauth", "selfca-clientauth.pem", false, false, "extended key usage without serverAuth"),
     ("selfca-othername", "selfca-othername.pem", false, false, "the host name is still checked"),
     ("selfca-expired", "selfca-expired.pem", false, false, "the validity period is still checked"),
     ("selfca", "ca.pem", false, false, "a certificate not in ca_file gets no exception"),
-    ("ca-leaf", "ca2.pem", false, true, "a CA certificate chained to ca_file, not in it: Go accepts, trawl does not"),
+    (
+        "ca-leaf",
+        "ca2.pem",
+        false,
+        true,
+        "a CA certificate chained to ca_file, not in it: Go accepts, trawl does not",
+    ),
     ("server", "ca.pem", true, true, "an ordinary leaf under a ca_file CA: unchanged"),
 ];
 

@@ -27,7 +27,10 @@ async fn discovered(trawl: &Trawl, job: &str) -> Option<BTreeSet<(String, String
         .filter(|t| t["labels"]["job"] == job)
         .map(|t| {
             let d = &t["discoveredLabels"];
-            (d["__address__"].as_str().unwrap_or("").to_owned(), d["__meta_url"].as_str().unwrap_or("").to_owned())
+            (
+                d["__address__"].as_str().unwrap_or("").to_owned(),
+                d["__meta_url"].as_str().unwrap_or("").to_owned(),
+            )
         })
         .collect();
     Some(set)

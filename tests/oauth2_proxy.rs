@@ -47,7 +47,11 @@ async fn resource(tokens: Arc<TokenEndpoint>) -> (String, Arc<std::sync::atomic:
         async move {
             h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-            if tokens.valid(auth) { (200, "text/plain", b"ok".to_vec()) } else { (401, "text/plain", b"no".to_vec()) }
+            if tokens.valid(auth) {
+                (200, "text/plain", b"ok".to_vec())
+            } else {
+                (401, "text/plain", b"no".to_vec())
+            }
         }
     });
     (url, hits)
@@ -85,7 +89,10 @@ async fn oauth2_token_is_cached_and_refetched_when_the_secret_rotates() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    assert_eq!(form, want, "credentials in the basic auth header, scopes space-separated, endpoint_params added");
+    assert_eq!(
+        form, want,
+        "credentials in the basic auth header, scopes space-separated, endpoint_params added"
+    );
 
     // A rotated secret is read on the next request and fetches a new token with it.
     tokens.rotate_secret("s2");
@@ -150,7 +157,10 @@ async fn proxy_tunnels_carry_connect_headers_and_credentials() {
     let mut headers = std::collections::BTreeMap::new();
     headers.insert("X-Proxy-Tenant".to_owned(), vec![Secret::from("team-a")]);
     let cfg = HttpClientConfig {
-        tls_config: Some(trawl::config::TlsConfig { ca_file: Some(fixture("selfca.pem")), ..Default::default() }),
+        tls_config: Some(trawl::config::TlsConfig {
+            ca_file: Some(fixture("selfca.pem")),
+            ..Default::default()
+        }),
         proxy: ProxyConfig {
             proxy_url: Some(ProxyUrl::from(format!("http://user:p%40ss@{}", proxy.addr).as_str())),
             proxy_connect_header: headers,
@@ -188,7 +198,11 @@ async fn trawl_reaches_everything_through_the_proxy() {
     let t = tokens.clone();
     let target = peers::tls_server("selfca", move |parts| {
         let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
-        if t.valid(auth) { (200, TEXT, b"tunneled_metric 1\n".to_vec()) } else { (401, "text/plain", Vec::new()) }
+        if t.valid(auth) {
+            (200, TEXT, b"tunneled_metric 1\n".to_vec())
+        } else {
+            (401, "text/plain", Vec::new())
+        }
     })
     .await;
     proxy.alias("selfca.test", target);
@@ -258,7 +272,8 @@ remote_write:
         async move {
             let (_, body) = http_get(&url).await?;
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let t = v["data"]["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == job)?.clone();
+            let t =
+                v["data"]["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == job)?.clone();
             (t["health"] == "up").then_some(())
         }
     };
@@ -268,7 +283,8 @@ remote_write:
     }
     let written = eventually(WAIT, async || {
         let reqs = gate.requests.lock().unwrap().clone();
-        let ok = reqs.iter().any(|r| tokens.valid(r.headers.get("authorization").and_then(|v| v.to_str().ok())));
+        let ok =
+            reqs.iter().any(|r| tokens.valid(r.headers.get("authorization").and_then(|v| v.to_str().ok())));
         ok.then_some(())
     })
     .await;
@@ -280,12 +296,19 @@ remote_write:
     let connect = heads.iter().find(|h| h.starts_with("CONNECT selfca.test:")).expect("a CONNECT");
     assert!(connect.to_ascii_lowercase().contains("x-proxy-tenant: team-a"), "{connect}");
     for host in ["token.example", "receiver.example", "kube.example"] {
-        assert!(heads.iter().any(|h| h.contains(&format!("http://{host}:"))), "{host} in absolute form: {heads:?}");
+        assert!(
+            heads.iter().any(|h| h.contains(&format!("http://{host}:"))),
+            "{host} in absolute form: {heads:?}"
+        );
     }
     assert!(
         !heads.iter().any(|h| h.contains(&direct.host())),
         "a loopback target is never proxied once no_proxy is set (Go's httpproxy)"
     );
     assert!(direct.hits("/metrics") > 0);
-    assert!(tokens.fetches() >= 1 && tokens.fetches() <= 2, "one token per oauth2 block: {}", tokens.fetches());
+    assert!(
+        tokens.fetches() >= 1 && tokens.fetches() <= 2,
+        "one token per oauth2 block: {}",
+        tokens.fetches()
+    );
 }

@@ -230,26 +230,41 @@ async fn scrape_config_files_are_read_again_on_reload() {
     let file = |job: &str, t: &TestTarget| format!("scrape_configs:\n{}", self::job(job, t, ""));
     std::fs::write(jobs_dir.join("a.yml"), file("a", &a)).unwrap();
     assert_eq!(post_reload(&trawl).await.0, 200);
-    let want = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::BTreeSet<_>>();
-    let got = eventually(Duration::from_secs(20), async || (active_jobs(&trawl).await == want(&["a"])).then_some(())).await;
+    let want =
+        |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["a"])).then_some(())
+    })
+    .await;
     assert!(got.is_some(), "job a from jobs/a.yml: {:?}", active_jobs(&trawl).await);
 
     std::fs::write(jobs_dir.join("b.yml"), file("b", &b)).unwrap();
     std::fs::write(jobs_dir.join("notes.txt"), "not a match").unwrap();
     assert_eq!(post_reload(&trawl).await.0, 200);
-    let got = eventually(Duration::from_secs(20), async || (active_jobs(&trawl).await == want(&["a", "b"])).then_some(())).await;
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["a", "b"])).then_some(())
+    })
+    .await;
     assert!(got.is_some(), "a new file's job starts on reload: {:?}", active_jobs(&trawl).await);
-    assert!(eventually(Duration::from_secs(20), async || (b.hits("/metrics") > 0).then_some(())).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(20), async || (b.hits("/metrics") > 0).then_some(())).await.is_some()
+    );
 
     std::fs::remove_file(jobs_dir.join("a.yml")).unwrap();
     std::fs::write(jobs_dir.join("c.yml"), file("b", &a)).unwrap();
     let (status, body) = post_reload(&trawl).await;
     assert_eq!(status, 500, "{body}");
-    assert!(body.contains("c.yml") && body.contains("found multiple scrape configs with job name \"b\""), "{body}");
+    assert!(
+        body.contains("c.yml") && body.contains("found multiple scrape configs with job name \"b\""),
+        "{body}"
+    );
     assert_eq!(active_jobs(&trawl).await, want(&["a", "b"]), "the running config stays");
 
     std::fs::remove_file(jobs_dir.join("c.yml")).unwrap();
     assert_eq!(post_reload(&trawl).await.0, 200);
-    let got = eventually(Duration::from_secs(20), async || (active_jobs(&trawl).await == want(&["b"])).then_some(())).await;
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["b"])).then_some(())
+    })
+    .await;
     assert!(got.is_some(), "a removed file's job stops: {:?}", active_jobs(&trawl).await);
 }

@@ -55,8 +55,11 @@ fn parse_request(text: &str) -> Case {
 #[test]
 fn aws_signature_v4_test_suite() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigv4");
-    let mut cases: Vec<PathBuf> =
-        std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
     assert!(cases.len() >= 30, "the suite is there: {}", cases.len());
     let read = |dir: &Path, f: &str| std::fs::read_to_string(dir.join(f)).unwrap().replace("\r\n", "\n");
@@ -76,9 +79,14 @@ fn aws_signature_v4_test_suite() {
         if ctx["sign_body"].as_bool() == Some(true) {
             case.headers.push(("x-amz-content-sha256".into(), payload.clone()));
         }
-        let path = if ctx["normalize"].as_bool() == Some(true) { clean_path(&case.path) } else { case.path.clone() };
+        let path =
+            if ctx["normalize"].as_bool() == Some(true) { clean_path(&case.path) } else { case.path.clone() };
         let canonical = canonical_request(&case.method, &path, &case.query, &case.headers, &payload);
-        assert_eq!(canonical.text, read(dir, "header-canonical-request.txt").trim_end(), "{name}: canonical request");
+        assert_eq!(
+            canonical.text,
+            read(dir, "header-canonical-request.txt").trim_end(),
+            "{name}: canonical request"
+        );
         let (region, service) = (ctx["region"].as_str().unwrap(), ctx["service"].as_str().unwrap());
         let scope = format!("{date}/{region}/{service}/aws4_request");
         let sts = string_to_sign(&amz_date, &scope, &canonical.text);
@@ -92,13 +100,23 @@ fn aws_signature_v4_test_suite() {
 /// Checks one received request's SigV4 signature as a receiver does: recomputes it from the
 /// request (method, path, the headers named in `SignedHeaders`, the body) with the secret key.
 /// Returns the access key id it was signed with.
-fn verify(method: &str, path: &str, headers: &hyper::HeaderMap, body: &[u8], secret: &str, service: &str) -> Result<String, String> {
+fn verify(
+    method: &str,
+    path: &str,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+    secret: &str,
+    service: &str,
+) -> Result<String, String> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("no Authorization")?;
-    let rest = auth.strip_prefix("AWS4-HMAC-SHA256 Credential=").ok_or_else(|| format!("not SigV4: {auth}"))?;
+    let rest =
+        auth.strip_prefix("AWS4-HMAC-SHA256 Credential=").ok_or_else(|| format!("not SigV4: {auth}"))?;
     let (credential, rest) = rest.split_once(", SignedHeaders=").ok_or("no SignedHeaders")?;
     let (signed, sig) = rest.split_once(", Signature=").ok_or("no Signature")?;
     let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, svc, "aws4_request"] = parts[..] else { return Err(format!("bad credential {credential}")) };
+    let [key, date, region, svc, "aws4_request"] = parts[..] else {
+        return Err(format!("bad credential {credential}"));
+    };
     if svc != service {
         return Err(format!("signed for service {svc}, want {service}"));
     }
@@ -152,12 +170,27 @@ remote_write:
     let got = eventually(Duration::from_secs(30), async || (gate.requests() >= 2).then_some(())).await;
     assert!(got.is_some(), "no remote write:\n{}", trawl.proc.log());
     for r in gate.requests.lock().unwrap().iter() {
-        let key = verify("POST", "/api/v1/write", &r.headers, &r.body, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "aps")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key = verify(
+            "POST",
+            "/api/v1/write",
+            &r.headers,
+            &r.body,
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "aps",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(key, "AKIDEXAMPLE");
         let auth = r.headers["authorization"].to_str().unwrap();
         assert!(auth.contains("/eu-west-1/aps/aws4_request"), "{auth}");
-        for h in ["content-encoding", "content-length", "content-type", "host", "x-amz-date", "x-prometheus-remote-write-version", "x-team"] {
+        for h in [
+            "content-encoding",
+            "content-length",
+            "content-type",
+            "host",
+            "x-amz-date",
+            "x-prometheus-remote-write-version",
+            "x-team",
+        ] {
             assert!(auth.contains(h), "{h} is signed: {auth}");
         }
         assert!(!auth.contains("user-agent"), "User-Agent is never signed: {auth}");
@@ -190,7 +223,12 @@ async fn fake_sts(base_secret: &'static str, lifetime: Duration) -> FakeSts {
                 "AssumeRoleWithWebIdentity"
             } else {
                 if let Err(e) = verify("POST", "/", &parts.headers, &body, base_secret, "sts") {
-                    return (403, "text/xml", format!("<ErrorResponse><Error><Message>{e}</Message></Error></ErrorResponse>").into_bytes());
+                    return (
+                        403,
+                        "text/xml",
+                        format!("<ErrorResponse><Error><Message>{e}</Message></Error></ErrorResponse>")
+                            .into_bytes(),
+                    );
                 }
                 "AssumeRole"
             };
@@ -229,17 +267,24 @@ async fn role_arn_assumes_a_role_through_sts_and_caches_it() {
     )
     .unwrap();
     let url = sts.url.clone();
-    let signer = Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
+    let signer =
+        Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
     for _ in 0..3 {
         let h = sign(&signer).await;
         assert_eq!(key_of(&h), "ASIATEMP1", "signed with the assumed role's key");
         assert_eq!(h["x-amz-security-token"], "token-1");
         assert!(h["authorization"].to_str().unwrap().contains("x-amz-security-token"), "the token is signed");
-        verify("POST", "/workspaces/ws-1/api/v1/remote_write", &h, b"payload", "temp-secret-1", "aps").unwrap();
+        verify("POST", "/workspaces/ws-1/api/v1/remote_write", &h, b"payload", "temp-secret-1", "aps")
+            .unwrap();
     }
     assert_eq!(sts.calls.load(Ordering::SeqCst), 1, "assumed once, then cached");
     let form = sts.forms.lock().unwrap()[0].clone();
-    for part in ["Action=AssumeRole", "RoleArn=arn%3Aaws%3Aiam%3A%3A123%3Arole%2Fwriter", "ExternalId=ext-1", "Version=2011-06-15"] {
+    for part in [
+        "Action=AssumeRole",
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123%3Arole%2Fwriter",
+        "ExternalId=ext-1",
+        "Version=2011-06-15",
+    ] {
         assert!(form.contains(part), "{part} in {form}");
     }
 }
@@ -253,7 +298,8 @@ async fn credentials_near_expiry_are_fetched_again() {
     )
     .unwrap();
     let url = sts.url.clone();
-    let signer = Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
+    let signer =
+        Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
     assert_eq!(key_of(&sign(&signer).await), "ASIATEMP1");
     assert_eq!(key_of(&sign(&signer).await), "ASIATEMP2");
     assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
@@ -272,7 +318,8 @@ async fn web_identity_from_the_environment() {
         ("AWS_REGION", "ap-south-1".into()),
     ];
     let cfg = SigV4Config::default();
-    let signer = Signer::with_env(&cfg, &move |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let signer =
+        Signer::with_env(&cfg, &move |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
     assert_eq!(signer.region(), "ap-south-1");
     let h = sign(&signer).await;
     assert_eq!(key_of(&h), "ASIATEMP1");

@@ -275,11 +275,9 @@ impl fmt::Debug for ProxyUrl {
         let auth_end = s[auth_start..].find(['/', '?', '#']).map_or(s.len(), |i| auth_start + i);
         let authority = &s[auth_start..auth_end];
         match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
-            Some((colon, at)) => write!(
-                f,
-                "{:?}",
-                format!("{}:<secret>{}", &s[..auth_start + colon], &s[auth_start + at..])
-            ),
+            Some((colon, at)) => {
+                write!(f, "{:?}", format!("{}:<secret>{}", &s[..auth_start + colon], &s[auth_start + at..]))
+            }
             None => write!(f, "{s:?}"),
         }
     }

@@ -137,7 +137,10 @@ pub fn spawn(cfg: HttpSdConfig, job: String, cancel: CancellationToken) -> watch
 }
 
 /// One fetch of the target list.
-pub async fn refresh(client: &crate::http_client::Client, cfg: &HttpSdConfig) -> Result<Vec<Labels>, HttpSdError> {
+pub async fn refresh(
+    client: &crate::http_client::Client,
+    cfg: &HttpSdConfig,
+) -> Result<Vec<Labels>, HttpSdError> {
     let timeout = cfg.refresh_interval.get();
     match tokio::time::timeout(timeout, fetch(client, cfg)).await {
         Ok(r) => r,
@@ -155,7 +158,9 @@ async fn fetch(client: &crate::http_client::Client, cfg: &HttpSdConfig) -> Resul
         .header(header::USER_AGENT, crate::USER_AGENT)
         .header(header::ACCEPT, "application/json")
         .header("X-Prometheus-Refresh-Interval-Seconds", interval);
-    if let Some(auth) = crate::http_client::auth_header(&cfg.http).map_err(|e| HttpSdError::Client(e.to_string()))? {
+    if let Some(auth) =
+        crate::http_client::auth_header(&cfg.http).map_err(|e| HttpSdError::Client(e.to_string()))?
+    {
         req = req.header(header::AUTHORIZATION, auth);
     }
     let req = req.body(Full::new(Bytes::new())).map_err(|e| HttpSdError::Request(e.to_string()))?;
@@ -229,7 +234,8 @@ mod tests {
     #[test]
     fn bodies() {
         let url = "http://sd.example/targets";
-        let t = parse(br#"[{"targets":["a:1","b:2"],"labels":{"env":"prod"}},{"targets":["c:3"]}]"#, url).unwrap();
+        let t = parse(br#"[{"targets":["a:1","b:2"],"labels":{"env":"prod"}},{"targets":["c:3"]}]"#, url)
+            .unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].get("__meta_url"), Some(url));
         assert_eq!(t[1].get("env"), Some("prod"));

@@ -191,7 +191,10 @@ fn form_body(cfg: &OAuth2, secret: &str, style: u8) -> Result<String, OAuth2Erro
             v.insert("client_secret".into(), secret.to_owned());
         }
     }
-    Ok(v.iter().map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v))).collect::<Vec<_>>().join("&"))
+    Ok(v.iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&"))
 }
 
 /// Go's `url.QueryEscape`: unreserved characters kept, space as `+`, the rest `%XX`.
@@ -229,7 +232,9 @@ fn parse_token(content_type: &str, body: &[u8], now: Instant) -> Result<Token, O
             // anything else is an error there too.
             let expires_in = match v.get("expires_in") {
                 None | Some(serde_json::Value::Null) => 0,
-                Some(serde_json::Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
+                Some(serde_json::Value::Number(n)) => {
+                    n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0)
+                }
                 Some(serde_json::Value::String(t)) => t
                     .parse::<f64>()
                     .map(|f| f as i64)
@@ -310,7 +315,10 @@ mod tests {
         );
         let mut over = c.clone();
         over.endpoint_params.insert("grant_type".into(), "custom".into());
-        assert!(form_body(&over, "s", STYLE_HEADER).unwrap().contains("grant_type=custom"), "grant_type may be replaced");
+        assert!(
+            form_body(&over, "s", STYLE_HEADER).unwrap().contains("grant_type=custom"),
+            "grant_type may be replaced"
+        );
         over.endpoint_params.insert("scope".into(), "x".into());
         assert!(form_body(&over, "s", STYLE_HEADER).is_err(), "scope may not");
     }

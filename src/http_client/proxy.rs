@@ -76,7 +76,9 @@ impl ProxyTarget {
         let shown = crate::config::common::ProxyUrl::from(url);
         let bad = |reason: &str| ProxyError::Url { url: format!("{shown:?}"), reason: reason.to_owned() };
         let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) => {
+            Some((s, r))
+                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+            {
                 (s.to_ascii_lowercase(), r)
             }
             _ if lenient => ("http".to_owned(), url),
@@ -85,7 +87,9 @@ impl ProxyTarget {
         let tls = match scheme.as_str() {
             "http" => false,
             "https" => true,
-            "socks5" | "socks5h" => return Err(bad("SOCKS5 proxies are not supported by trawl; use an http or https proxy")),
+            "socks5" | "socks5h" => {
+                return Err(bad("SOCKS5 proxies are not supported by trawl; use an http or https proxy"));
+            }
             other => return Err(bad(&format!("scheme {other:?} is not supported (http or https)"))),
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -108,7 +112,8 @@ impl ProxyTarget {
                 let creds = format!("{}:{}", percent_decode(user), percent_decode(pass));
                 let mut v = String::from("Basic ");
                 super::base64_into(creds.as_bytes(), &mut v);
-                let mut h = HeaderValue::try_from(v).map_err(|_| bad("credentials not allowed in a header"))?;
+                let mut h =
+                    HeaderValue::try_from(v).map_err(|_| bad("credentials not allowed in a header"))?;
                 h.set_sensitive(true);
                 Some(h)
             }
@@ -395,7 +400,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -451,7 +460,11 @@ impl hyper::rt::Read for Conn {
 }
 
 impl hyper::rt::Write for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -544,10 +557,13 @@ async fn tunnel(
     headers: &[(hyper::header::HeaderName, HeaderValue)],
 ) -> Result<(), ProxyError> {
     let err = |reason: String| ProxyError::Connect { proxy: proxy.addr(), reason };
-    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {}\r\n", crate::USER_AGENT)
-        .into_bytes();
+    let mut req =
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {}\r\n", crate::USER_AGENT)
+            .into_bytes();
     let auth = proxy.authorization.iter().map(|v| (&hyper::header::PROXY_AUTHORIZATION, v));
-    let configured = headers.iter().filter(|(n, _)| proxy.authorization.is_none() || n != hyper::header::PROXY_AUTHORIZATION);
+    let configured = headers
+        .iter()
+        .filter(|(n, _)| proxy.authorization.is_none() || n != hyper::header::PROXY_AUTHORIZATION);
     for (name, value) in auth.chain(configured.map(|(n, v)| (n, v))) {
         req.extend_from_slice(name.as_str().as_bytes());
         req.extend_from_slice(b": ");
@@ -653,17 +669,22 @@ mod tests {
         let c = cfg(None, None, true);
         let p = Proxy::from_config_with_env(
             &c,
-            &env(&[("HTTP_PROXY", "plain:8080"), ("https_proxy", "https://secure:8443"), ("no_proxy", "skip.example")]),
+            &env(&[
+                ("HTTP_PROXY", "plain:8080"),
+                ("https_proxy", "https://secure:8443"),
+                ("no_proxy", "skip.example"),
+            ]),
         )
         .unwrap();
         assert_eq!(chosen(&p, "http://a.example/").as_deref(), Some("plain:8080"), "scheme-less is http://");
         assert_eq!(chosen(&p, "https://a.example/").as_deref(), Some("secure:8443"));
         assert_eq!(chosen(&p, "https://skip.example/"), None);
         let upper_wins =
-            Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("http_proxy", "low:2")])).unwrap();
+            Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("http_proxy", "low:2")]))
+                .unwrap();
         assert_eq!(chosen(&upper_wins, "http://a.example/").as_deref(), Some("up:1"));
-        let cgi =
-            Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("REQUEST_METHOD", "GET")])).unwrap();
+        let cgi = Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("REQUEST_METHOD", "GET")]))
+            .unwrap();
         assert!(matches!(cgi.select(&uri("http://a.example/")), Err(ProxyError::Cgi)), "httpoxy");
         let none = Proxy::from_config_with_env(&c, &env(&[])).unwrap();
         assert_eq!(chosen(&none, "http://a.example/"), None);

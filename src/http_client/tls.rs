@@ -60,9 +60,12 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let verdict =
+            self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         match verdict {
-            Err(e) if is_ca_used_as_end_entity(&e) && self.ca_certs.iter().any(|c| c[..] == end_entity[..]) => {
+            Err(e)
+                if is_ca_used_as_end_entity(&e) && self.ca_certs.iter().any(|c| c[..] == end_entity[..]) =>
+            {
                 let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
                 if !eku_allows_server_auth(end_entity).unwrap_or(false) {

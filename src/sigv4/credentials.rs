@@ -178,7 +178,8 @@ impl Provider {
                     return Err(format!("EC2 metadata token: HTTP {status}"));
                 }
                 let base = format!("{endpoint}/latest/meta-data/iam/security-credentials/");
-                let get = |url: String| hyper::Request::get(url).header("X-aws-ec2-metadata-token", token.trim());
+                let get =
+                    |url: String| hyper::Request::get(url).header("X-aws-ec2-metadata-token", token.trim());
                 let (status, roles) = send(client, get(base.clone()), Bytes::new()).await?;
                 let role = roles.lines().next().unwrap_or("").trim().to_owned();
                 if !status.is_success() || role.is_empty() {
@@ -198,11 +199,8 @@ impl Sts {
     /// One STS query-API call; signed when `creds` is given (AssumeRole), unsigned otherwise
     /// (AssumeRoleWithWebIdentity).
     async fn call(&self, form: &[(&str, &str)], creds: Option<&Credentials>) -> Result<Credentials, String> {
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_escape(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body: String =
+            form.iter().map(|(k, v)| format!("{k}={}", form_escape(v))).collect::<Vec<_>>().join("&");
         let body = Bytes::from(body);
         let mut req = hyper::Request::post(self.endpoint.as_str())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8")
@@ -235,7 +233,8 @@ async fn send(
     req: hyper::http::request::Builder,
     body: Bytes,
 ) -> Result<(hyper::StatusCode, String), String> {
-    let req = req.header(header::USER_AGENT, crate::USER_AGENT).body(Full::new(body)).map_err(|e| e.to_string())?;
+    let req =
+        req.header(header::USER_AGENT, crate::USER_AGENT).body(Full::new(body)).map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| crate::fetch::error_chain(&e))?;
     let status = resp.status();
     Ok((status, read_body(resp).await?))
@@ -317,7 +316,10 @@ type Profile = BTreeMap<String, String>;
 fn shared_profile(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Profile {
     let home = env("HOME").unwrap_or_default();
     let path = |var: &str, default: &str| {
-        env(var).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| Path::new(&home).join(default))
+        env(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&home).join(default))
     };
     let mut out = Profile::new();
     let config_section = if name == "default" { "default".to_owned() } else { format!("profile {name}") };
@@ -358,12 +360,15 @@ pub(super) fn resolve(
         cfg.profile.clone()
     };
     let profile = shared_profile(env, &profile_name);
-    let region = [Some(cfg.region.clone()).filter(|r| !r.is_empty()), var("AWS_REGION"), var("AWS_DEFAULT_REGION")]
-        .into_iter()
-        .flatten()
-        .next()
-        .or_else(|| profile.get("region").cloned())
-        .ok_or_else(|| SigV4Error::Config("region not configured in sigv4 or in default credentials chain".into()))?;
+    let region =
+        [Some(cfg.region.clone()).filter(|r| !r.is_empty()), var("AWS_REGION"), var("AWS_DEFAULT_REGION")]
+            .into_iter()
+            .flatten()
+            .next()
+            .or_else(|| profile.get("region").cloned())
+            .ok_or_else(|| {
+                SigV4Error::Config("region not configured in sigv4 or in default credentials chain".into())
+            })?;
     let sts = || -> Result<Sts, SigV4Error> {
         let endpoint = var("AWS_ENDPOINT_URL_STS").or_else(|| var("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
             let host = if cfg.use_fips_sts_endpoint { "sts-fips" } else { "sts" };
@@ -379,14 +384,15 @@ pub(super) fn resolve(
             expires: None,
         })
     };
-    let web_identity = |role_arn: String, token_file: String, session: Option<String>| -> Result<Source, SigV4Error> {
-        Ok(Source::WebIdentity {
-            role_arn,
-            token_file: PathBuf::from(token_file),
-            session_name: session.unwrap_or_else(session_name),
-            sts: sts()?,
-        })
-    };
+    let web_identity =
+        |role_arn: String, token_file: String, session: Option<String>| -> Result<Source, SigV4Error> {
+            Ok(Source::WebIdentity {
+                role_arn,
+                token_file: PathBuf::from(token_file),
+                session_name: session.unwrap_or_else(session_name),
+                sts: sts()?,
+            })
+        };
     let from_profile = |p: &Profile| -> Result<Option<Source>, SigV4Error> {
         if let (Some(k), Some(s)) = (p.get("aws_access_key_id"), p.get("aws_secret_access_key")) {
             return Ok(Some(static_creds(k.clone(), s.clone(), p.get("aws_session_token").cloned())));
@@ -394,7 +400,9 @@ pub(super) fn resolve(
         if let (Some(role), Some(file)) = (p.get("role_arn"), p.get("web_identity_token_file")) {
             return Ok(Some(web_identity(role.clone(), file.clone(), p.get("role_session_name").cloned())?));
         }
-        for unsupported in ["source_profile", "credential_source", "credential_process", "sso_start_url", "sso_session"] {
+        for unsupported in
+            ["source_profile", "credential_source", "credential_process", "sso_start_url", "sso_session"]
+        {
             if p.contains_key(unsupported) {
                 return Err(SigV4Error::Config(format!(
                     "profile {profile_name:?} uses {unsupported}, which trawl does not support; give static keys, \
@@ -496,14 +504,45 @@ mod tests {
         let cfg = |y: &str| serde_saphyr::from_str::<SigV4Config>(y).unwrap();
 
         // (config, extra env, expected key id, expected region, why)
-        let cases: Vec<(&str, Vec<(&'static str, String)>, &str, &str, &str)> = vec![
-            ("region: r1\naccess_key: CFG\nsecret_key: s\n", vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())], "CFG", "r1", "config keys first"),
-            ("region: r1\n", vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())], "ENV", "r1", "then the environment"),
-            ("region: r1\n", vec![("AWS_ACCESS_KEY", "OLDENV".into()), ("AWS_SECRET_KEY", "e".into())], "OLDENV", "r1", "the old variable names too"),
+        type Case = (&'static str, Vec<(&'static str, String)>, &'static str, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                "region: r1\naccess_key: CFG\nsecret_key: s\n",
+                vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())],
+                "CFG",
+                "r1",
+                "config keys first",
+            ),
+            (
+                "region: r1\n",
+                vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())],
+                "ENV",
+                "r1",
+                "then the environment",
+            ),
+            (
+                "region: r1\n",
+                vec![("AWS_ACCESS_KEY", "OLDENV".into()), ("AWS_SECRET_KEY", "e".into())],
+                "OLDENV",
+                "r1",
+                "the old variable names too",
+            ),
             ("region: r1\n", vec![], "FILEKEY", "r1", "then the default profile"),
-            ("profile: other\n", vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())], "OTHER", "eu-central-1", "an explicit profile beats the environment; its region from the config file"),
+            (
+                "profile: other\n",
+                vec![("AWS_ACCESS_KEY_ID", "ENV".into()), ("AWS_SECRET_ACCESS_KEY", "e".into())],
+                "OTHER",
+                "eu-central-1",
+                "an explicit profile beats the environment; its region from the config file",
+            ),
             ("{}\n", vec![("AWS_PROFILE", "other".into())], "OTHER", "eu-central-1", "AWS_PROFILE"),
-            ("{}\n", vec![("AWS_REGION", "r2".into()), ("AWS_DEFAULT_REGION", "r3".into())], "FILEKEY", "r2", "AWS_REGION before AWS_DEFAULT_REGION"),
+            (
+                "{}\n",
+                vec![("AWS_REGION", "r2".into()), ("AWS_DEFAULT_REGION", "r3".into())],
+                "FILEKEY",
+                "r2",
+                "AWS_REGION before AWS_DEFAULT_REGION",
+            ),
         ];
         for (y, extra, key, region, why) in cases {
             let mut vars = files();
@@ -512,17 +551,44 @@ mod tests {
             assert_eq!(p.get().await.unwrap().access_key_id, key, "{why}");
             assert_eq!(r, region, "{why}");
         }
-        let none = resolve(&cfg("{}\n"), &env_of(vec![("AWS_ACCESS_KEY_ID", "K".into()), ("AWS_SECRET_ACCESS_KEY", "s".into())]));
+        let none = resolve(
+            &cfg("{}\n"),
+            &env_of(vec![("AWS_ACCESS_KEY_ID", "K".into()), ("AWS_SECRET_ACCESS_KEY", "s".into())]),
+        );
         assert!(none.unwrap_err().to_string().contains("region not configured"));
-        let disabled = resolve(&cfg("region: r\n"), &env_of(vec![("AWS_EC2_METADATA_DISABLED", "true".into()), ("HOME", "/nonexistent".into())]));
+        let disabled = resolve(
+            &cfg("region: r\n"),
+            &env_of(vec![("AWS_EC2_METADATA_DISABLED", "true".into()), ("HOME", "/nonexistent".into())]),
+        );
         assert!(disabled.is_err(), "no source at all fails at start");
         let imds = resolve(&cfg("region: r\n"), &env_of(vec![("HOME", "/nonexistent".into())])).unwrap().0;
         assert!(kind(&imds).contains("EC2"), "the last resort is the instance metadata service");
-        let web = resolve(&cfg("region: r\n"), &env_of(vec![("AWS_WEB_IDENTITY_TOKEN_FILE", "/t".into()), ("AWS_ROLE_ARN", "arn:aws:iam::1:role/x".into())])).unwrap().0;
+        let web = resolve(
+            &cfg("region: r\n"),
+            &env_of(vec![
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t".into()),
+                ("AWS_ROLE_ARN", "arn:aws:iam::1:role/x".into()),
+            ]),
+        )
+        .unwrap()
+        .0;
         assert!(kind(&web).contains("web identity"));
-        let container = resolve(&cfg("region: r\n"), &env_of(vec![("HOME", "/nonexistent".into()), ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds".into())])).unwrap().0;
+        let container = resolve(
+            &cfg("region: r\n"),
+            &env_of(vec![
+                ("HOME", "/nonexistent".into()),
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds".into()),
+            ]),
+        )
+        .unwrap()
+        .0;
         assert!(kind(&container).contains("container"));
-        let role = resolve(&cfg("region: r\naccess_key: A\nsecret_key: s\nrole_arn: arn:aws:iam::1:role/x\n"), &env_of(vec![])).unwrap().0;
+        let role = resolve(
+            &cfg("region: r\naccess_key: A\nsecret_key: s\nrole_arn: arn:aws:iam::1:role/x\n"),
+            &env_of(vec![]),
+        )
+        .unwrap()
+        .0;
         assert!(kind(&role).contains("assume role"));
     }
 
@@ -534,7 +600,10 @@ mod tests {
         assert_eq!(xml_tag(xml, "AccessKeyId").as_deref(), Some("ASIA1"));
         assert_eq!(xml_tag(xml, "SessionToken").as_deref(), Some("t&k"));
         assert!(parse_time(&xml_tag(xml, "Expiration").unwrap()).is_ok());
-        let j = json_credentials(r#"{"AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2030-01-02T03:04:05Z"}"#).unwrap();
+        let j = json_credentials(
+            r#"{"AccessKeyId":"A","SecretAccessKey":"S","Token":"T","Expiration":"2030-01-02T03:04:05Z"}"#,
+        )
+        .unwrap();
         assert_eq!(j.access_key_id, "A");
         assert!(format!("{j:?}").contains("<secret>") && !format!("{j:?}").contains("\"S\""));
     }

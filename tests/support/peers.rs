@@ -80,7 +80,9 @@ impl ConnectProxy {
                         let (host, port) = hostport.rsplit_once(':')?;
                         let port: u16 = port.parse().ok()?;
                         match aliases.lock().unwrap().get(host) {
-                            Some(a) => Some(SocketAddr::new(a.ip(), if a.port() == 0 { port } else { a.port() })),
+                            Some(a) => {
+                                Some(SocketAddr::new(a.ip(), if a.port() == 0 { port } else { a.port() }))
+                            }
                             None => format!("{host}:{port}").parse().ok(),
                         }
                     };
@@ -95,7 +97,16 @@ impl ConnectProxy {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     } else if let Some(rest) = target.strip_prefix("http://") {
                         let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                        let Some(addr) = resolve(if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:80") }.as_str()) else { return };
+                        let Some(addr) = resolve(
+                            if hostport.contains(':') {
+                                hostport.to_owned()
+                            } else {
+                                format!("{hostport}:80")
+                            }
+                            .as_str(),
+                        ) else {
+                            return;
+                        };
                         let Ok(mut upstream) = tokio::net::TcpStream::connect(addr).await else { return };
                         forwarded.fetch_add(1, Ordering::SeqCst);
                         // Origin form for the target; the rest of the head as it came.
@@ -135,6 +146,9 @@ impl ConnectProxy {
     }
 }
 
+/// A form's `key=value` pairs, decoded and sorted.
+pub type Form = Vec<(String, String)>;
+
 /// An OAuth 2.0 token endpoint (`POST /token`, client credentials grant) and the check of the
 /// tokens it issued. The client may authenticate with basic auth or with form parameters
 /// (unless [`TokenEndpoint::params_only`]); each good request counts one fetch and issues
@@ -144,7 +158,7 @@ pub struct TokenEndpoint {
     fetches: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     /// Every good token request's form, as `key=value` pairs sorted.
-    pub forms: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    pub forms: Arc<Mutex<Vec<Form>>>,
     issued: Arc<Mutex<HashMap<String, Option<Instant>>>>,
     secret: Arc<Mutex<String>>,
 }
@@ -164,8 +178,14 @@ impl TokenEndpoint {
         let (fetches, refused, forms, issued, secret) =
             (t.fetches.clone(), t.refused.clone(), t.forms.clone(), t.issued.clone(), t.secret.clone());
         serve(listener, move |req: Request<Incoming>| {
-            let (client_id, fetches, refused, forms, issued, secret) =
-                (client_id.clone(), fetches.clone(), refused.clone(), forms.clone(), issued.clone(), secret.clone());
+            let (client_id, fetches, refused, forms, issued, secret) = (
+                client_id.clone(),
+                fetches.clone(),
+                refused.clone(),
+                forms.clone(),
+                issued.clone(),
+                secret.clone(),
+            );
             async move {
                 let basic = req
                     .headers()
@@ -187,7 +207,9 @@ impl TokenEndpoint {
                     (Some(_), true) => None,
                     (None, _) => get("client_id").map(|i| (i, get("client_secret").unwrap_or_default())),
                 };
-                if creds != Some((client_id.clone(), want_secret)) || get("grant_type").as_deref() != Some("client_credentials") {
+                if creds != Some((client_id.clone(), want_secret))
+                    || get("grant_type").as_deref() != Some("client_credentials")
+                {
                     refused.fetch_add(1, Ordering::SeqCst);
                     return (401, "application/json", br#"{"error":"invalid_client"}"#.to_vec());
                 }
@@ -248,12 +270,13 @@ pub async fn tls_server(
             .collect::<Result<_, _>>()
             .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -269,7 +292,8 @@ pub async fn tls_server(
                     let (status, ct, body) = handler(&parts);
                     async move { Ok::<_, Infallible>(response(status, ct, body)) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
             });
         }
     });
@@ -294,7 +318,9 @@ where
                         Ok::<_, Infallible>(response(status, ct, body))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -329,8 +355,7 @@ pub fn unescape(s: &str) -> String {
 /// Standard base64 decoding (padding optional; other characters end the input).
 pub fn base64_decode(s: &str) -> Vec<u8> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let vals: Vec<u32> =
-        s.bytes().map_while(|c| A.iter().position(|&a| a == c).map(|p| p as u32)).collect();
+    let vals: Vec<u32> = s.bytes().map_while(|c| A.iter().position(|&a| a == c).map(|p| p as u32)).collect();
     let mut out = Vec::new();
     for chunk in vals.chunks(4) {
         let n = chunk.iter().enumerate().fold(0u32, |acc, (i, v)| acc | (v << (18 - 6 * i)));

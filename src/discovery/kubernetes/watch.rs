@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::targets::{self, Lookup};
 use super::{KubernetesSdConfig, KubernetesSdError, Role, Selector};
 use crate::config::common::{HttpClientConfig, ProxyConfig, ProxyUrl};
-use crate::http_client::proxy::Proxy;
 use crate::discovery::Discovered;
+use crate::http_client::proxy::Proxy;
 use crate::labels::Labels;
 
 /// How long to wait before listing again after a watch could not resume (410 on the watch request
@@ -86,7 +86,8 @@ pub(super) async fn client(cfg: &KubernetesSdConfig) -> Result<Client, Kubernete
     // feature; the decision is ours.
     config.proxy_url = None;
     let proxy = Proxy::from_config(&proxy).map_err(|e| KubernetesSdError::Client(e.to_string()))?;
-    let proxied = proxy.select(&config.cluster_url).map_err(|e| KubernetesSdError::Client(e.to_string()))?.is_some();
+    let proxied =
+        proxy.select(&config.cluster_url).map_err(|e| KubernetesSdError::Client(e.to_string()))?.is_some();
     if !proxied {
         return Client::try_from(config).map_err(|e| KubernetesSdError::Client(e.to_string()));
     }
@@ -105,7 +106,10 @@ fn kubeconfig_proxy(kc: &kube::config::Kubeconfig) -> Option<ProxyConfig> {
 /// kube's client stack (base URI, auth, extra headers, kube's TLS and timeouts) over trawl's
 /// proxy connector, so a proxy gets the same CONNECT (with `proxy_connect_header`) and
 /// absolute-form requests as scrapes do.
-fn proxied_client(config: kube::Config, proxy: Proxy) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+fn proxied_client(
+    config: kube::Config,
+    proxy: Proxy,
+) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
     use kube::client::ConfigExt as _;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
