@@ -57,6 +57,27 @@ async fn resource(tokens: Arc<TokenEndpoint>) -> (String, Arc<std::sync::atomic:
     (url, hits)
 }
 
+/// A client with an `oauth2` block for `tokens` whose secret file holds `secret`, and the URL
+/// of a resource server that checks its tokens (with its request counter).
+struct OAuth2Setup {
+    client: trawl::http_client::Client,
+    url: String,
+    hits: Arc<std::sync::atomic::AtomicU64>,
+    secret_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn oauth2_setup(tokens: &Arc<TokenEndpoint>, secret: &str) -> OAuth2Setup {
+    let (url, hits) = resource(tokens.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let cfg = HttpClientConfig { oauth2: Some(oauth2(&tokens.url(), &secret_file)), ..Default::default() };
+    trawl::http_client::validate(&cfg).unwrap();
+    let client = trawl::http_client::from_config(&cfg).unwrap();
+    OAuth2Setup { client, url, hits, secret_file, _dir: dir }
+}
+
 async fn get(client: &trawl::http_client::Client, url: &str) -> Result<u16, String> {
     let req = hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap();
     match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
@@ -69,15 +90,9 @@ async fn get(client: &trawl::http_client::Client, url: &str) -> Result<u16, Stri
 #[tokio::test]
 async fn oauth2_token_is_cached_and_refetched_when_the_secret_rotates() {
     let tokens = Arc::new(TokenEndpoint::start("trawl", "s1", 3600, false).await);
-    let (url, _) = resource(tokens.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s1\n").unwrap();
-    let cfg = HttpClientConfig { oauth2: Some(oauth2(&tokens.url(), &secret)), ..Default::default() };
-    trawl::http_client::validate(&cfg).unwrap();
-    let client = trawl::http_client::from_config(&cfg).unwrap();
+    let o = oauth2_setup(&tokens, "s1").await;
     for i in 0..5 {
-        assert_eq!(get(&client, &url).await, Ok(200), "request {i}");
+        assert_eq!(get(&o.client, &o.url).await, Ok(200), "request {i}");
     }
     assert_eq!(tokens.fetches(), 1, "one token for five requests while it is valid");
     let form = tokens.forms.lock().unwrap()[0].clone();
@@ -96,8 +111,8 @@ async fn oauth2_token_is_cached_and_refetched_when_the_secret_rotates() {
 
     // A rotated secret is read on the next request and fetches a new token with it.
     tokens.rotate_secret("s2");
-    std::fs::write(&secret, "s2").unwrap();
-    assert_eq!(get(&client, &url).await, Ok(200));
+    std::fs::write(&o.secret_file, "s2").unwrap();
+    assert_eq!(get(&o.client, &o.url).await, Ok(200));
     assert_eq!(tokens.fetches(), 2, "the new secret fetched a new token");
     assert_eq!(tokens.refused(), 0);
 }
@@ -107,14 +122,9 @@ async fn oauth2_expiring_tokens_are_fetched_again() {
     // expires_in equal to golang.org/x/oauth2's 10 s expiryDelta: every token is already due for
     // refresh when it arrives, so every request fetches one (and the endpoint honours each).
     let tokens = Arc::new(TokenEndpoint::start("trawl", "s", 10, false).await);
-    let (url, _) = resource(tokens.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s").unwrap();
-    let cfg = HttpClientConfig { oauth2: Some(oauth2(&tokens.url(), &secret)), ..Default::default() };
-    let client = trawl::http_client::from_config(&cfg).unwrap();
+    let o = oauth2_setup(&tokens, "s").await;
     for _ in 0..3 {
-        assert_eq!(get(&client, &url).await, Ok(200));
+        assert_eq!(get(&o.client, &o.url).await, Ok(200));
     }
     assert_eq!(tokens.fetches(), 3, "a token within 10 s of its expiry is not reused");
 }
@@ -122,30 +132,20 @@ async fn oauth2_expiring_tokens_are_fetched_again() {
 #[tokio::test]
 async fn oauth2_falls_back_to_credentials_in_the_body_and_remembers() {
     let tokens = Arc::new(TokenEndpoint::start("trawl", "s", 10, true).await);
-    let (url, _) = resource(tokens.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s").unwrap();
-    let cfg = HttpClientConfig { oauth2: Some(oauth2(&tokens.url(), &secret)), ..Default::default() };
-    let client = trawl::http_client::from_config(&cfg).unwrap();
-    assert_eq!(get(&client, &url).await, Ok(200));
+    let o = oauth2_setup(&tokens, "s").await;
+    assert_eq!(get(&o.client, &o.url).await, Ok(200));
     assert_eq!((tokens.refused(), tokens.fetches()), (1, 1), "header style tried first, then params");
-    assert_eq!(get(&client, &url).await, Ok(200));
+    assert_eq!(get(&o.client, &o.url).await, Ok(200));
     assert_eq!((tokens.refused(), tokens.fetches()), (1, 2), "the working style is kept: no second probe");
 }
 
 #[tokio::test]
 async fn oauth2_bad_credentials_fail_the_request_before_it_is_sent() {
     let tokens = Arc::new(TokenEndpoint::start("trawl", "right", 3600, false).await);
-    let (url, hits) = resource(tokens.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "wrong").unwrap();
-    let cfg = HttpClientConfig { oauth2: Some(oauth2(&tokens.url(), &secret)), ..Default::default() };
-    let client = trawl::http_client::from_config(&cfg).unwrap();
-    let err = get(&client, &url).await.unwrap_err();
+    let o = oauth2_setup(&tokens, "wrong").await;
+    let err = get(&o.client, &o.url).await.unwrap_err();
     assert!(err.contains("oauth2: cannot fetch token") && err.contains("401"), "{err}");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no request without a token");
+    assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no request without a token");
 }
 
 #[tokio::test]

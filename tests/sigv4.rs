@@ -254,6 +254,13 @@ async fn sign(signer: &Signer) -> hyper::HeaderMap {
     req.headers().clone()
 }
 
+/// A signer for `sigv4` block `yaml` whose STS is `sts`.
+fn signer_with_sts(sts: &FakeSts, yaml: &str) -> Signer {
+    let cfg: SigV4Config = serde_saphyr::from_str(yaml).unwrap();
+    let url = sts.url.clone();
+    Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap()
+}
+
 fn key_of(h: &hyper::HeaderMap) -> String {
     let auth = h["authorization"].to_str().unwrap();
     auth.split("Credential=").nth(1).unwrap().split('/').next().unwrap().to_owned()
@@ -262,13 +269,10 @@ fn key_of(h: &hyper::HeaderMap) -> String {
 #[tokio::test]
 async fn role_arn_assumes_a_role_through_sts_and_caches_it() {
     let sts = fake_sts("base-secret", Duration::from_secs(3600)).await;
-    let cfg: SigV4Config = serde_saphyr::from_str(
+    let signer = signer_with_sts(
+        &sts,
         "region: us-east-1\naccess_key: AKIABASE\nsecret_key: base-secret\nrole_arn: arn:aws:iam::123:role/writer\nexternal_id: ext-1\n",
-    )
-    .unwrap();
-    let url = sts.url.clone();
-    let signer =
-        Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
+    );
     for _ in 0..3 {
         let h = sign(&signer).await;
         assert_eq!(key_of(&h), "ASIATEMP1", "signed with the assumed role's key");
@@ -293,13 +297,10 @@ async fn role_arn_assumes_a_role_through_sts_and_caches_it() {
 async fn credentials_near_expiry_are_fetched_again() {
     // 20 s left is inside the 30 s refresh window: every use fetches new credentials.
     let sts = fake_sts("base-secret", Duration::from_secs(20)).await;
-    let cfg: SigV4Config = serde_saphyr::from_str(
+    let signer = signer_with_sts(
+        &sts,
         "region: us-east-1\naccess_key: AKIABASE\nsecret_key: base-secret\nrole_arn: arn:aws:iam::123:role/writer\n",
-    )
-    .unwrap();
-    let url = sts.url.clone();
-    let signer =
-        Signer::with_env(&cfg, &move |k| (k == "AWS_ENDPOINT_URL_STS").then(|| url.clone())).unwrap();
+    );
     assert_eq!(key_of(&sign(&signer).await), "ASIATEMP1");
     assert_eq!(key_of(&sign(&signer).await), "ASIATEMP2");
     assert_eq!(sts.calls.load(Ordering::SeqCst), 2);

@@ -561,35 +561,44 @@ mod tests {
             &env_of(vec![("AWS_EC2_METADATA_DISABLED", "true".into()), ("HOME", "/nonexistent".into())]),
         );
         assert!(disabled.is_err(), "no source at all fails at start");
-        let imds = resolve(&cfg("region: r\n"), &env_of(vec![("HOME", "/nonexistent".into())])).unwrap().0;
-        assert!(kind(&imds).contains("EC2"), "the last resort is the instance metadata service");
-        let web = resolve(
-            &cfg("region: r\n"),
-            &env_of(vec![
-                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t".into()),
-                ("AWS_ROLE_ARN", "arn:aws:iam::1:role/x".into()),
-            ]),
-        )
-        .unwrap()
-        .0;
-        assert!(kind(&web).contains("web identity"));
-        let container = resolve(
-            &cfg("region: r\n"),
-            &env_of(vec![
-                ("HOME", "/nonexistent".into()),
-                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds".into()),
-            ]),
-        )
-        .unwrap()
-        .0;
-        assert!(kind(&container).contains("container"));
-        let role = resolve(
-            &cfg("region: r\naccess_key: A\nsecret_key: s\nrole_arn: arn:aws:iam::1:role/x\n"),
-            &env_of(vec![]),
-        )
-        .unwrap()
-        .0;
-        assert!(kind(&role).contains("assume role"));
+        // (config, environment, kind of source, why)
+        type KindCase = (&'static str, Vec<(&'static str, String)>, &'static str, &'static str);
+        let kinds: Vec<KindCase> = vec![
+            (
+                "region: r\n",
+                vec![("HOME", "/nonexistent".into())],
+                "EC2",
+                "the last resort is instance metadata",
+            ),
+            (
+                "region: r\n",
+                vec![
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t".into()),
+                    ("AWS_ROLE_ARN", "arn:aws:iam::1:role/x".into()),
+                ],
+                "web identity",
+                "IRSA",
+            ),
+            (
+                "region: r\n",
+                vec![
+                    ("HOME", "/nonexistent".into()),
+                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds".into()),
+                ],
+                "container",
+                "ECS / EKS Pod Identity",
+            ),
+            (
+                "region: r\naccess_key: A\nsecret_key: s\nrole_arn: arn:aws:iam::1:role/x\n",
+                vec![],
+                "assume role",
+                "role_arn wraps the credentials found",
+            ),
+        ];
+        for (y, vars, want, why) in kinds {
+            let p = resolve(&cfg(y), &env_of(vars)).unwrap_or_else(|e| panic!("{why}: {e}")).0;
+            assert!(kind(&p).contains(want), "{why}: {p:?}");
+        }
     }
 
     #[test]
