@@ -182,7 +182,7 @@ impl Proxy {
         }
         let url = cfg.proxy_url.as_ref().map(|u| u.expose()).filter(|u| !u.is_empty());
         let rule = if cfg.proxy_from_environment {
-            Self::env_rule(env)
+            Self::env_rule(env)?
         } else if let Some(url) = url {
             match cfg.no_proxy.as_deref().filter(|n| !n.is_empty()) {
                 None => Rule::Always(ProxyTarget::parse(url, false)?),
@@ -205,16 +205,24 @@ impl Proxy {
     }
 
     /// httpproxy.FromEnvironment: the upper-case name wins when set and not empty; a value that
-    /// does not parse is ignored, as Go ignores it.
-    fn env_rule(env: &dyn Fn(&str) -> Option<String>) -> Rule {
+    /// does not parse is ignored, as Go ignores it. A SOCKS proxy, which Go would use and trawl
+    /// cannot, is an error rather than a silent direct connection.
+    fn env_rule(env: &dyn Fn(&str) -> Option<String>) -> Result<Rule, ProxyError> {
         let any = |names: [&str; 2]| names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()));
-        let parse = |v: Option<String>| v.and_then(|v| ProxyTarget::parse(&v, true).ok());
-        Rule::Rules {
-            http: parse(any(["HTTP_PROXY", "http_proxy"])),
-            https: parse(any(["HTTPS_PROXY", "https_proxy"])),
+        let parse = |v: Option<String>| -> Result<Option<ProxyTarget>, ProxyError> {
+            let Some(v) = v else { return Ok(None) };
+            match ProxyTarget::parse(&v, true) {
+                Ok(p) => Ok(Some(p)),
+                Err(e) if v.to_ascii_lowercase().starts_with("socks") => Err(e),
+                Err(_) => Ok(None),
+            }
+        };
+        Ok(Rule::Rules {
+            http: parse(any(["HTTP_PROXY", "http_proxy"]))?,
+            https: parse(any(["HTTPS_PROXY", "https_proxy"]))?,
             no_proxy: NoProxy::parse(&any(["NO_PROXY", "no_proxy"]).unwrap_or_default()),
             cgi: env("REQUEST_METHOD").is_some_and(|v| !v.is_empty()),
-        }
+        })
     }
 
     /// The proxy for a request to `uri`, or `None` to connect directly.
@@ -686,6 +694,8 @@ mod tests {
         let cgi = Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("REQUEST_METHOD", "GET")]))
             .unwrap();
         assert!(matches!(cgi.select(&uri("http://a.example/")), Err(ProxyError::Cgi)), "httpoxy");
+        let socks = Proxy::from_config_with_env(&c, &env(&[("HTTPS_PROXY", "socks5://s:1080")]));
+        assert!(socks.is_err(), "a SOCKS proxy Go would use is refused, not ignored");
         let none = Proxy::from_config_with_env(&c, &env(&[])).unwrap();
         assert_eq!(chosen(&none, "http://a.example/"), None);
     }
