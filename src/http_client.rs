@@ -76,6 +76,7 @@ impl Client {
             let token = source.header().await?;
             req.headers_mut().insert(hyper::header::AUTHORIZATION, token);
         }
+        // (SOCKS proxies carry no Proxy-Authorization: `authorization` is None for them.)
         if req.uri().scheme_str() == Some("http")
             && let Some(auth) = self.proxy.select(req.uri())?.and_then(|p| p.authorization.clone())
         {

@@ -312,3 +312,38 @@ remote_write:
         tokens.fetches()
     );
 }
+
+#[tokio::test]
+async fn socks5_proxy_for_http_and_https_targets() {
+    let socks = peers::SocksProxy::start(Some(("user", "p@ss"))).await;
+    let tls = peers::tls_server("selfca", |_| (200, "text/plain", b"ok".to_vec())).await;
+    socks.alias("selfca.test", tls);
+    let plain = TestTarget::start().await;
+    plain.route("/metrics", |_| (200, TEXT, b"m 1\n".to_vec()));
+    let cfg = |url: String| HttpClientConfig {
+        tls_config: Some(trawl::config::TlsConfig {
+            ca_file: Some(fixture("selfca.pem")),
+            ..Default::default()
+        }),
+        proxy: ProxyConfig { proxy_url: Some(ProxyUrl::from(url.as_str())), ..Default::default() },
+        ..Default::default()
+    };
+    let client =
+        trawl::http_client::from_config(&cfg(format!("socks5h://user:p%40ss@{}", socks.addr))).unwrap();
+    assert_eq!(
+        get(&client, &format!("https://selfca.test:{}/", tls.port())).await,
+        Ok(200),
+        "a name the proxy resolves"
+    );
+    assert_eq!(
+        get(&client, &format!("http://{}/metrics", plain.host())).await,
+        Ok(200),
+        "plain http, origin form"
+    );
+    assert_eq!(plain.hits("/metrics"), 1);
+    let targets = socks.targets.lock().unwrap().clone();
+    assert_eq!(targets, [format!("selfca.test:{}", tls.port()), plain.host()], "names as names, IPs as IPs");
+    let wrong = trawl::http_client::from_config(&cfg(format!("socks5://user:nope@{}", socks.addr))).unwrap();
+    let err = get(&wrong, &format!("http://{}/metrics", plain.host())).await.unwrap_err();
+    assert!(err.contains("SOCKS5: username/password authentication failed"), "{err}");
+}

@@ -329,3 +329,88 @@ async fn web_identity_from_the_environment() {
     assert!(form.contains("WebIdentityToken=eyJ.projected.token"), "the token file, trimmed: {form}");
     assert!(h.get("x-amz-security-token").is_some());
 }
+
+/// A scripted metadata service: the container credentials endpoint (`GET /creds`, which wants
+/// the authorization token) and IMDSv2 (`PUT /latest/api/token`, then the role and its
+/// credentials with that token). Counts the credential answers.
+async fn fake_metadata() -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicU64::new(0));
+    let s = served.clone();
+    peers::serve(listener, move |req: hyper::Request<hyper::body::Incoming>| {
+        let s = s.clone();
+        async move {
+            let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let creds = |key: &str| {
+                let expires =
+                    jiff::Timestamp::try_from(SystemTime::now() + Duration::from_secs(3600)).unwrap();
+                format!(
+                    r#"{{"AccessKeyId":"{key}","SecretAccessKey":"meta-secret","Token":"meta-token","Expiration":"{expires}"}}"#
+                )
+            };
+            match (req.method().as_str(), req.uri().path()) {
+                ("GET", "/creds") if header("authorization").as_deref() == Some("pod-identity-token") => {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    (200, "application/json", creds("ASIACONTAINER").into_bytes())
+                }
+                ("PUT", "/latest/api/token") if header("x-aws-ec2-metadata-token-ttl-seconds").is_some() => {
+                    (200, "text/plain", b"imds-session".to_vec())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/")
+                    if header("x-aws-ec2-metadata-token").as_deref() == Some("imds-session") =>
+                {
+                    (200, "text/plain", b"node-role\n".to_vec())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/node-role")
+                    if header("x-aws-ec2-metadata-token").as_deref() == Some("imds-session") =>
+                {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    (200, "application/json", creds("ASIANODE").into_bytes())
+                }
+                _ => (401, "text/plain", b"no".to_vec()),
+            }
+        }
+    });
+    (url, served)
+}
+
+#[tokio::test]
+async fn container_and_instance_metadata_credentials() {
+    let (url, served) = fake_metadata().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token, "pod-identity-token\n").unwrap();
+    // (environment, access key signed with, why)
+    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+        (
+            vec![
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/creds")),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token.display().to_string()),
+            ],
+            "ASIACONTAINER",
+            "EKS Pod Identity: the container endpoint with the token file",
+        ),
+        (
+            vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.clone())],
+            "ASIANODE",
+            "the node's instance role, IMDSv2",
+        ),
+    ];
+    for (mut env, key, why) in cases {
+        env.push(("HOME", "/nonexistent".into()));
+        let signer = Signer::with_env(&serde_saphyr::from_str("region: eu-west-1\n").unwrap(), &move |k| {
+            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let before = served.load(Ordering::SeqCst);
+        for _ in 0..2 {
+            let h = sign(&signer).await;
+            assert_eq!(key_of(&h), key, "{why}");
+            assert_eq!(h["x-amz-security-token"], "meta-token", "{why}");
+            verify("POST", "/workspaces/ws-1/api/v1/remote_write", &h, b"payload", "meta-secret", "aps")
+                .unwrap();
+        }
+        assert_eq!(served.load(Ordering::SeqCst) - before, 1, "{why}: fetched once, then cached");
+    }
+}

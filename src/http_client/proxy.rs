@@ -6,9 +6,11 @@
 //! dials the target directly or through the chosen proxy: plain-HTTP targets are sent to the
 //! proxy in absolute form (with `Proxy-Authorization` added by [`super::Client`]), HTTPS targets
 //! through a `CONNECT` tunnel carrying `proxy_connect_header` and the proxy credentials, as Go's
-//! `http.Transport` does. An `https://` proxy is reached over TLS first.
-//! What this is not: TLS to the target (hyper-rustls wraps this connector), SOCKS proxies
-//! (refused at load with a message), or IDNA (host names are compared as ASCII, lower-cased).
+//! `http.Transport` does. An `https://` proxy is reached over TLS first. A `socks5://` (or
+//! `socks5h://`) proxy gets a SOCKS5 CONNECT (RFC 1928; user and password from the URL with RFC
+//! 1929) for every target, and requests then go in origin form, as Go's SOCKS dialer does.
+//! What this is not: TLS to the target (hyper-rustls wraps this connector), or IDNA (host names
+//! are compared as ASCII, lower-cased).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -56,17 +58,30 @@ pub enum ProxyError {
     },
 }
 
+/// The kind of proxy, from the URL's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// `http://`: absolute-form requests, CONNECT for https targets.
+    Http,
+    /// `https://`: the same, over TLS to the proxy.
+    Https,
+    /// `socks5://` or `socks5h://`: a SOCKS5 CONNECT for every target.
+    Socks5,
+}
+
 /// One proxy to send requests through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyTarget {
-    /// Whether the proxy itself is reached over TLS (`https://` proxy URL).
-    pub tls: bool,
+    /// What kind of proxy it is.
+    pub kind: ProxyKind,
     /// Host name or IP (IPv6 without brackets).
     pub host: String,
     /// Port (default 80, or 443 for `https://`).
     pub port: u16,
-    /// `Proxy-Authorization` from the URL's user info (`Basic`), sensitive.
+    /// `Proxy-Authorization` from the URL's user info (`Basic`), sensitive; HTTP proxies only.
     pub authorization: Option<HeaderValue>,
+    /// User and password from the URL's user info, for SOCKS5.
+    socks_auth: Option<(String, crate::config::common::Secret)>,
 }
 
 impl ProxyTarget {
@@ -82,15 +97,13 @@ impl ProxyTarget {
                 (s.to_ascii_lowercase(), r)
             }
             _ if lenient => ("http".to_owned(), url),
-            _ => return Err(bad("want http://host:port or https://host:port")),
+            _ => return Err(bad("want http://, https:// or socks5://host:port")),
         };
-        let tls = match scheme.as_str() {
-            "http" => false,
-            "https" => true,
-            "socks5" | "socks5h" => {
-                return Err(bad("SOCKS5 proxies are not supported by trawl; use an http or https proxy"));
-            }
-            other => return Err(bad(&format!("scheme {other:?} is not supported (http or https)"))),
+        let kind = match scheme.as_str() {
+            "http" => ProxyKind::Http,
+            "https" => ProxyKind::Https,
+            "socks5" | "socks5h" => ProxyKind::Socks5,
+            other => return Err(bad(&format!("scheme {other:?} is not supported (http, https, socks5)"))),
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let (userinfo, hostport) = match authority.rfind('@') {
@@ -101,25 +114,34 @@ impl ProxyTarget {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = match port {
-            Some(p) => p,
-            None if tls => 443,
-            None => 80,
-        };
-        let authorization = match userinfo {
-            Some(info) => {
-                let (user, pass) = info.split_once(':').unwrap_or((info, ""));
-                let creds = format!("{}:{}", percent_decode(user), percent_decode(pass));
+        // Go's canonicalAddr port map: http 80, https 443, socks5 1080.
+        let port = port.unwrap_or(match kind {
+            ProxyKind::Http => 80,
+            ProxyKind::Https => 443,
+            ProxyKind::Socks5 => 1080,
+        });
+        let creds = userinfo.map(|info| {
+            let (user, pass) = info.split_once(':').unwrap_or((info, ""));
+            (percent_decode(user), percent_decode(pass))
+        });
+        let (authorization, socks_auth) = match (creds, kind) {
+            (None, _) => (None, None),
+            (Some((user, pass)), ProxyKind::Socks5) => {
+                if user.len() > 255 || pass.len() > 255 {
+                    return Err(bad("SOCKS5 user and password are limited to 255 bytes each"));
+                }
+                (None, Some((user, crate::config::common::Secret::from(pass.as_str()))))
+            }
+            (Some((user, pass)), _) => {
                 let mut v = String::from("Basic ");
-                super::base64_into(creds.as_bytes(), &mut v);
+                super::base64_into(format!("{user}:{pass}").as_bytes(), &mut v);
                 let mut h =
                     HeaderValue::try_from(v).map_err(|_| bad("credentials not allowed in a header"))?;
                 h.set_sensitive(true);
-                Some(h)
+                (Some(h), None)
             }
-            None => None,
         };
-        Ok(ProxyTarget { tls, host: host.to_ascii_lowercase(), port, authorization })
+        Ok(ProxyTarget { kind, host: host.to_ascii_lowercase(), port, authorization, socks_auth })
     }
 
     /// `host:port`, bracketed for IPv6.
@@ -204,19 +226,12 @@ impl Proxy {
         Ok(Proxy { rule, connect_headers })
     }
 
-    /// httpproxy.FromEnvironment: the upper-case name wins when set and not empty; a value that
-    /// does not parse is ignored, as Go ignores it. A SOCKS proxy, which Go would use and trawl
-    /// cannot, is an error rather than a silent direct connection.
+    /// httpproxy.FromEnvironment: the upper-case name wins when set and not empty. A value
+    /// trawl cannot use is an error rather than a silent direct connection (Go ignores a value
+    /// its URL parser rejects; trawl's accepts what Go's transport can use).
     fn env_rule(env: &dyn Fn(&str) -> Option<String>) -> Result<Rule, ProxyError> {
         let any = |names: [&str; 2]| names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()));
-        let parse = |v: Option<String>| -> Result<Option<ProxyTarget>, ProxyError> {
-            let Some(v) = v else { return Ok(None) };
-            match ProxyTarget::parse(&v, true) {
-                Ok(p) => Ok(Some(p)),
-                Err(e) if v.to_ascii_lowercase().starts_with("socks") => Err(e),
-                Err(_) => Ok(None),
-            }
-        };
+        let parse = |v: Option<String>| v.map(|v| ProxyTarget::parse(&v, true)).transpose();
         Ok(Rule::Rules {
             http: parse(any(["HTTP_PROXY", "http_proxy"]))?,
             https: parse(any(["HTTPS_PROXY", "https_proxy"]))?,
@@ -521,8 +536,15 @@ impl Connector {
             return Ok(Conn { io: TokioIo::new(Stream::Tcp(tcp)), proxied: false });
         };
         let proxy_uri: Uri = format!("http://{}/", proxy.addr()).parse()?;
-        let tcp = tower_service::Service::call(&mut self.http, proxy_uri).await?.into_inner();
-        let mut stream = if proxy.tls {
+        let mut tcp = tower_service::Service::call(&mut self.http, proxy_uri).await?.into_inner();
+        let target_host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_owned();
+        let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+        let target_port = uri.port_u16().unwrap_or(default_port);
+        if proxy.kind == ProxyKind::Socks5 {
+            socks5_connect(&mut tcp, &proxy, &target_host, target_port).await?;
+            return Ok(Conn { io: TokioIo::new(Stream::Tcp(tcp)), proxied: false });
+        }
+        let mut stream = if proxy.kind == ProxyKind::Https {
             let name = rustls::pki_types::ServerName::try_from(proxy.host.clone())?;
             let tls = tokio_rustls::TlsConnector::from(self.proxy_tls.clone()).connect(name, tcp).await?;
             Stream::Tls(Box::new(tls))
@@ -532,8 +554,7 @@ impl Connector {
         if uri.scheme_str() != Some("https") {
             return Ok(Conn { io: TokioIo::new(stream), proxied: true });
         }
-        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
-        let target = join_host_port(host, uri.port_u16().unwrap_or(443));
+        let target = join_host_port(&target_host, target_port);
         tunnel(&mut stream, &target, &proxy, &self.proxy.connect_headers).await?;
         Ok(Conn { io: TokioIo::new(stream), proxied: false })
     }
@@ -602,6 +623,94 @@ async fn tunnel(
     if code != "200" {
         return Err(err(format!("CONNECT refused: {}", status_line.get(version.len() + 1..).unwrap_or(""))));
     }
+    Ok(())
+}
+
+/// A SOCKS5 CONNECT to `host:port` over `tcp` (RFC 1928), authenticating with user and
+/// password (RFC 1929) when the proxy URL has them, as Go's SOCKS dialer does: an IP literal is
+/// sent as an address, a name as a domain for the proxy to resolve.
+async fn socks5_connect(
+    tcp: &mut TcpStream,
+    proxy: &ProxyTarget,
+    host: &str,
+    port: u16,
+) -> Result<(), ProxyError> {
+    let err = |reason: String| ProxyError::Connect { proxy: proxy.addr(), reason };
+    let io = |e: std::io::Error| err(format!("SOCKS5: {e}"));
+    let methods: &[u8] = if proxy.socks_auth.is_some() { &[0x00, 0x02] } else { &[0x00] };
+    let mut hello = vec![0x05, methods.len() as u8];
+    hello.extend_from_slice(methods);
+    tcp.write_all(&hello).await.map_err(io)?;
+    let mut choice = [0u8; 2];
+    tcp.read_exact(&mut choice).await.map_err(io)?;
+    match (choice, &proxy.socks_auth) {
+        ([0x05, 0x00], _) => {}
+        ([0x05, 0x02], Some((user, pass))) => {
+            let mut auth = vec![0x01, user.len() as u8];
+            auth.extend_from_slice(user.as_bytes());
+            auth.push(pass.expose().len() as u8);
+            auth.extend_from_slice(pass.expose().as_bytes());
+            tcp.write_all(&auth).await.map_err(io)?;
+            let mut status = [0u8; 2];
+            tcp.read_exact(&mut status).await.map_err(io)?;
+            if status[1] != 0x00 {
+                return Err(err("SOCKS5: username/password authentication failed".into()));
+            }
+        }
+        ([0x05, 0xff], _) => return Err(err("SOCKS5: no acceptable authentication methods".into())),
+        (other, _) => return Err(err(format!("SOCKS5: unexpected method reply {other:?}"))),
+    }
+    let mut req = vec![0x05, 0x01, 0x00];
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => {
+            req.push(0x01);
+            req.extend_from_slice(&ip.octets());
+        }
+        Ok(IpAddr::V6(ip)) => {
+            req.push(0x04);
+            req.extend_from_slice(&ip.octets());
+        }
+        Err(_) => {
+            let name = host.as_bytes();
+            if name.len() > 255 {
+                return Err(err(format!("SOCKS5: host name too long ({} bytes)", name.len())));
+            }
+            req.push(0x03);
+            req.push(name.len() as u8);
+            req.extend_from_slice(name);
+        }
+    }
+    req.extend_from_slice(&port.to_be_bytes());
+    tcp.write_all(&req).await.map_err(io)?;
+    let mut head = [0u8; 4];
+    tcp.read_exact(&mut head).await.map_err(io)?;
+    if head[0] != 0x05 {
+        return Err(err(format!("SOCKS5: malformed reply version {}", head[0])));
+    }
+    if head[1] != 0x00 {
+        // RFC 1928 §6 reply codes, as Go's socks package names them.
+        let reason = match head[1] {
+            0x01 => "general SOCKS server failure",
+            0x02 => "connection not allowed by ruleset",
+            0x03 => "network unreachable",
+            0x04 => "host unreachable",
+            0x05 => "connection refused",
+            0x06 => "TTL expired",
+            0x07 => "command not supported",
+            0x08 => "address type not supported",
+            _ => "unknown code",
+        };
+        return Err(err(format!("SOCKS5: {reason} ({})", head[1])));
+    }
+    // The bound address, which is not used, then the port.
+    let skip = match head[3] {
+        0x01 => 4,
+        0x04 => 16,
+        0x03 => usize::from(tcp.read_u8().await.map_err(io)?),
+        t => return Err(err(format!("SOCKS5: unknown address type {t}"))),
+    };
+    let mut rest = vec![0u8; skip + 2];
+    tcp.read_exact(&mut rest).await.map_err(io)?;
     Ok(())
 }
 
@@ -694,8 +803,6 @@ mod tests {
         let cgi = Proxy::from_config_with_env(&c, &env(&[("HTTP_PROXY", "up:1"), ("REQUEST_METHOD", "GET")]))
             .unwrap();
         assert!(matches!(cgi.select(&uri("http://a.example/")), Err(ProxyError::Cgi)), "httpoxy");
-        let socks = Proxy::from_config_with_env(&c, &env(&[("HTTPS_PROXY", "socks5://s:1080")]));
-        assert!(socks.is_err(), "a SOCKS proxy Go would use is refused, not ignored");
         let none = Proxy::from_config_with_env(&c, &env(&[])).unwrap();
         assert_eq!(chosen(&none, "http://a.example/"), None);
     }
@@ -708,7 +815,9 @@ mod tests {
         assert_eq!(p.authorization.unwrap(), "Basic dXNAcjpwOnNz");
         assert_eq!(ProxyTarget::parse("https://proxy", false).unwrap().port, 443);
         assert_eq!(ProxyTarget::parse("http://[::1]:8", false).unwrap().addr(), "[::1]:8");
-        for bad in ["socks5://p:1080", "ftp://p", "http://p:notaport", "proxy:3128", "http://"] {
+        let socks = ProxyTarget::parse("socks5h://u:p@s", false).unwrap();
+        assert_eq!((socks.kind, socks.port, socks.authorization.is_none()), (ProxyKind::Socks5, 1080, true));
+        for bad in ["ftp://p", "http://p:notaport", "proxy:3128", "http://"] {
             assert!(ProxyTarget::parse(bad, false).is_err(), "{bad}");
         }
     }

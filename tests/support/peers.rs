@@ -365,3 +365,99 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A SOCKS5 proxy (RFC 1928, with RFC 1929 user/password when [`SocksProxy::start`] is given
+/// credentials): records each CONNECT's target as `host:port` as the client sent it (a name
+/// stays a name) and relays to it, through the same kind of alias table as [`ConnectProxy`].
+pub struct SocksProxy {
+    pub addr: SocketAddr,
+    /// Every CONNECT target, in order.
+    pub targets: Arc<Mutex<Vec<String>>>,
+    aliases: Arc<Mutex<HashMap<String, SocketAddr>>>,
+}
+
+impl SocksProxy {
+    pub async fn start(credentials: Option<(&str, &str)>) -> SocksProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let p = SocksProxy {
+            addr: listener.local_addr().expect("addr"),
+            targets: Arc::default(),
+            aliases: Arc::default(),
+        };
+        let creds = credentials.map(|(u, pw)| (u.to_owned(), pw.to_owned()));
+        let (targets, aliases) = (p.targets.clone(), p.aliases.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut c, _)) = listener.accept().await else { continue };
+                let (targets, aliases, creds) = (targets.clone(), aliases.clone(), creds.clone());
+                tokio::spawn(async move {
+                    let mut head = [0u8; 2];
+                    if c.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let mut methods = vec![0u8; usize::from(head[1])];
+                    let _ = c.read_exact(&mut methods).await;
+                    let want = if creds.is_some() { 0x02 } else { 0x00 };
+                    if !methods.contains(&want) {
+                        let _ = c.write_all(&[0x05, 0xff]).await;
+                        return;
+                    }
+                    let _ = c.write_all(&[0x05, want]).await;
+                    if let Some((user, pass)) = &creds {
+                        let mut v = [0u8; 2];
+                        let _ = c.read_exact(&mut v).await;
+                        let mut u = vec![0u8; usize::from(v[1])];
+                        let _ = c.read_exact(&mut u).await;
+                        let plen = c.read_u8().await.unwrap_or(0);
+                        let mut pw = vec![0u8; usize::from(plen)];
+                        let _ = c.read_exact(&mut pw).await;
+                        let ok = u == user.as_bytes() && pw == pass.as_bytes();
+                        let _ = c.write_all(&[0x01, if ok { 0 } else { 1 }]).await;
+                        if !ok {
+                            return;
+                        }
+                    }
+                    let mut req = [0u8; 4];
+                    if c.read_exact(&mut req).await.is_err() {
+                        return;
+                    }
+                    let host = match req[3] {
+                        0x01 => {
+                            let mut a = [0u8; 4];
+                            let _ = c.read_exact(&mut a).await;
+                            std::net::Ipv4Addr::from(a).to_string()
+                        }
+                        0x03 => {
+                            let n = c.read_u8().await.unwrap_or(0);
+                            let mut name = vec![0u8; usize::from(n)];
+                            let _ = c.read_exact(&mut name).await;
+                            String::from_utf8_lossy(&name).into_owned()
+                        }
+                        _ => return,
+                    };
+                    let port = c.read_u16().await.unwrap_or(0);
+                    targets.lock().unwrap().push(format!("{host}:{port}"));
+                    let addr = match aliases.lock().unwrap().get(&host) {
+                        Some(a) => *a,
+                        None => match format!("{host}:{port}").parse() {
+                            Ok(a) => a,
+                            Err(_) => return,
+                        },
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(addr).await else {
+                        let _ = c.write_all(&[0x05, 0x05, 0x00, 0x01, 0, 0, 0, 0, 0, 0]).await;
+                        return;
+                    };
+                    let _ = c.write_all(&[0x05, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0]).await;
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+                });
+            }
+        });
+        p
+    }
+
+    /// `host` goes to `addr`.
+    pub fn alias(&self, host: &str, addr: SocketAddr) {
+        self.aliases.lock().unwrap().insert(host.to_owned(), addr);
+    }
+}
