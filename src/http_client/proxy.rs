@@ -167,7 +167,7 @@ enum Rule {
     /// Every request through this proxy (`proxy_url` without `no_proxy`: Go's `http.ProxyURL`).
     Always(ProxyTarget),
     /// httpproxy's rules: per-scheme proxies, exceptions, never for localhost and loopback.
-    Rules { http: Option<ProxyTarget>, https: Option<ProxyTarget>, no_proxy: NoProxy, cgi: bool },
+    Rules(Box<Rules>),
 }
 
 impl Proxy {
@@ -212,12 +212,12 @@ impl Proxy {
                     // httpproxy.Config{HTTPProxy: url, HTTPSProxy: url, NoProxy}: the URL goes
                     // through parseProxy, and loopback targets are never proxied.
                     let p = ProxyTarget::parse(url, true)?;
-                    Rule::Rules {
+                    Rule::Rules(Box::new(Rules {
                         http: Some(p.clone()),
                         https: Some(p),
                         no_proxy: NoProxy::parse(no_proxy),
                         cgi: false,
-                    }
+                    }))
                 }
             }
         } else {
@@ -232,12 +232,12 @@ impl Proxy {
     fn env_rule(env: &dyn Fn(&str) -> Option<String>) -> Result<Rule, ProxyError> {
         let any = |names: [&str; 2]| names.iter().find_map(|n| env(n).filter(|v| !v.is_empty()));
         let parse = |v: Option<String>| v.map(|v| ProxyTarget::parse(&v, true)).transpose();
-        Ok(Rule::Rules {
+        Ok(Rule::Rules(Box::new(Rules {
             http: parse(any(["HTTP_PROXY", "http_proxy"]))?,
             https: parse(any(["HTTPS_PROXY", "https_proxy"]))?,
             no_proxy: NoProxy::parse(&any(["NO_PROXY", "no_proxy"]).unwrap_or_default()),
             cgi: env("REQUEST_METHOD").is_some_and(|v| !v.is_empty()),
-        })
+        })))
     }
 
     /// The proxy for a request to `uri`, or `None` to connect directly.
@@ -245,7 +245,8 @@ impl Proxy {
         match &self.rule {
             Rule::Direct => Ok(None),
             Rule::Always(p) => Ok(Some(p)),
-            Rule::Rules { http, https, no_proxy, cgi } => {
+            Rule::Rules(rules) => {
+                let Rules { http, https, no_proxy, cgi } = rules.as_ref();
                 let proxy = match uri.scheme_str() {
                     Some("https") => https.as_ref(),
                     Some("http") => {
@@ -268,6 +269,16 @@ impl Proxy {
     pub fn is_direct(&self) -> bool {
         matches!(self.rule, Rule::Direct)
     }
+}
+
+/// httpproxy's per-scheme proxies and exceptions.
+#[derive(Clone, Debug)]
+struct Rules {
+    http: Option<ProxyTarget>,
+    https: Option<ProxyTarget>,
+    no_proxy: NoProxy,
+    /// `REQUEST_METHOD` is set (see [`ProxyError::Cgi`]).
+    cgi: bool,
 }
 
 /// `NO_PROXY` / `no_proxy`, parsed as httpproxy's `config.init` does.
