@@ -382,7 +382,8 @@ async fn container_and_instance_metadata_credentials() {
     let token = dir.path().join("eks-pod-identity-token");
     std::fs::write(&token, "pod-identity-token\n").unwrap();
     // (environment, access key signed with, why)
-    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    type Case = (Vec<(&'static str, String)>, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/creds")),
