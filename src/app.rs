@@ -302,6 +302,7 @@ fn same_job(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
 fn same_discovery(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
     a.static_configs == b.static_configs
         && a.file_sd_configs == b.file_sd_configs
+        && a.http_sd_configs == b.http_sd_configs
         && a.kubernetes_sd_configs == b.kubernetes_sd_configs
 }
 
@@ -326,7 +327,7 @@ impl Pipeline {
         for sc in &cfg.scrape_configs {
             let unchanged = self.jobs.get(sc.job()).is_some_and(|j| same_job(&j.cfg, sc));
             if !unchanged {
-                let client = crate::http_client::build(sc.tls_config.as_ref())
+                let client = crate::http_client::from_config(&sc.http_client_config())
                     .with_context(|| format!("job {:?}: building the HTTP client", sc.job()))?;
                 clients.insert(sc.job().to_owned(), client);
             }
@@ -514,7 +515,7 @@ fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::R
     let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
-        let client = crate::http_client::build(rw.tls_config.as_ref())
+        let client = crate::http_client::from_config(&rw.http)
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
             Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)

@@ -54,9 +54,14 @@ pub struct Config {
     /// Defaults for every job, and the external labels.
     #[serde(default)]
     pub global: GlobalConfig,
-    /// The scrape jobs.
+    /// The scrape jobs: those written here, then (after [`load_str`]) those of the
+    /// `scrape_config_files`, in file order.
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// Files (the last path element may hold a `*` glob) each holding more `scrape_configs`;
+    /// read again at every reload, as in Prometheus 2.43+. Relative to the config file.
+    #[serde(default)]
+    pub scrape_config_files: Vec<String>,
     /// Where samples go. None configured: trawl prints what it scrapes to stdout.
     #[serde(default)]
     pub remote_write: Vec<RemoteWriteConfig>,
@@ -142,7 +147,9 @@ fn default_true() -> bool {
     true
 }
 
+common::with_http_client_fields! {
 /// One entry of `scrape_configs`, after defaults from `global` are filled in by [`load_str`].
+/// The HTTP client keys (auth, TLS, proxy) are added by [`common::with_http_client_fields`].
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
@@ -200,6 +207,9 @@ pub struct ScrapeConfig {
     /// Target lists read from JSON or YAML files, re-read when they change.
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Target lists fetched from HTTP endpoints, re-fetched every `refresh_interval`.
+    #[serde(default)]
+    pub http_sd_configs: Vec<crate::discovery::http::HttpSdConfig>,
     /// Kubernetes API discovery.
     #[serde(default)]
     pub kubernetes_sd_configs: Vec<crate::discovery::kubernetes::KubernetesSdConfig>,
@@ -209,46 +219,13 @@ pub struct ScrapeConfig {
     /// Rules applied to every scraped series.
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
-    /// `basic_auth` for the targets.
-    #[serde(default)]
-    pub basic_auth: Option<common::BasicAuth>,
-    /// `authorization` for the targets.
-    #[serde(default)]
-    pub authorization: Option<common::Authorization>,
-    /// Legacy bearer token.
-    #[serde(default)]
-    pub bearer_token: Option<common::Secret>,
-    /// Legacy bearer token file.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS for https targets.
-    #[serde(default)]
-    pub tls_config: Option<TlsConfig>,
-    /// Whether to follow redirects.
-    #[serde(default)]
-    pub follow_redirects: Option<bool>,
-    /// Accepted for compatibility; trawl speaks HTTP/1.1 to targets.
-    #[serde(default)]
-    pub enable_http2: Option<bool>,
+}
 }
 
 impl ScrapeConfig {
     /// The job name.
     pub fn job(&self) -> &str {
         &self.job_name.value
-    }
-    /// The HTTP client settings for this job's targets.
-    pub fn http_client_config(&self) -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-            proxy_url: None,
-            follow_redirects: self.follow_redirects,
-            enable_http2: self.enable_http2,
-        }
     }
     /// The scheme, `http` unless set.
     pub fn scheme(&self) -> &str {
@@ -337,8 +314,7 @@ fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Diale
         }
         _ => otel::load(text, path, dialect)?,
     };
-    let base = path.parent().unwrap_or(Path::new("."));
-    validate(&mut cfg, base).map_err(|(line, reason)| invalid(line, 0, reason))?;
+    validate(&mut cfg, path)?;
     Ok((cfg, dialect))
 }
 
@@ -365,12 +341,16 @@ fn is_line_column(s: &str) -> bool {
     s.split_once(", column ").is_some_and(|(l, c)| digits(l) && digits(c))
 }
 
-/// Fills defaults from `global` and makes the checks Prometheus makes in `config.Load`.
-fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
+/// Fills defaults from `global` and makes the checks Prometheus makes in `config.Load`, then
+/// reads the `scrape_config_files` (each job checked the same way, against that file).
+fn validate(cfg: &mut Config, path: &Path) -> Result<(), ConfigError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let invalid =
+        |line: u64, reason: String| ConfigError::Invalid { path: path.to_owned(), line, column: 0, reason };
     let g = &mut cfg.global;
     match g.scrape_timeout {
         Some(t) if t > g.scrape_interval => {
-            return Err((
+            return Err(invalid(
                 0,
                 format!("global scrape timeout greater than scrape interval ({t} > {})", g.scrape_interval),
             ));
@@ -378,145 +358,170 @@ fn validate(cfg: &mut Config, base: &Path) -> Result<(), (u64, String)> {
         Some(_) => {}
         None => g.scrape_timeout = Some(default_scrape_timeout().min(g.scrape_interval)),
     }
-    let g = &cfg.global;
-    let global_timeout = g.scrape_timeout.unwrap_or_else(default_scrape_timeout);
-    for name in g.external_labels.keys() {
+    for name in cfg.global.external_labels.keys() {
         if !crate::labels::is_valid_label_name(name) {
-            return Err((0, format!("{name:?} is not a valid label name in external_labels")));
+            return Err(invalid(0, format!("{name:?} is not a valid label name in external_labels")));
         }
     }
     for rw in &mut cfg.remote_write {
-        resolve_files(
-            base,
-            &mut rw.bearer_token_file,
-            &mut rw.basic_auth,
-            &mut rw.authorization,
-            &mut rw.tls_config,
-        );
+        rw.http.resolve_paths(base);
     }
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    // Job name → where it was first defined, for the duplicate message.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for sc in &mut cfg.scrape_configs {
         let line = sc.job_name.referenced.line();
-        let job = sc.job_name.value.clone();
-        if job.is_empty() {
-            return Err((line, "job_name is empty".into()));
+        validate_job(sc, &cfg.global, base, &mut seen, &format!("line {line}"))
+            .map_err(|reason| invalid(line, reason))?;
+    }
+    for pattern in &mut cfg.scrape_config_files {
+        // Prometheus' patRulePath: a '*' only in the last path element.
+        let star_ok = match pattern.find('*') {
+            None => true,
+            Some(i) => !pattern[i..].contains('/'),
+        };
+        if !star_ok {
+            return Err(invalid(0, format!("invalid scrape config file path {pattern:?}")));
         }
-        if let Some(first) = seen.insert(job.clone(), line) {
-            return Err((
-                line,
-                format!("found multiple scrape configs with job name {job:?} (first at line {first})"),
-            ));
+        if Path::new(pattern.as_str()).is_relative() {
+            *pattern = base.join(pattern.as_str()).to_string_lossy().into_owned();
         }
-        let interval = *sc.scrape_interval.get_or_insert(g.scrape_interval);
-        if sc.scrape_timeout.is_none() {
-            // Prometheus: the global timeout, capped at the job's interval.
-            sc.scrape_timeout = Some(global_timeout.min(interval));
-        }
-        let timeout = sc.timeout();
-        if timeout > interval {
-            return Err((
-                line,
-                format!(
-                    "scrape timeout greater than scrape interval for scrape config with job name {job:?}"
-                ),
-            ));
-        }
-        if interval.get().is_zero() {
-            return Err((line, format!("scrape interval of job {job:?} must be positive")));
-        }
-        match sc.scheme.as_deref() {
-            None | Some("http") | Some("https") => {}
-            Some(other) => {
-                return Err((line, format!("invalid scheme {other:?} in job {job:?}: want http or https")));
+    }
+    for pattern in cfg.scrape_config_files.clone() {
+        // Go's filepath.Glob: a pattern without a wildcard names the file only if it exists.
+        for file in crate::discovery::expand_pattern(&pattern) {
+            if !file.exists() {
+                continue;
             }
-        }
-        if let Some(p) = &sc.metrics_path
-            && !p.starts_with('/')
-        {
-            return Err((line, format!("metrics_path {p:?} of job {job:?} must start with /")));
-        }
-        sc.sample_limit.get_or_insert(g.sample_limit);
-        sc.label_limit.get_or_insert(g.label_limit);
-        sc.label_name_length_limit.get_or_insert(g.label_name_length_limit);
-        sc.label_value_length_limit.get_or_insert(g.label_value_length_limit);
-        sc.body_size_limit.get_or_insert(g.body_size_limit);
-        // Prometheus resolves every file a config names against the config file's directory.
-        resolve_files(
-            base,
-            &mut sc.bearer_token_file,
-            &mut sc.basic_auth,
-            &mut sc.authorization,
-            &mut sc.tls_config,
-        );
-        for k in &mut sc.kubernetes_sd_configs {
-            resolve(base, &mut k.kubeconfig_file);
-            let h = &mut k.http;
-            resolve_files(
-                base,
-                &mut h.bearer_token_file,
-                &mut h.basic_auth,
-                &mut h.authorization,
-                &mut h.tls_config,
-            );
-        }
-        for sd in &mut sc.file_sd_configs {
-            for f in &mut sd.files {
-                let p = Path::new(f.as_str());
-                if p.is_relative() {
-                    *f = base.join(p).to_string_lossy().into_owned();
-                }
-                let name = Path::new(f.as_str()).file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if !(name.ends_with(".json") || name.ends_with(".yml") || name.ends_with(".yaml")) {
-                    return Err((
-                        line,
-                        format!("file_sd path {f:?} of job {job:?} must end in .json, .yml or .yaml"),
-                    ));
-                }
-            }
-        }
-        for st in &sc.static_configs {
-            for k in st.labels.keys() {
-                if !crate::labels::is_valid_label_name(k) {
-                    return Err((
-                        line,
-                        format!("{k:?} is not a valid label name in static_configs of job {job:?}"),
-                    ));
-                }
-            }
+            let jobs = read_scrape_config_file(&file, &cfg.global, &mut seen)?;
+            cfg.scrape_configs.extend(jobs);
         }
     }
     Ok(())
 }
 
-/// Makes a relative path absolute against `base` (the config file's directory).
-fn resolve(base: &Path, p: &mut Option<PathBuf>) {
-    if let Some(path) = p
-        && path.is_relative()
-    {
-        *path = base.join(&*path);
+/// The `scrape_configs` of one of the `scrape_config_files`, each checked as a job of the main
+/// file is, with its relative paths resolved against its own directory.
+fn read_scrape_config_file(
+    file: &Path,
+    global: &GlobalConfig,
+    seen: &mut BTreeMap<String, String>,
+) -> Result<Vec<ScrapeConfig>, ConfigError> {
+    /// The shape of the file: only `scrape_configs`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ScrapeConfigs {
+        #[serde(default)]
+        scrape_configs: Vec<ScrapeConfig>,
     }
+    let invalid = |line: u64, column: u64, reason: String| ConfigError::Invalid {
+        path: file.to_owned(),
+        line,
+        column,
+        reason,
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ConfigError::Read { path: file.to_owned(), source })?;
+    let expanded =
+        expand_env(&text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
+    let parsed: ScrapeConfigs = if expanded.trim().is_empty() {
+        ScrapeConfigs { scrape_configs: Vec::new() }
+    } else {
+        serde_saphyr::from_str(&expanded).map_err(|e| {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            invalid(line, column, yaml_reason(&e))
+        })?
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut jobs = parsed.scrape_configs;
+    for sc in &mut jobs {
+        let line = sc.job_name.referenced.line();
+        validate_job(sc, global, base, seen, &format!("{:?}", file.display().to_string()))
+            .map_err(|reason| invalid(line, 0, reason))?;
+    }
+    Ok(jobs)
 }
 
-/// Resolves the credential and TLS files of one HTTP client block.
-fn resolve_files(
+/// Fills one job's defaults from `global` and checks it; `seen` maps job names to where they
+/// were defined (`origin` for this one).
+fn validate_job(
+    sc: &mut ScrapeConfig,
+    g: &GlobalConfig,
     base: &Path,
-    bearer_token_file: &mut Option<PathBuf>,
-    basic_auth: &mut Option<common::BasicAuth>,
-    authorization: &mut Option<common::Authorization>,
-    tls: &mut Option<TlsConfig>,
-) {
-    resolve(base, bearer_token_file);
-    if let Some(b) = basic_auth {
-        resolve(base, &mut b.password_file);
+    seen: &mut BTreeMap<String, String>,
+    origin: &str,
+) -> Result<(), String> {
+    let global_timeout = g.scrape_timeout.unwrap_or_else(default_scrape_timeout);
+    let job = sc.job_name.value.clone();
+    if job.is_empty() {
+        return Err("job_name is empty".into());
     }
-    if let Some(a) = authorization {
-        resolve(base, &mut a.credentials_file);
+    if let Some(first) = seen.get(&job) {
+        return Err(format!("found multiple scrape configs with job name {job:?} (first at {first})"));
     }
-    if let Some(t) = tls {
-        resolve(base, &mut t.ca_file);
-        resolve(base, &mut t.cert_file);
-        resolve(base, &mut t.key_file);
+    seen.insert(job.clone(), origin.to_owned());
+    let interval = *sc.scrape_interval.get_or_insert(g.scrape_interval);
+    if sc.scrape_timeout.is_none() {
+        // Prometheus: the global timeout, capped at the job's interval.
+        sc.scrape_timeout = Some(global_timeout.min(interval));
     }
+    if sc.timeout() > interval {
+        return Err(format!(
+            "scrape timeout greater than scrape interval for scrape config with job name {job:?}"
+        ));
+    }
+    if interval.get().is_zero() {
+        return Err(format!("scrape interval of job {job:?} must be positive"));
+    }
+    match sc.scheme.as_deref() {
+        None | Some("http") | Some("https") => {}
+        Some(other) => return Err(format!("invalid scheme {other:?} in job {job:?}: want http or https")),
+    }
+    if let Some(p) = &sc.metrics_path
+        && !p.starts_with('/')
+    {
+        return Err(format!("metrics_path {p:?} of job {job:?} must start with /"));
+    }
+    crate::http_client::validate(&sc.http_client_config()).map_err(|e| format!("job {job:?}: {e}"))?;
+    sc.sample_limit.get_or_insert(g.sample_limit);
+    sc.label_limit.get_or_insert(g.label_limit);
+    sc.label_name_length_limit.get_or_insert(g.label_name_length_limit);
+    sc.label_value_length_limit.get_or_insert(g.label_value_length_limit);
+    sc.body_size_limit.get_or_insert(g.body_size_limit);
+    // Prometheus resolves every file a config names against the config file's directory.
+    let mut http = sc.http_client_config();
+    http.resolve_paths(base);
+    sc.set_http_client_config(http);
+    for k in &mut sc.kubernetes_sd_configs {
+        if let Some(path) = &mut k.kubeconfig_file
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+        k.http.resolve_paths(base);
+    }
+    for h in &mut sc.http_sd_configs {
+        h.http.resolve_paths(base);
+    }
+    for sd in &mut sc.file_sd_configs {
+        for f in &mut sd.files {
+            let p = Path::new(f.as_str());
+            if p.is_relative() {
+                *f = base.join(p).to_string_lossy().into_owned();
+            }
+            let name = Path::new(f.as_str()).file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !(name.ends_with(".json") || name.ends_with(".yml") || name.ends_with(".yaml")) {
+                return Err(format!("file_sd path {f:?} of job {job:?} must end in .json, .yml or .yaml"));
+            }
+        }
+    }
+    for st in &sc.static_configs {
+        for k in st.labels.keys() {
+            if !crate::labels::is_valid_label_name(k) {
+                return Err(format!("{k:?} is not a valid label name in static_configs of job {job:?}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Expands `${VAR}` and `${env:VAR}` in the raw file text, keeping line numbers.
@@ -683,7 +688,7 @@ mod tests {
         assert_eq!(tls.key_file.as_deref(), Some(Path::new("/etc/trawl/k.pem")));
         let k = &sc.kubernetes_sd_configs[0];
         assert_eq!(k.kubeconfig_file.as_deref(), Some(Path::new("/etc/trawl/kube/config")));
-        let pw = cfg.remote_write[0].basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
+        let pw = cfg.remote_write[0].http.basic_auth.as_ref().and_then(|b| b.password_file.as_deref());
         assert_eq!(pw, Some(Path::new("/etc/trawl/pw")));
     }
 
@@ -711,10 +716,99 @@ mod tests {
     }
 
     #[test]
+    fn new_secrets_never_show_in_debug_output() {
+        // oauth2 client secrets, a sigv4 secret key, proxy credentials in a URL and in CONNECT
+        // headers, each with a distinct value, in every block that can hold them.
+        let cfg = load(
+            "scrape_configs:\n  - job_name: a\n    oauth2: {client_id: c, client_secret: oauth-scrape, token_url: 'http://t/',\
+             \n      proxy_url: 'http://u:proxy-oauth@p:1'}\n    proxy_url: 'http://u:proxy-scrape@p:1/'\n    \
+             proxy_connect_header: {X-Auth: [hdr-scrape]}\n    http_sd_configs:\n      - url: http://sd/x\n        \
+             oauth2: {client_id: c, client_secret: oauth-sd, token_url: 'http://t/'}\n    kubernetes_sd_configs:\n      \
+             - role: pod\n        api_server: https://k\n        proxy_url: 'http://u:proxy-kube@p:1'\n\
+             remote_write:\n  - url: http://r/w\n    sigv4: {region: r, access_key: AKID, secret_key: sigv4-secret}\n    \
+             proxy_url: 'http://proxy-user:proxy-rw@p:1'\n",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        for secret in [
+            "oauth-scrape",
+            "proxy-oauth",
+            "proxy-scrape",
+            "hdr-scrape",
+            "oauth-sd",
+            "proxy-kube",
+            "sigv4-secret",
+            "proxy-rw",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert!(
+            shown.contains("http://proxy-user:<secret>@p:1"),
+            "the proxy URL shows without its password: {shown}"
+        );
+        assert!(shown.contains("AKID"), "an access key id is not a secret");
+    }
+
+    #[test]
     fn file_sd_paths_resolve_against_the_config_dir() {
         let cfg =
             load("scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [targets/*.json]\n")
                 .unwrap();
         assert_eq!(cfg.scrape_configs[0].file_sd_configs[0].files[0], "/etc/trawl/targets/*.json");
+    }
+}
+
+#[cfg(test)]
+mod scrape_config_files_tests {
+    use super::*;
+
+    #[test]
+    fn files_are_globbed_resolved_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("trawl.yml");
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        std::fs::write(
+            dir.path().join("jobs/b.yml"),
+            "scrape_configs:\n  - job_name: b\n    bearer_token_file: token\n    file_sd_configs: [{files: [t.json]}]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("jobs/a.yml"), "scrape_configs:\n  - job_name: a\n").unwrap();
+        std::fs::write(dir.path().join("jobs/empty.yml"), "").unwrap();
+        let text = "global:\n  scrape_interval: 7s\nscrape_configs:\n  - job_name: main\n\
+                    scrape_config_files: ['jobs/*.yml', 'missing.yml']\n";
+        let cfg = load_str(text, &main).unwrap();
+        let jobs: Vec<&str> = cfg.scrape_configs.iter().map(|s| s.job()).collect();
+        assert_eq!(
+            jobs,
+            ["main", "a", "b"],
+            "main file first, then files in sorted order; a missing plain path is no file"
+        );
+        let b = &cfg.scrape_configs[2];
+        assert_eq!(b.interval(), Duration::from_secs(7), "global defaults apply");
+        assert_eq!(
+            b.bearer_token_file.as_deref(),
+            Some(dir.path().join("jobs/token").as_path()),
+            "relative to its file"
+        );
+        assert_eq!(b.file_sd_configs[0].files[0], dir.path().join("jobs/t.json").to_string_lossy());
+
+        // (extra file content or pattern, expected fragment, why)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "scrape_configs:\n  - job_name: main\n",
+                "found multiple scrape configs with job name \"main\" (first at line 4)",
+                "duplicate of a main job",
+            ),
+            ("scrape_configs:\n  - job_name: z\n    bogus: 1\n", "unknown field", "strict YAML in the file"),
+            ("global: {}\n", "unknown field", "only scrape_configs in the file"),
+        ];
+        for (content, want, why) in cases {
+            std::fs::write(dir.path().join("jobs/zz.yml"), content).unwrap();
+            let err = load_str(text, &main).unwrap_err().to_string();
+            assert!(err.contains("zz.yml") && err.contains(want), "{why}: {err}");
+        }
+        std::fs::remove_file(dir.path().join("jobs/zz.yml")).unwrap();
+        let err = load_str("scrape_config_files: ['*/jobs.yml']\n", &main).unwrap_err().to_string();
+        assert!(err.contains("invalid scrape config file path"), "a glob only in the last element: {err}");
     }
 }

@@ -1,4 +1,5 @@
-//! Target discovery: `static_configs` and `file_sd_configs`, as target groups per job.
+//! Target discovery: `static_configs`, `file_sd_configs`, `http_sd_configs` (see [`http`]) and
+//! `kubernetes_sd_configs` (see [`kubernetes`]), as target groups per job.
 //!
 //! What this is: the providers that turn config into discovered label sets (each with
 //! `__address__` plus its group's labels, and `__meta_filepath` for file SD), published on a watch
@@ -10,6 +11,7 @@
 //! plus a periodic refresh. A file that fails to parse keeps its previous targets and logs an
 //! error, as Prometheus does; a file that disappears drops its targets.
 
+pub mod http;
 pub mod kubernetes;
 
 use std::collections::BTreeMap;
@@ -31,13 +33,35 @@ pub const FILE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// All label sets discovered for one job, in a stable order.
 pub type Discovered = Arc<Vec<Labels>>;
 
-/// A target group as Prometheus' file SD reads it.
+/// A target group as Prometheus reads it for file and HTTP SD (`targetgroup.Group`'s JSON:
+/// unknown keys are errors, missing `targets` is none).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileGroup {
+struct TargetGroup {
+    #[serde(default)]
     targets: Vec<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+}
+
+/// The label sets of target groups: each target's `__address__`, its group's labels and the
+/// provider's `meta` label; an invalid label name is an error.
+fn group_targets(groups: Vec<TargetGroup>, meta: (&str, &str)) -> Result<Vec<Labels>, String> {
+    let mut out = Vec::new();
+    for g in groups {
+        for k in g.labels.keys() {
+            if !labels::is_valid_label_name(k) {
+                return Err(format!("invalid label name {k:?}"));
+            }
+        }
+        for t in g.targets {
+            let mut l = Labels::from_pairs(g.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            l.set(labels::ADDRESS, t);
+            l.set(meta.0, meta.1);
+            out.push(l);
+        }
+    }
+    Ok(out)
 }
 
 /// A file SD file that could not be used. Retryable: the file is read again when it changes.
@@ -79,7 +103,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Labels>, FileSdError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| FileSdError::Read { path: path.to_owned(), source })?;
     let is_json = path.extension().is_some_and(|e| e == "json");
-    let groups: Vec<FileGroup> = if is_json {
+    let groups: Vec<TargetGroup> = if is_json {
         serde_json::from_str(&text)
             .map_err(|e| FileSdError::Parse { path: path.to_owned(), reason: e.to_string() })?
     } else if text.trim().is_empty() {
@@ -90,30 +114,15 @@ pub fn read_file(path: &Path) -> Result<Vec<Labels>, FileSdError> {
             reason: e.without_snippet().to_string(),
         })?
     };
-    let mut out = Vec::new();
     let filepath = path.to_string_lossy();
-    for g in groups {
-        for k in g.labels.keys() {
-            if !labels::is_valid_label_name(k) {
-                return Err(FileSdError::Parse {
-                    path: path.to_owned(),
-                    reason: format!("invalid label name {k:?}"),
-                });
-            }
-        }
-        for t in g.targets {
-            let mut l = Labels::from_pairs(g.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            l.set(labels::ADDRESS, t);
-            l.set("__meta_filepath", filepath.as_ref());
-            out.push(l);
-        }
-    }
-    Ok(out)
+    group_targets(groups, ("__meta_filepath", filepath.as_ref()))
+        .map_err(|reason| FileSdError::Parse { path: path.to_owned(), reason })
 }
 
-/// Expands a file SD pattern: a plain path, or a glob (`*`, `?`) in the last path element only,
-/// as Prometheus' `filepath.Glob` use allows in practice.
-fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
+/// Expands a file SD or `scrape_config_files` pattern: a plain path, or a glob (`*`, `?`) in the
+/// last path element only, as Prometheus' `filepath.Glob` use allows in practice. Matches come
+/// sorted, as Go's `Glob` returns them.
+pub(crate) fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
     let p = Path::new(pattern);
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.contains(['*', '?', '[']) {
@@ -163,6 +172,9 @@ pub fn spawn_job(sc: &ScrapeConfig, cancel: CancellationToken) -> watch::Receive
     }
     for k in &sc.kubernetes_sd_configs {
         providers.push(spawn_kubernetes(k.clone(), sc.job().to_owned(), cancel.clone()));
+    }
+    for h in &sc.http_sd_configs {
+        providers.push(http::spawn(h.clone(), sc.job().to_owned(), cancel.clone()));
     }
     let (tx, rx) = watch::channel(Arc::new(statics.clone()));
     tokio::spawn(async move {

@@ -1,13 +1,21 @@
-//! The shared HTTP client: hyper-util's pooled legacy client over rustls (ring), plus the
-//! `Authorization` header of Prometheus' HTTP client config.
+//! The shared HTTP client: hyper-util's pooled legacy client over rustls (ring), with the parts
+//! of Prometheus' HTTP client config that act on every request.
 //!
-//! What this is: [`build`] makes a [`Client`] from a `tls_config` block (http and https URLs,
-//! system roots with a bundled fallback, `ca_file`, client certificates, `server_name`,
-//! `insecure_skip_verify`, `min_version`); [`auth_header`] computes the header for one request,
-//! reading credential files each time so rotated secrets are picked up; [`validate`] makes the
-//! load-time checks Prometheus makes on the same block. Scrapes and remote write share it.
-//! What this is not: timeouts, redirects, proxies or body limits; callers wrap requests in their
-//! own timeouts and read bodies with their own caps. HTTP/1.1 only.
+//! What this is: [`from_config`] makes a [`Client`] from an [`HttpClientConfig`]: TLS (system
+//! roots with a bundled fallback, `ca_file` with Go's acceptance of a `ca_file` certificate as the
+//! server's own, see `tls.rs`; client certificates, `server_name`, `insecure_skip_verify`,
+//! `min_version`), proxies (`proxy_url`, `no_proxy`, `proxy_from_environment`,
+//! `proxy_connect_header`, see `proxy.rs`) and `oauth2` (see `oauth2.rs`, whose token endpoint
+//! gets its own TLS and proxy settings). [`auth_header`] computes the basic/bearer/authorization
+//! header for one request, reading credential files each time so rotated secrets are picked up;
+//! [`validate`] makes the load-time checks Prometheus makes on the same block. Scrapes, remote
+//! write and HTTP service discovery share it.
+//! What this is not: timeouts, redirects or body limits; callers wrap requests in their own
+//! timeouts and read bodies with their own caps. HTTP/1.1 only.
+
+pub mod oauth2;
+pub mod proxy;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,8 +32,59 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::common::{HttpClientConfig, TlsConfig};
 
-/// The client type shared by scrapes and remote write; request bodies are whole buffers.
-pub type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled hyper client under [`Client`]; request bodies are whole buffers.
+type Pooled = hyper_util::client::legacy::Client<HttpsConnector<proxy::Connector>, Full<Bytes>>;
+
+/// The client scrapes, remote write and service discovery share: cheap to clone (the pool, the
+/// proxy decision and the oauth2 token cache are shared by the clones).
+#[derive(Clone)]
+pub struct Client {
+    pooled: Pooled,
+    proxy: Arc<proxy::Proxy>,
+    oauth2: Option<Arc<oauth2::TokenSource>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("oauth2", &self.oauth2.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// A request that failed before an answer arrived. Retryable (as any network error).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// hyper could not connect or talk HTTP (the connection's own error, e.g. a proxy refusing a
+    /// tunnel, is in the source chain).
+    #[error(transparent)]
+    Http(#[from] hyper_util::client::legacy::Error),
+    /// No oauth2 token could be had.
+    #[error(transparent)]
+    OAuth2(#[from] oauth2::OAuth2Error),
+    /// The proxy settings refuse this request (see [`proxy::ProxyError::Cgi`]).
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
+}
+
+impl Client {
+    /// Sends one request: adds the oauth2 token when configured, and `Proxy-Authorization` when
+    /// a plain-HTTP request goes to a proxy with credentials (Go's transport does both).
+    pub async fn request(
+        &self,
+        mut req: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, RequestError> {
+        if let Some(source) = &self.oauth2 {
+            let token = source.header().await?;
+            req.headers_mut().insert(hyper::header::AUTHORIZATION, token);
+        }
+        // (SOCKS proxies carry no Proxy-Authorization: `authorization` is None for them.)
+        if req.uri().scheme_str() == Some("http")
+            && let Some(auth) = self.proxy.select(req.uri())?.and_then(|p| p.authorization.clone())
+        {
+            req.headers_mut().insert(hyper::header::PROXY_AUTHORIZATION, auth);
+        }
+        Ok(self.pooled.request(req).await?)
+    }
+}
 
 /// How long an idle pooled connection is kept (Go's `http.Transport` default is 90 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,21 +125,35 @@ pub enum Error {
     /// rustls refused the configuration (e.g. a key that does not match the certificate).
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// The proxy settings cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
     /// The config block is inconsistent.
     #[error("{0}")]
     Invalid(String),
 }
 
-/// Builds a client for http and https URLs with the given TLS settings (`None`: defaults).
+/// Builds a client for http and https URLs with the given TLS settings (`None`: defaults), no
+/// proxy and no oauth2.
 pub fn build(tls: Option<&TlsConfig>) -> Result<Client, Error> {
+    let cfg = HttpClientConfig { tls_config: tls.cloned(), ..Default::default() };
+    from_config(&cfg)
+}
+
+/// Builds a client for everything an HTTP client config block says but the per-request
+/// `Authorization` of basic/bearer/authorization auth, which [`auth_header`] makes.
+pub fn from_config(cfg: &HttpClientConfig) -> Result<Client, Error> {
     let default = TlsConfig::default();
-    let tls = tls.unwrap_or(&default);
-    let config = rustls_config(tls)?;
+    let tls = cfg.tls_config.as_ref().unwrap_or(&default);
+    let config = Arc::new(rustls_config(tls)?);
+    let proxy = Arc::new(proxy::Proxy::from_config(&cfg.proxy)?);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
+    let connector = proxy::Connector::new(http, proxy.clone(), config.clone());
+    let builder =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*config).clone()).https_or_http();
     let builder = match &tls.server_name {
         Some(name) => {
             let name = ServerName::try_from(name.clone())
@@ -89,12 +162,24 @@ pub fn build(tls: Option<&TlsConfig>) -> Result<Client, Error> {
         }
         None => builder,
     };
-    let connector = builder.enable_http1().wrap_connector(http);
-    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+    let connector = builder.enable_http1().wrap_connector(connector);
+    let pooled = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
         .http1_max_buf_size(READ_BUFFER_MAX_BYTES)
-        .build(connector))
+        .build(connector);
+    let oauth2 = match &cfg.oauth2 {
+        Some(o) => {
+            let token_client = from_config(&HttpClientConfig {
+                tls_config: o.tls_config.clone(),
+                proxy: o.proxy(),
+                ..Default::default()
+            })?;
+            Some(Arc::new(oauth2::TokenSource::new(o.clone(), token_client)))
+        }
+        None => None,
+    };
+    Ok(Client { pooled, proxy, oauth2 })
 }
 
 /// The rustls client config for a `tls_config` block, on the ring provider.
@@ -113,8 +198,15 @@ fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, Error> {
         rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
     let builder = if tls.insecure_skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    } else if let Some(ca_file) = &tls.ca_file {
+        let ca_certs = read_certs(ca_file)?;
+        let roots = roots(Some(ca_file))?;
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| Error::Invalid(format!("tls_config.ca_file: {e}")))?;
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(tls::Verifier::new(webpki, ca_certs)))
     } else {
-        builder.with_root_certificates(roots(tls.ca_file.as_deref())?)
+        builder.with_root_certificates(roots(None)?)
     };
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
@@ -220,43 +312,77 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-/// The load-time checks Prometheus' `HTTPClientConfig.Validate` makes: at most one way to
-/// authenticate, each with at most one source of its secret.
+/// The load-time checks of Prometheus' `HTTPClientConfig.Validate` (its messages, its order),
+/// plus what trawl cannot do: proxy URLs it cannot use are refused here, not at the first request.
 pub fn validate(cfg: &HttpClientConfig) -> Result<(), Error> {
+    let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
     let bearer = cfg.bearer_token.is_some() || cfg.bearer_token_file.is_some();
-    let ways = [cfg.basic_auth.is_some(), cfg.authorization.is_some(), bearer];
-    if ways.iter().filter(|&&w| w).count() > 1 {
-        return Err(Error::Invalid(
-            "at most one of basic_auth, authorization and bearer_token/bearer_token_file may be set".into(),
-        ));
-    }
     if cfg.bearer_token.is_some() && cfg.bearer_token_file.is_some() {
-        return Err(Error::Invalid("at most one of bearer_token and bearer_token_file may be set".into()));
+        return bad("at most one of bearer_token & bearer_token_file must be configured");
+    }
+    if (cfg.basic_auth.is_some() || cfg.oauth2.is_some()) && bearer {
+        return bad("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured");
     }
     if let Some(b) = &cfg.basic_auth
         && b.password.is_some()
         && b.password_file.is_some()
     {
-        return Err(Error::Invalid(
-            "basic_auth: at most one of password and password_file may be set".into(),
-        ));
+        return bad("at most one of basic_auth password, password_file & password_ref must be configured");
     }
     if let Some(a) = &cfg.authorization {
-        if a.credentials.is_some() && a.credentials_file.is_some() {
-            return Err(Error::Invalid(
-                "authorization: at most one of credentials and credentials_file may be set".into(),
-            ));
+        if bearer {
+            return bad("authorization is not compatible with bearer_token & bearer_token_file");
         }
-        if a.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("basic")) {
-            return Err(Error::Invalid(
-                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead".into(),
-            ));
+        if a.credentials.is_some() && a.credentials_file.is_some() {
+            return bad("at most one of authorization credentials & credentials_file must be configured");
+        }
+        if a.kind.as_deref().is_some_and(|k| k.trim().eq_ignore_ascii_case("basic")) {
+            return bad("authorization type cannot be set to \"basic\", use \"basic_auth\" instead");
+        }
+        if cfg.basic_auth.is_some() || cfg.oauth2.is_some() {
+            return bad("at most one of basic_auth, oauth2 & authorization must be configured");
         }
     }
-    if let Some(tls) = &cfg.tls_config
-        && tls.cert_file.is_some() != tls.key_file.is_some()
+    if let Some(o) = &cfg.oauth2 {
+        if cfg.basic_auth.is_some() {
+            return bad("at most one of basic_auth, oauth2 & authorization must be configured");
+        }
+        if o.client_id.is_empty() {
+            return bad("oauth2 client_id must be configured");
+        }
+        if o.token_url.is_empty() {
+            return bad("oauth2 token_url must be configured");
+        }
+        if o.client_secret.is_some() && o.client_secret_file.is_some() {
+            return bad(
+                "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured \
+                 using grant-type=client_credentials",
+            );
+        }
+        match o.token_url.parse::<hyper::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "oauth2 token_url {:?} must be an http(s) URL",
+                    o.token_url
+                )));
+            }
+        }
+    }
+    cfg.proxy.validate().map_err(Error::Invalid)?;
+    proxy::Proxy::from_config(&cfg.proxy)?;
+    if let Some(o) = &cfg.oauth2 {
+        let p = o.proxy();
+        p.validate().map_err(Error::Invalid)?;
+        proxy::Proxy::from_config(&p)?;
+    }
+    for tls in [cfg.tls_config.as_ref(), cfg.oauth2.as_ref().and_then(|o| o.tls_config.as_ref())]
+        .into_iter()
+        .flatten()
     {
-        return Err(Error::Invalid("tls_config needs both cert_file and key_file, or neither".into()));
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return bad("tls_config needs both cert_file and key_file, or neither");
+        }
     }
     Ok(())
 }

@@ -79,6 +79,7 @@ pub mod remote_write;
 pub mod staleness;
 pub mod budget;
 pub mod http_client;
+pub mod sigv4;
 pub mod telemetry;
 pub mod admin;
 pub mod app;

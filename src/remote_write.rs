@@ -64,7 +64,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use crate::batch::Batch;
-use crate::config::common::{Authorization, BasicAuth, Duration, HttpClientConfig, Secret, TlsConfig};
+use crate::config::common::{Duration, HttpClientConfig};
 use crate::http_client;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -209,24 +209,13 @@ pub struct RemoteWriteConfig {
     pub metadata_config: MetadataConfig,
     /// Caps of the on-disk outage buffer; used only with `--storage.path`.
     pub disk_buffer: DiskBufferConfig,
-    /// HTTP basic auth.
-    pub basic_auth: Option<BasicAuth>,
-    /// `Authorization` header with a type.
-    pub authorization: Option<Authorization>,
-    /// Legacy inline bearer token.
-    pub bearer_token: Option<Secret>,
-    /// Legacy bearer token file (re-read for every request).
-    pub bearer_token_file: Option<std::path::PathBuf>,
-    /// TLS settings.
-    pub tls_config: Option<TlsConfig>,
-    /// Not supported: a config that sets it is rejected rather than silently bypassing a proxy.
-    pub proxy_url: Option<String>,
-    /// Accepted; remote-write requests never follow redirects (a 3xx drops the batch, logged).
-    pub follow_redirects: Option<bool>,
-    /// Accepted; trawl speaks HTTP/1.1.
-    pub enable_http2: Option<bool>,
+    /// The HTTP client settings (auth, TLS, proxy): Prometheus' inline `HTTPClientConfig`.
+    pub http: HttpClientConfig,
+    /// Sign requests with AWS Signature Version 4 (Amazon Managed Service for Prometheus).
+    pub sigv4: Option<crate::sigv4::SigV4Config>,
 }
 
+crate::config::common::with_http_client_fields! {
 /// The wire shape of [`RemoteWriteConfig`]; checked by `TryFrom`, so errors carry the YAML
 /// position of the entry.
 #[derive(Deserialize)]
@@ -256,21 +245,8 @@ struct RawRemoteWriteConfig {
     #[serde(default)]
     disk_buffer: DiskBufferConfig,
     #[serde(default)]
-    basic_auth: Option<BasicAuth>,
-    #[serde(default)]
-    authorization: Option<Authorization>,
-    #[serde(default)]
-    bearer_token: Option<Secret>,
-    #[serde(default)]
-    bearer_token_file: Option<std::path::PathBuf>,
-    #[serde(default)]
-    tls_config: Option<TlsConfig>,
-    #[serde(default)]
-    proxy_url: Option<String>,
-    #[serde(default)]
-    follow_redirects: Option<bool>,
-    #[serde(default)]
-    enable_http2: Option<bool>,
+    sigv4: Option<crate::sigv4::SigV4Config>,
+}
 }
 
 fn default_remote_timeout() -> Duration {
@@ -281,6 +257,7 @@ impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
     type Error = String;
 
     fn try_from(r: RawRemoteWriteConfig) -> Result<Self, String> {
+        let http = r.http_client_config();
         let cfg = RemoteWriteConfig {
             url: r.url,
             name: r.name,
@@ -294,14 +271,8 @@ impl TryFrom<RawRemoteWriteConfig> for RemoteWriteConfig {
             send_native_histograms: r.send_native_histograms,
             metadata_config: r.metadata_config,
             disk_buffer: r.disk_buffer,
-            basic_auth: r.basic_auth,
-            authorization: r.authorization,
-            bearer_token: r.bearer_token,
-            bearer_token_file: r.bearer_token_file,
-            tls_config: r.tls_config,
-            proxy_url: r.proxy_url,
-            follow_redirects: r.follow_redirects,
-            enable_http2: r.enable_http2,
+            http,
+            sigv4: r.sigv4,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -324,29 +295,14 @@ impl RemoteWriteConfig {
             send_native_histograms: false,
             metadata_config: MetadataConfig::default(),
             disk_buffer: DiskBufferConfig::default(),
-            basic_auth: None,
-            authorization: None,
-            bearer_token: None,
-            bearer_token_file: None,
-            tls_config: None,
-            proxy_url: None,
-            follow_redirects: None,
-            enable_http2: None,
+            http: HttpClientConfig::default(),
+            sigv4: None,
         }
     }
 
     /// The HTTP client part, as the shared [`HttpClientConfig`].
     pub fn http_client_config(&self) -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: self.basic_auth.clone(),
-            authorization: self.authorization.clone(),
-            bearer_token: self.bearer_token.clone(),
-            bearer_token_file: self.bearer_token_file.clone(),
-            tls_config: self.tls_config.clone(),
-            proxy_url: self.proxy_url.clone(),
-            follow_redirects: self.follow_redirects,
-            enable_http2: self.enable_http2,
-        }
+        self.http.clone()
     }
 
     /// The name used in logs and the `endpoint` metric label: `name`, or else the URL.
@@ -388,9 +344,6 @@ impl RemoteWriteConfig {
                 return Err(format!("tenant.default {d:?} is not a valid header value"));
             }
         }
-        if self.proxy_url.is_some() {
-            return Err("proxy_url is not supported".into());
-        }
         if self.remote_timeout.get().is_zero() {
             return Err("remote_timeout must be greater than 0".into());
         }
@@ -410,7 +363,31 @@ impl RemoteWriteConfig {
         if q.min_backoff > q.max_backoff {
             return Err("queue_config.min_backoff must not exceed max_backoff".into());
         }
-        http_client::validate(&self.http_client_config()).map_err(|e| e.to_string())
+        http_client::validate(&self.http).map_err(|e| e.to_string())?;
+        // Prometheus' validateAuthConfigs, after HTTPClientConfig.Validate has turned a legacy
+        // bearer token into `authorization`.
+        let h = &self.http;
+        let bearer = h.bearer_token.is_some() || h.bearer_token_file.is_some();
+        let auth: Vec<&str> = [
+            (h.basic_auth.is_some(), "basic_auth"),
+            (h.authorization.is_some() || bearer, "authorization"),
+            (h.oauth2.is_some(), "oauth2"),
+            (self.sigv4.is_some(), "sigv4"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if auth.len() > 1 {
+            return Err(format!(
+                "at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam must be \
+                 configured. Currently configured: [{}]",
+                auth.join(" ")
+            ));
+        }
+        if let Some(s) = &self.sigv4 {
+            s.validate()?;
+        }
+        Ok(())
     }
 }
 
@@ -723,6 +700,10 @@ impl Endpoint {
             headers.push((name, value));
         }
         let name = cfg.endpoint_name().to_owned();
+        let sigv4 = match &cfg.sigv4 {
+            Some(s) => Some(crate::sigv4::Signer::new(s).map_err(|e| Error::Config(e.to_string()))?),
+            None => None,
+        };
         let disk = match storage {
             Some(root) => {
                 let dir = disk::endpoint_dir(root, &cfg.url, cfg.name.as_deref());
@@ -739,7 +720,7 @@ impl Endpoint {
             name: name.clone(),
             uri,
             headers,
-            http: cfg.http_client_config(),
+            http: retry::Auth { http: cfg.http_client_config(), sigv4 },
             client,
             remote_timeout: cfg.remote_timeout.get(),
             min_backoff: cfg.queue_config.min_backoff.get(),
@@ -899,8 +880,18 @@ mod tests {
                 "X-Scope-OrgID",
                 "a fixed tenant header and a per-request one clash",
             ),
-            ("url: http://x/\nproxy_url: http://proxy:3128\n", "proxy_url", "proxies"),
-            ("url: http://x/\nsigv4: {}\n", "sigv4", "unknown field"),
+            (
+                "url: http://x/\nno_proxy: example.com\n",
+                "if no_proxy is configured, proxy_url must also be configured",
+                "ProxyConfig.Validate",
+            ),
+            (
+                "url: http://x/\nsigv4: {region: eu-west-1}\nbearer_token: t\n",
+                "Currently configured: [authorization sigv4]",
+                "a legacy bearer token is authorization, and excludes sigv4 (validateAuthConfigs)",
+            ),
+            ("url: http://x/\nsigv4: {access_key: a}\n", "Secret Key", "access key without secret key"),
+            ("url: http://x/\nsigv4: {region: r, bogus: 1}\n", "bogus", "unknown sigv4 key"),
             ("url: http://x/\nqueue_config:\n  capacity: 0\n", "capacity", "zero capacity"),
             ("url: http://x/\nqueue_config:\n  min_shards: 5\n  max_shards: 2\n", "min_shards", "shards"),
             ("url: http://x/\nqueue_config:\n  bogus: 1\n", "bogus", "unknown queue key"),

@@ -13,7 +13,7 @@ fn trawl() -> Command {
 
 #[test]
 fn check_config_accepts_the_examples() {
-    for f in ["examples/quickstart.yml", "examples/remote-write.yml"] {
+    for f in ["examples/quickstart.yml", "examples/remote-write.yml", "examples/managed-backends.yml"] {
         let out =
             trawl().args(["check", "config", f]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
         assert!(
@@ -178,4 +178,84 @@ async fn a_second_process_on_the_same_storage_path_refuses_to_start() {
     assert_eq!(first.interrupt(), Some(0), "the first exits cleanly:\n{}", first.proc.log());
     let mut third = support::Trawl::start_with_args(config, &[&flag]).await;
     assert_eq!(third.interrupt(), Some(0), "the path is free once the first is gone:\n{}", third.proc.log());
+}
+
+/// `trawl check config` and Prometheus 2.42's `promtool check config` agree on configs using
+/// `oauth2`, `proxy_url`/`proxy_connect_header`, `sigv4` and `http_sd_configs` (the keys 2.42
+/// knows; `no_proxy`, `proxy_from_environment` and `scrape_config_files` came later and are
+/// covered by their own tests): what one accepts the other accepts, what one refuses the other
+/// refuses.
+#[test]
+fn promtool_agrees_on_oauth2_proxy_sigv4_and_http_sd() {
+    let Some(promtool) = support::require_binary("promtool") else { return };
+    let job = |body: &str| format!("scrape_configs:\n  - job_name: j\n{body}");
+    let rw = |body: &str| format!("remote_write:\n  - url: https://aps.example/api/v1/remote_write\n{body}");
+    let oauth2 = "    oauth2:\n      client_id: c\n      client_secret: s\n      token_url: https://sso.example/token\n";
+    // (config, accepted, why)
+    let cases: Vec<(String, bool, &str)> = vec![
+        (
+            job(
+                "    oauth2:\n      client_id: c\n      client_secret_file: /run/secret\n      token_url: https://sso.example/token\n      \
+                 scopes: [a, b]\n      endpoint_params: {audience: x}\n      tls_config: {insecure_skip_verify: true}\n      \
+                 proxy_url: http://proxy:3128\n    proxy_url: http://user:pw@proxy:3128\n    proxy_connect_header:\n      \
+                 X-Tenant: [a, b]\n    http_sd_configs:\n      - url: http://sd.example/targets\n        refresh_interval: 30s\n        \
+                 basic_auth: {username: u, password: p}\n",
+            ),
+            true,
+            "every key together",
+        ),
+        (
+            rw(
+                "    sigv4:\n      region: eu-west-1\n      access_key: AKID\n      secret_key: s\n      profile: p\n      role_arn: arn:aws:iam::1:role/r\n",
+            ),
+            true,
+            "sigv4 keys",
+        ),
+        (rw("    sigv4: {}\n"), true, "sigv4 from the default chain"),
+        (rw(oauth2), true, "oauth2 on remote write"),
+        (
+            job("    oauth2:\n      client_secret: s\n      token_url: https://sso.example/token\n"),
+            false,
+            "oauth2 without client_id",
+        ),
+        (job("    oauth2:\n      client_id: c\n      client_secret: s\n"), false, "oauth2 without token_url"),
+        (
+            job(&format!("{oauth2}      client_secret_file: /f\n")),
+            false,
+            "client_secret and client_secret_file",
+        ),
+        (job(&format!("{oauth2}    basic_auth: {{username: u}}\n")), false, "oauth2 and basic_auth"),
+        (job(&format!("{oauth2}    bearer_token: t\n")), false, "oauth2 and bearer_token"),
+        (job(&format!("{oauth2}    authorization: {{credentials: t}}\n")), false, "oauth2 and authorization"),
+        (
+            job("    oauth2:\n      client_id: c\n      token_url: https://t/\n      bogus: 1\n"),
+            false,
+            "unknown oauth2 key",
+        ),
+        (job("    proxy_connect_header:\n      X-A: [b]\n"), false, "proxy_connect_header without proxy_url"),
+        (rw("    sigv4:\n      access_key: AKID\n"), false, "sigv4 access_key without secret_key"),
+        (rw("    sigv4: {region: r}\n    basic_auth: {username: u}\n"), false, "sigv4 and basic_auth"),
+        (rw("    sigv4: {region: r}\n    bearer_token: t\n"), false, "sigv4 and a legacy bearer token"),
+        (rw(&format!("    sigv4: {{region: r}}\n{oauth2}")), false, "sigv4 and oauth2"),
+        (rw("    sigv4: {region: r, bogus: 1}\n"), false, "unknown sigv4 key"),
+        (job("    http_sd_configs:\n      - refresh_interval: 1m\n"), false, "http_sd without url"),
+        (job("    http_sd_configs:\n      - url: ftp://sd/x\n"), false, "http_sd with another scheme"),
+        (
+            job("    http_sd_configs:\n      - url: http://sd/x\n        bogus: 1\n"),
+            false,
+            "unknown http_sd key",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (text, accepted, why)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.yml"));
+        std::fs::write(&path, text).unwrap();
+        let ours = trawl().args(["check", "config"]).arg(&path).output().unwrap();
+        let theirs = Command::new(&promtool).args(["check", "config"]).arg(&path).output().unwrap();
+        let show = |o: &std::process::Output| {
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        };
+        assert_eq!(theirs.status.success(), *accepted, "promtool, {why}:\n{text}\n{}", show(&theirs));
+        assert_eq!(ours.status.success(), *accepted, "trawl, {why}:\n{text}\n{}", show(&ours));
+    }
 }

@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use trawl::config::common::TlsConfig;
 
+mod support;
+
 async fn get(tls: Option<&TlsConfig>, url: &str) -> Result<u16, String> {
     let client = trawl::http_client::build(tls).map_err(|e| e.to_string())?;
     let req = hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap();
@@ -150,4 +152,77 @@ async fn a_page_larger_than_the_read_buffer_arrives_whole() {
         assert!(bufs.body == page, "scrape {scrape}: the body arrived whole and in order");
     }
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection was reused");
+}
+
+/// The rule by which a certificate from `ca_file` is accepted as the server's own certificate
+/// (`src/http_client/tls.rs`), case by case: (server certificate, `ca_file`, trawl accepts,
+/// Prometheus 2.42 accepts, why). Go's `crypto/x509` takes a leaf that is itself in the trust
+/// pool without building a chain and never checks a leaf's basic constraints; webpki refuses any
+/// CA certificate as the leaf (`CaUsedAsEndEntity`). trawl accepts exactly the first kind.
+const CA_FILE_LEAF_CASES: &[(&str, &str, bool, bool, &str)] = &[
+    (
+        "selfca",
+        "selfca.pem",
+        true,
+        true,
+        "a self-signed CA certificate that is the ca_file is the server's own",
+    ),
+    (
+        "selfca-serverauth-eku",
+        "selfca-serverauth-eku.pem",
+        true,
+        true,
+        "its extended key usage allows serverAuth",
+    ),
+    ("selfca-clientauth", "selfca-clientauth.pem", false, false, "extended key usage without serverAuth"),
+    ("selfca-othername", "selfca-othername.pem", false, false, "the host name is still checked"),
+    ("selfca-expired", "selfca-expired.pem", false, false, "the validity period is still checked"),
+    ("selfca", "ca.pem", false, false, "a certificate not in ca_file gets no exception"),
+    (
+        "ca-leaf",
+        "ca2.pem",
+        false,
+        true,
+        "a CA certificate chained to ca_file, not in it: Go accepts, trawl does not",
+    ),
+    ("server", "ca.pem", true, true, "an ordinary leaf under a ca_file CA: unchanged"),
+];
+
+#[tokio::test]
+async fn ca_file_certificate_as_server_certificate() {
+    for (cert, ca, accepted, _, why) in CA_FILE_LEAF_CASES {
+        let addr = tls_server::start_with(cert, false, "probe 1\n");
+        let tls = TlsConfig { ca_file: Some(tls_server::fixture(ca)), ..Default::default() };
+        let got = get(Some(&tls), &format!("https://{addr}/")).await;
+        assert_eq!(got.is_ok(), *accepted, "{cert} with ca_file {ca}: {why}: {got:?}");
+        let by_name = get(Some(&tls), &format!("https://localhost:{}/", addr.port())).await;
+        assert_eq!(by_name.is_ok(), *accepted, "{cert} with ca_file {ca} by name: {why}: {by_name:?}");
+    }
+}
+
+/// The Prometheus column of [`CA_FILE_LEAF_CASES`], checked against the real Prometheus: one job
+/// per case scraping its TLS server with its `ca_file`; `up` says whether Go accepted it.
+#[tokio::test]
+async fn prometheus_agrees_on_ca_file_certificates() {
+    let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for (i, (cert, ca, ..)) in CA_FILE_LEAF_CASES.iter().enumerate() {
+        let addr = tls_server::start_with(cert, false, "probe 1\n");
+        config.push_str(&format!(
+            "  - job_name: case{i}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    \
+             static_configs:\n      - targets: ['{addr}']\n",
+            tls_server::fixture(ca).display()
+        ));
+    }
+    let Some(prom) = support::Prometheus::start_with_config(&config).await else { return };
+    let ups = support::eventually(Duration::from_secs(60), async || {
+        let r = prom.query("up").await;
+        (r.len() == CA_FILE_LEAF_CASES.len()).then_some(r)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not every job scraped:\n{}", prom.proc.log()));
+    for (i, (cert, ca, _, prometheus, why)) in CA_FILE_LEAF_CASES.iter().enumerate() {
+        let job = format!("case{i}");
+        let up = ups.iter().find(|(l, _)| l.get("job") == Some(&job)).map(|(_, v)| *v);
+        assert_eq!(up, Some(if *prometheus { 1.0 } else { 0.0 }), "{cert} with ca_file {ca}: {why}");
+    }
 }

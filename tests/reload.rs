@@ -204,3 +204,67 @@ async fn http_reload_needs_the_lifecycle_flag() {
     assert!(body.contains("Lifecycle API is not enabled"), "{body}");
     assert_eq!(trawl.interrupt(), Some(0));
 }
+
+/// Jobs of trawl's targets API (active targets), as a set.
+async fn active_jobs(trawl: &Trawl) -> std::collections::BTreeSet<String> {
+    let Some((_, body)) = support::http_get(&format!("{}/api/v1/targets", trawl.url())).await else {
+        return Default::default();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["activeTargets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["labels"]["job"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// `scrape_config_files` (Prometheus 2.43+): a glob relative to the config file, read again on
+/// every reload, so adding or removing a file adds or removes its jobs; a duplicate job name
+/// across files is refused with the file that holds it, and the running jobs stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_config_files_are_read_again_on_reload() {
+    let (a, b) = (target("a").await, target("b").await);
+    let main = "global:\n  scrape_interval: 1s\nscrape_config_files: ['jobs/*.yml']\n";
+    let trawl = Trawl::start_with_args(main, &["--web.enable-lifecycle"]).await;
+    let jobs_dir = trawl.dir.path().join("jobs");
+    std::fs::create_dir(&jobs_dir).unwrap();
+    let file = |job: &str, t: &TestTarget| format!("scrape_configs:\n{}", self::job(job, t, ""));
+    std::fs::write(jobs_dir.join("a.yml"), file("a", &a)).unwrap();
+    assert_eq!(post_reload(&trawl).await.0, 200);
+    let want =
+        |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["a"])).then_some(())
+    })
+    .await;
+    assert!(got.is_some(), "job a from jobs/a.yml: {:?}", active_jobs(&trawl).await);
+
+    std::fs::write(jobs_dir.join("b.yml"), file("b", &b)).unwrap();
+    std::fs::write(jobs_dir.join("notes.txt"), "not a match").unwrap();
+    assert_eq!(post_reload(&trawl).await.0, 200);
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["a", "b"])).then_some(())
+    })
+    .await;
+    assert!(got.is_some(), "a new file's job starts on reload: {:?}", active_jobs(&trawl).await);
+    assert!(
+        eventually(Duration::from_secs(20), async || (b.hits("/metrics") > 0).then_some(())).await.is_some()
+    );
+
+    std::fs::remove_file(jobs_dir.join("a.yml")).unwrap();
+    std::fs::write(jobs_dir.join("c.yml"), file("b", &a)).unwrap();
+    let (status, body) = post_reload(&trawl).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("c.yml") && body.contains("found multiple scrape configs with job name \"b\""),
+        "{body}"
+    );
+    assert_eq!(active_jobs(&trawl).await, want(&["a", "b"]), "the running config stays");
+
+    std::fs::remove_file(jobs_dir.join("c.yml")).unwrap();
+    assert_eq!(post_reload(&trawl).await.0, 200);
+    let got = eventually(Duration::from_secs(20), async || {
+        (active_jobs(&trawl).await == want(&["b"])).then_some(())
+    })
+    .await;
+    assert!(got.is_some(), "a removed file's job stops: {:?}", active_jobs(&trawl).await);
+}

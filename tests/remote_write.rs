@@ -77,7 +77,7 @@ async fn headers_are_exact() {
     let rx = Receiver::start().await;
     let mut cfg = config(&rx.url());
     cfg.headers.insert("X-Scope-OrgID".into(), "tenant-1".into());
-    cfg.bearer_token = Some("s3cret".into());
+    cfg.http.bearer_token = Some("s3cret".into());
     let ep = start(cfg, Labels::new());
     ep.send(vec![sample(&series("up", &[]), 1_000, 1.0)]).await.unwrap();
     assert!(rx.wait_for(WAIT, |r| !r.is_empty()).await, "one request arrives");

@@ -243,7 +243,7 @@ async fn bearer_token_file_is_reread_when_rotated() {
     let token = dir.path().join("token");
     std::fs::write(&token, "first\n").expect("write token");
     let mut cfg = fast(&rx.url());
-    cfg.bearer_token_file = Some(token.clone());
+    cfg.http.bearer_token_file = Some(token.clone());
     let ep = Endpoint::start(cfg, Arc::default(), trawl::http_client::build(None).expect("client"))
         .expect("starts");
     ep.send(vec![sample(&[("__name__", "a")], 1)]).await.unwrap();

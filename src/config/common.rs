@@ -1,7 +1,8 @@
 //! Config pieces shared by scrape jobs and remote-write endpoints: durations, sizes, auth, TLS.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
@@ -246,36 +247,295 @@ pub struct TlsConfig {
     pub min_version: Option<String>,
 }
 
-/// The HTTP client settings Prometheus shares between scrape configs and remote write
-/// (`common/config.HTTPClientConfig`): flattened into both.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// `proxy_url`: a proxy's URL as written. Its `Debug` hides a password in it (`user:<secret>@`),
+/// so a config printed with `{:?}` never carries proxy credentials into a log line.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ProxyUrl(String);
+
+impl ProxyUrl {
+    /// The URL as written, credentials included (for connecting).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ProxyUrl {
+    fn from(s: &str) -> Self {
+        ProxyUrl(s.to_owned())
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `scheme://user:password@host...`: the password, if any, is everything between the
+        // first ':' after "//" and the last '@' of the authority.
+        let s = self.0.as_str();
+        let auth_start = s.find("//").map_or(0, |i| i + 2);
+        let auth_end = s[auth_start..].find(['/', '?', '#']).map_or(s.len(), |i| auth_start + i);
+        let authority = &s[auth_start..auth_end];
+        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
+            Some((colon, at)) => {
+                write!(f, "{:?}", format!("{}:<secret>{}", &s[..auth_start + colon], &s[auth_start + at..]))
+            }
+            None => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// Prometheus' proxy settings (`common/config.ProxyConfig`, inline in every HTTP client block and
+/// in `oauth2`): a fixed `proxy_url` with optional `no_proxy` exceptions, or the `HTTP_PROXY`,
+/// `HTTPS_PROXY` and `NO_PROXY` environment, plus headers for the CONNECT request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `proxy_url`.
+    pub proxy_url: Option<ProxyUrl>,
+    /// `no_proxy`: comma-separated hosts, domains, IPs and CIDRs that bypass `proxy_url`.
+    pub no_proxy: Option<String>,
+    /// `proxy_from_environment`.
+    pub proxy_from_environment: bool,
+    /// `proxy_connect_header`: sent on CONNECT requests; values are secrets.
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+}
+
+impl ProxyConfig {
+    /// Whether any proxy setting is given.
+    pub fn is_set(&self) -> bool {
+        *self != ProxyConfig::default()
+    }
+
+    /// `ProxyConfig.Validate` of prometheus/common, with its messages and in its order. An empty
+    /// `proxy_url` counts as unset, as there.
+    pub fn validate(&self) -> Result<(), String> {
+        let url_set = self.proxy_url.as_ref().is_some_and(|u| !u.0.is_empty());
+        if !self.proxy_connect_header.is_empty() && !self.proxy_from_environment && !url_set {
+            return Err("if proxy_connect_header is configured, proxy_url or proxy_from_environment must \
+                        also be configured"
+                .into());
+        }
+        if self.proxy_from_environment && url_set {
+            return Err("if proxy_from_environment is configured, proxy_url must not be configured".into());
+        }
+        let no_proxy_set = self.no_proxy.as_ref().is_some_and(|n| !n.is_empty());
+        if self.proxy_from_environment && no_proxy_set {
+            return Err("if proxy_from_environment is configured, no_proxy must not be configured".into());
+        }
+        if self.proxy_url.is_none() && no_proxy_set {
+            return Err("if no_proxy is configured, proxy_url must also be configured".into());
+        }
+        Ok(())
+    }
+}
+
+/// Prometheus' `oauth2` block: the client credentials grant (RFC 6749 §4.4), with its own TLS and
+/// proxy settings for the token endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct HttpClientConfig {
-    /// `basic_auth` block.
+pub struct OAuth2 {
+    /// The client id.
     #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// `authorization` block.
+    pub client_id: String,
+    /// The client secret, inline.
     #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// Legacy inline bearer token.
+    pub client_secret: Option<Secret>,
+    /// A file to read the client secret from (re-read for every request; a new secret fetches a
+    /// new token).
     #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// Legacy bearer token file, re-read on every request.
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes to ask for (sent space-separated as `scope`).
     #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings.
+    pub scopes: Vec<String>,
+    /// The token endpoint.
+    #[serde(default)]
+    pub token_url: String,
+    /// Extra form parameters of the token request.
+    #[serde(default, deserialize_with = "string_map")]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// TLS for the token endpoint.
     #[serde(default)]
     pub tls_config: Option<TlsConfig>,
-    /// Proxy URL (accepted for compatibility; not supported yet, rejected at validation if set).
+    /// Proxy for the token endpoint.
     #[serde(default)]
-    pub proxy_url: Option<String>,
+    pub proxy_url: Option<ProxyUrl>,
+    /// `no_proxy` for the token endpoint.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// `proxy_from_environment` for the token endpoint.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
+    /// `proxy_connect_header` for the token endpoint.
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+}
+
+impl OAuth2 {
+    /// The proxy settings for the token endpoint.
+    pub fn proxy(&self) -> ProxyConfig {
+        ProxyConfig {
+            proxy_url: self.proxy_url.clone(),
+            no_proxy: self.no_proxy.clone(),
+            proxy_from_environment: self.proxy_from_environment,
+            proxy_connect_header: self.proxy_connect_header.clone(),
+        }
+    }
+}
+
+/// The HTTP client settings Prometheus shares between scrape configs, remote write and service
+/// discovery (`common/config.HTTPClientConfig`, inline in each; see [`with_http_client_fields`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpClientConfig {
+    /// `basic_auth` block.
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization` block.
+    pub authorization: Option<Authorization>,
+    /// `oauth2` block.
+    pub oauth2: Option<OAuth2>,
+    /// Legacy inline bearer token.
+    pub bearer_token: Option<Secret>,
+    /// Legacy bearer token file, re-read on every request.
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings.
+    pub tls_config: Option<TlsConfig>,
+    /// Proxy settings.
+    pub proxy: ProxyConfig,
     /// Whether to follow redirects (Prometheus' default is true).
-    #[serde(default)]
     pub follow_redirects: Option<bool>,
     /// Whether to enable HTTP/2 (accepted; trawl speaks HTTP/1.1).
-    #[serde(default)]
     pub enable_http2: Option<bool>,
 }
+
+impl HttpClientConfig {
+    /// Makes every file it names absolute against `base` (the directory of the file the block
+    /// was read from), as Prometheus' `SetDirectory` does.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.bearer_token_file);
+        if let Some(b) = &mut self.basic_auth {
+            resolve(&mut b.password_file);
+        }
+        if let Some(a) = &mut self.authorization {
+            resolve(&mut a.credentials_file);
+        }
+        let tls = |t: &mut Option<TlsConfig>| {
+            if let Some(t) = t {
+                resolve(&mut t.ca_file);
+                resolve(&mut t.cert_file);
+                resolve(&mut t.key_file);
+            }
+        };
+        tls(&mut self.tls_config);
+        if let Some(o) = &mut self.oauth2 {
+            resolve(&mut o.client_secret_file);
+            tls(&mut o.tls_config);
+        }
+    }
+}
+
+/// Declares a config struct that also holds the keys of Prometheus' `HTTPClientConfig`, inline
+/// as Prometheus has them (`basic_auth`, `authorization`, `oauth2`, `bearer_token[_file]`,
+/// `tls_config`, `proxy_url`, `no_proxy`, `proxy_from_environment`, `proxy_connect_header`,
+/// `follow_redirects`, `enable_http2`), with `http_client_config()` to read them as one
+/// [`HttpClientConfig`] and `set_http_client_config()` to write them back.
+///
+/// Why a macro: serde's `flatten` would buffer the keys, losing both `deny_unknown_fields` and
+/// the YAML positions of errors, and these keys appear in four structs (scrape configs, remote
+/// write, Kubernetes SD, HTTP SD).
+macro_rules! with_http_client_fields {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fattr:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $( $(#[$fattr])* $fvis $field : $ty, )*
+            /// `basic_auth`.
+            #[serde(default)]
+            pub basic_auth: Option<$crate::config::common::BasicAuth>,
+            /// `authorization`.
+            #[serde(default)]
+            pub authorization: Option<$crate::config::common::Authorization>,
+            /// `oauth2`.
+            #[serde(default)]
+            pub oauth2: Option<$crate::config::common::OAuth2>,
+            /// Legacy inline bearer token.
+            #[serde(default)]
+            pub bearer_token: Option<$crate::config::common::Secret>,
+            /// Legacy bearer token file.
+            #[serde(default)]
+            pub bearer_token_file: Option<std::path::PathBuf>,
+            /// `tls_config`.
+            #[serde(default)]
+            pub tls_config: Option<$crate::config::common::TlsConfig>,
+            /// `proxy_url`.
+            #[serde(default)]
+            pub proxy_url: Option<$crate::config::common::ProxyUrl>,
+            /// `no_proxy`.
+            #[serde(default)]
+            pub no_proxy: Option<String>,
+            /// `proxy_from_environment`.
+            #[serde(default)]
+            pub proxy_from_environment: bool,
+            /// `proxy_connect_header`.
+            #[serde(default)]
+            pub proxy_connect_header:
+                std::collections::BTreeMap<String, Vec<$crate::config::common::Secret>>,
+            /// `follow_redirects`.
+            #[serde(default)]
+            pub follow_redirects: Option<bool>,
+            /// `enable_http2` (accepted; trawl speaks HTTP/1.1).
+            #[serde(default)]
+            pub enable_http2: Option<bool>,
+        }
+
+        impl $name {
+            /// The HTTP client keys as one block.
+            pub fn http_client_config(&self) -> $crate::config::common::HttpClientConfig {
+                $crate::config::common::HttpClientConfig {
+                    basic_auth: self.basic_auth.clone(),
+                    authorization: self.authorization.clone(),
+                    oauth2: self.oauth2.clone(),
+                    bearer_token: self.bearer_token.clone(),
+                    bearer_token_file: self.bearer_token_file.clone(),
+                    tls_config: self.tls_config.clone(),
+                    proxy: $crate::config::common::ProxyConfig {
+                        proxy_url: self.proxy_url.clone(),
+                        no_proxy: self.no_proxy.clone(),
+                        proxy_from_environment: self.proxy_from_environment,
+                        proxy_connect_header: self.proxy_connect_header.clone(),
+                    },
+                    follow_redirects: self.follow_redirects,
+                    enable_http2: self.enable_http2,
+                }
+            }
+
+            /// Writes the HTTP client keys back from one block.
+            #[allow(dead_code)]
+            pub fn set_http_client_config(&mut self, h: $crate::config::common::HttpClientConfig) {
+                self.basic_auth = h.basic_auth;
+                self.authorization = h.authorization;
+                self.oauth2 = h.oauth2;
+                self.bearer_token = h.bearer_token;
+                self.bearer_token_file = h.bearer_token_file;
+                self.tls_config = h.tls_config;
+                self.proxy_url = h.proxy.proxy_url;
+                self.no_proxy = h.proxy.no_proxy;
+                self.proxy_from_environment = h.proxy.proxy_from_environment;
+                self.proxy_connect_header = h.proxy.proxy_connect_header;
+                self.follow_redirects = h.follow_redirects;
+                self.enable_http2 = h.enable_http2;
+            }
+        }
+    };
+}
+pub(crate) use with_http_client_fields;
 
 #[cfg(test)]
 mod tests {

@@ -623,7 +623,7 @@ impl RemoteWriteExporter {
         }
         if let Some(t) = self.tls {
             // `insecure` is gRPC-only in the collector; an http:// endpoint is already plain.
-            rw.tls_config = Some(TlsConfig {
+            rw.http.tls_config = Some(TlsConfig {
                 ca_file: t.ca_file,
                 cert_file: t.cert_file,
                 key_file: t.key_file,

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::common::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig};
+use crate::config::common::HttpClientConfig;
 use crate::discovery::Discovered;
 
 pub use targets::{
@@ -217,6 +217,7 @@ struct RawSelector {
     field: Option<String>,
 }
 
+crate::config::common::with_http_client_fields! {
 /// The YAML shape, checked by `TryFrom` into [`KubernetesSdConfig`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,23 +233,8 @@ struct RawKubernetesSdConfig {
     #[serde(default)]
     selectors: Option<Vec<RawSelector>>,
     #[serde(default)]
-    attach_metadata: Option<AttachMetadata>,
-    #[serde(default)]
-    basic_auth: Option<BasicAuth>,
-    #[serde(default)]
-    authorization: Option<Authorization>,
-    #[serde(default)]
-    bearer_token: Option<Secret>,
-    #[serde(default)]
-    bearer_token_file: Option<PathBuf>,
-    #[serde(default)]
-    tls_config: Option<TlsConfig>,
-    #[serde(default)]
-    proxy_url: Option<String>,
-    #[serde(default)]
-    follow_redirects: Option<bool>,
-    #[serde(default)]
-    enable_http2: Option<bool>,
+    attach_metadata: Option<AttachMetadata>
+}
 }
 
 impl TryFrom<RawKubernetesSdConfig> for KubernetesSdConfig {
@@ -259,23 +245,15 @@ impl TryFrom<RawKubernetesSdConfig> for KubernetesSdConfig {
             return Err("role missing (one of: pod, service, endpoints, endpointslice, node, ingress)".into());
         };
         let role = Role::parse(role)?;
-        let http = HttpClientConfig {
-            basic_auth: r.basic_auth,
-            authorization: r.authorization,
-            bearer_token: r.bearer_token,
-            bearer_token_file: r.bearer_token_file,
-            tls_config: r.tls_config,
-            proxy_url: r.proxy_url,
-            follow_redirects: r.follow_redirects,
-            enable_http2: r.enable_http2,
-        };
+        let http = r.http_client_config();
         validate_http(&http)?;
         let custom_http = http.basic_auth.is_some()
             || http.authorization.is_some()
+            || http.oauth2.is_some()
             || http.bearer_token.is_some()
             || http.bearer_token_file.is_some()
             || http.tls_config.is_some()
-            || http.proxy_url.is_some()
+            || http.proxy.is_set()
             || http.follow_redirects == Some(false)
             || http.enable_http2 == Some(false);
         let namespaces = r.namespaces.unwrap_or_default();
@@ -305,11 +283,6 @@ impl TryFrom<RawKubernetesSdConfig> for KubernetesSdConfig {
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                 return Err(format!("invalid api_server URL {u:?}: want http(s)://host[:port]"));
             }
-        }
-        if let Some(p) = &http.proxy_url
-            && !p.is_empty()
-        {
-            return Err("proxy_url is not supported by trawl's kubernetes_sd_configs".into());
         }
         if let Some(v) = http.tls_config.as_ref().and_then(|t| t.min_version.as_deref()) {
             // rustls never negotiates below TLS 1.2, so those minimums already hold; TLS 1.3 only
@@ -408,7 +381,11 @@ fn validate_http(h: &HttpClientConfig) -> Result<(), String> {
     {
         return Err("tls_config needs both cert_file and key_file for a client certificate".into());
     }
-    Ok(())
+    if h.oauth2.is_some() {
+        return Err("oauth2 is not supported by trawl's kubernetes_sd_configs".into());
+    }
+    h.proxy.validate()?;
+    crate::http_client::proxy::Proxy::from_config(&h.proxy).map(drop).map_err(|e| e.to_string())
 }
 
 /// Checks a field selector as `fields.ParseSelector` would: comma-separated `key=value`,

@@ -45,7 +45,7 @@ pub(crate) struct Target {
     /// Configured extra headers (checked: none is reserved).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Auth settings; credential files are read per request.
-    pub http: HttpClientConfig,
+    pub http: Auth,
     /// The pooled client.
     pub client: Client,
     /// Deadline of one try, body included.
@@ -66,6 +66,16 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target").field("name", &self.name).field("uri", &self.uri).finish_non_exhaustive()
     }
+}
+
+/// How requests authenticate: the HTTP client config's header (credential files read per
+/// request; oauth2 is the client's own), or a SigV4 signature over the body.
+#[derive(Debug, Default)]
+pub(crate) struct Auth {
+    /// basic/bearer/authorization settings.
+    pub http: HttpClientConfig,
+    /// Signs every request when set (`sigv4`).
+    pub sigv4: Option<crate::sigv4::Signer>,
 }
 
 /// The wire protocol of one request body.
@@ -311,15 +321,23 @@ impl Target {
         }
         // A credentials file that can't be read may be mid-rotation: retry, as Prometheus does
         // for any error of its HTTP round trip.
-        match http_client::auth_header(&self.http) {
+        match http_client::auth_header(&self.http.http) {
             Ok(Some(auth)) => builder = builder.header(header::AUTHORIZATION, auth),
             Ok(None) => {}
             Err(e) => return Err(TryError::Retry { reason: format!("credentials: {e}"), retry_after: None }),
         }
-        let request = builder.body(Full::new(body.bytes.clone())).map_err(|e| TryError::Retry {
+        let mut request = builder.body(Full::new(body.bytes.clone())).map_err(|e| TryError::Retry {
             reason: format!("building the request: {e}"),
             retry_after: None,
         })?;
+        // SigV4 signs the headers above and the body, so it comes last; credentials that cannot
+        // be fetched (STS or a metadata endpoint down) are retried like a network error.
+        if let Some(signer) = &self.http.sigv4 {
+            signer
+                .sign(&mut request, &body.bytes, SystemTime::now())
+                .await
+                .map_err(|e| TryError::Retry { reason: e.to_string(), retry_after: None })?;
+        }
         let response = self
             .client
             .request(request)

@@ -23,10 +23,17 @@ pub fn fixture(name: &str) -> PathBuf {
 /// (the thread ends with the test process). With `client_ca`, clients must present a certificate
 /// from the test CA.
 pub fn start(client_ca: bool, body: &'static str) -> SocketAddr {
+    start_with("server", client_ca, body)
+}
+
+/// As [`start`], with the certificate `<name>.pem` and key `<name>.key` of the fixtures.
+pub fn start_with(name: &str, client_ca: bool, body: &'static str) -> SocketAddr {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(fixture("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixture(&format!("{name}.pem")))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture(&format!("{name}.key"))).unwrap();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();

@@ -31,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::targets::{self, Lookup};
 use super::{KubernetesSdConfig, KubernetesSdError, Role, Selector};
-use crate::config::common::HttpClientConfig;
+use crate::config::common::{HttpClientConfig, ProxyConfig, ProxyUrl};
 use crate::discovery::Discovered;
+use crate::http_client::proxy::Proxy;
 use crate::labels::Labels;
 
 /// How long to wait before listing again after a watch could not resume (410 on the watch request
@@ -47,17 +48,23 @@ const RELIST_DELAY: Duration = Duration::from_secs(1);
 /// rotated service-account or `bearer_token_file` token is picked up; the in-cluster CA file is
 /// re-read the same way.
 pub(super) async fn client(cfg: &KubernetesSdConfig) -> Result<Client, KubernetesSdError> {
-    let config = if let Some(path) = &cfg.kubeconfig_file {
+    // The proxy, as Prometheus chooses it: with `api_server`, the config's proxy settings (none
+    // unless set); otherwise client-go's: the kubeconfig cluster's `proxy-url`, else the
+    // `HTTPS_PROXY`/`NO_PROXY` environment.
+    let env_proxy = || ProxyConfig { proxy_from_environment: true, ..Default::default() };
+    let (mut config, proxy) = if let Some(path) = &cfg.kubeconfig_file {
         let bad = |e: &dyn std::fmt::Display| KubernetesSdError::Kubeconfig {
             path: path.clone(),
             reason: e.to_string(),
         };
         let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(&e))?;
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        let proxy = kubeconfig_proxy(&kc).unwrap_or_else(env_proxy);
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| bad(&e))?
+            .map_err(|e| bad(&e))?;
+        (config, proxy)
     } else if let Some(url) = &cfg.api_server {
-        api_server_config(url, &cfg.http).await?
+        (api_server_config(url, &cfg.http).await?, cfg.http.proxy.clone())
     } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
         && std::env::var_os("KUBECONFIG").is_some()
     {
@@ -65,13 +72,77 @@ pub(super) async fn client(cfg: &KubernetesSdConfig) -> Result<Client, Kubernete
         // KUBERNETES_SERVICE_HOST) with $KUBECONFIG set, trawl uses that kubeconfig instead, so
         // the DaemonSet config runs unchanged on a workstation or in a test; in a pod nothing
         // changes.
-        kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+        let kc = kube::config::Kubeconfig::read()
+            .map_err(|e| KubernetesSdError::InCluster(format!("$KUBECONFIG: {e}")))?;
+        let proxy = kubeconfig_proxy(&kc).unwrap_or_else(env_proxy);
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| KubernetesSdError::InCluster(format!("$KUBECONFIG: {e}")))?
+            .map_err(|e| KubernetesSdError::InCluster(format!("$KUBECONFIG: {e}")))?;
+        (config, proxy)
     } else {
-        kube::Config::incluster().map_err(|e| KubernetesSdError::InCluster(e.to_string()))?
+        (kube::Config::incluster().map_err(|e| KubernetesSdError::InCluster(e.to_string()))?, env_proxy())
     };
-    Client::try_from(config).map_err(|e| KubernetesSdError::Client(e.to_string()))
+    // kube would take HTTPS_PROXY itself, without NO_PROXY and failing without its proxy
+    // feature; the decision is ours.
+    config.proxy_url = None;
+    let proxy = Proxy::from_config(&proxy).map_err(|e| KubernetesSdError::Client(e.to_string()))?;
+    let proxied =
+        proxy.select(&config.cluster_url).map_err(|e| KubernetesSdError::Client(e.to_string()))?.is_some();
+    if !proxied {
+        return Client::try_from(config).map_err(|e| KubernetesSdError::Client(e.to_string()));
+    }
+    proxied_client(config, proxy).map_err(|e| KubernetesSdError::Client(e.to_string()))
+}
+
+/// The `proxy-url` of the kubeconfig's current cluster, as a fixed proxy.
+fn kubeconfig_proxy(kc: &kube::config::Kubeconfig) -> Option<ProxyConfig> {
+    let context = kc.current_context.as_deref()?;
+    let ctx = kc.contexts.iter().find(|c| c.name == context)?.context.as_ref()?;
+    let cluster = kc.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()?;
+    let url = cluster.proxy_url.as_deref().filter(|u| !u.is_empty())?;
+    Some(ProxyConfig { proxy_url: Some(ProxyUrl::from(url)), ..Default::default() })
+}
+
+/// kube's client stack (base URI, auth, extra headers, kube's TLS and timeouts) over trawl's
+/// proxy connector, so a proxy gets the same CONNECT (with `proxy_connect_header`) and
+/// absolute-form requests as scrapes do.
+fn proxied_client(
+    config: kube::Config,
+    proxy: Proxy,
+) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    use kube::client::ConfigExt as _;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    // An https:// proxy is verified with the cluster's TLS settings, as Go's transport uses
+    // its TLSClientConfig for the proxy too.
+    let proxy_tls = std::sync::Arc::new(config.rustls_client_config()?);
+    // A plain-http API server is reached in absolute form through the proxy: its credentials go
+    // on every request, as Go's transport adds them (tunnels carry them on the CONNECT instead).
+    let proxy_auth = match config.cluster_url.scheme_str() {
+        Some("http") => proxy.select(&config.cluster_url)?.and_then(|p| p.authorization.clone()),
+        _ => None,
+    };
+    let connector = crate::http_client::proxy::Connector::new(http, std::sync::Arc::new(proxy), proxy_tls);
+    let https = config.rustls_https_connector_with_connector(connector)?;
+    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
+    timeouts.set_connect_timeout(config.connect_timeout);
+    timeouts.set_read_timeout(config.read_timeout);
+    timeouts.set_write_timeout(config.write_timeout);
+    let pooled: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(timeouts);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_request(move |mut req: hyper::Request<kube::client::Body>| {
+            if let Some(auth) = &proxy_auth {
+                req.headers_mut().insert(hyper::header::PROXY_AUTHORIZATION, auth.clone());
+            }
+            req
+        })
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .service(pooled);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// Checks that `path` can be read now, so a typo fails at start rather than on every request.
