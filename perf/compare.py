@@ -19,6 +19,12 @@ rw_sink (`cargo build --release --bin trawl --example rw_sink`).
 
 `--flamegraph trawl.svg` also profiles trawl (after its measured window) with `perf record` and
 writes a flame graph with inferno, plus the folded stacks next to it.
+
+`--churn-minutes 30` is the churn mode: the targets come from a file_sd file (one job), and every
+minute `--churn-fraction` (10 %) of them are replaced by new ones (new paths and new `pod`
+labels, so all their series are new), as pods come and go on a real node. Each agent runs for the
+whole time; its RSS is sampled every 30 s, and the table shows the curve and the RSS at the end
+against the RSS after the first 5 minutes.
 """
 
 import argparse
@@ -96,6 +102,51 @@ def ksm_page(n):
     return "\n".join(out) + "\n"
 
 
+def write_sd(path, live, port):
+    """The file_sd file of the churn mode: one target group per live target."""
+    groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {"__metrics_path__": f"/t{t}/metrics", "pod": f"pod-{t}"}}
+              for t in live]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(groups, f)
+    os.replace(tmp, path)
+
+
+def churn(args, p, agent, live, sd_file, www, variants, port):
+    """Runs the churn mode for one agent: every minute a tenth of the targets are replaced."""
+    sink_count = None
+    next_id = max(live) + 1
+    curve = []
+    start = time.time()
+    c0 = proc_cpu(p.pid)
+    rss5 = 0
+    minute = 0
+    while minute < args.churn_minutes:
+        # Sample RSS twice a minute.
+        for half in (0, 1):
+            time.sleep(30)
+            curve.append((minute + 0.5 * (half + 1), proc_status(p.pid, "VmRSS")))
+        minute += 1
+        if minute == 5:
+            rss5 = proc_status(p.pid, "VmRSS")
+        # Replace a tenth of the targets: new paths (a new page file) and new pod labels.
+        n = max(1, int(len(live) * args.churn_fraction))
+        for _ in range(n):
+            live.pop(0)
+            d = os.path.join(www, f"t{next_id}")
+            os.makedirs(d, exist_ok=True)
+            src = os.path.join(www, f"t{next_id % 3}", "metrics")
+            os.symlink(src, os.path.join(d, "metrics"))
+            live.append(next_id)
+            next_id += 1
+        write_sd(sd_file, live, port)
+    secs = time.time() - start
+    c1 = proc_cpu(p.pid)
+    samples = args.targets * args.series / args.interval * secs
+    return {"agent": agent, "curve": curve, "rss5": rss5 or curve[0][1], "rss_end": proc_status(p.pid, "VmRSS"),
+            "cpu_s_per_M": (c1 - c0) / samples * 1e6, "sps": samples / secs}
+
+
 def proc_cpu(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -131,6 +182,9 @@ def main():
                     help="after trawl's window, profile it for --profile-seconds with `perf record` and write "
                          "a flame graph (needs linux-perf and `cargo install inferno`)")
     ap.add_argument("--profile-seconds", type=int, default=20)
+    ap.add_argument("--churn-minutes", type=int, default=0,
+                    help="churn mode: replace --churn-fraction of the targets every minute for this long")
+    ap.add_argument("--churn-fraction", type=float, default=0.1)
     args = ap.parse_args()
     if args.flamegraph:
         for b in ["perf", "inferno-collapse-perf", "inferno-flamegraph"]:
@@ -192,6 +246,12 @@ def main():
                 f"  - job_name: t{t}\n    metrics_path: /t{t}/metrics\n"
                 f"    static_configs:\n      - targets: [{targets}]\n"
             )
+        sd_file = os.path.join(work, "targets.json")
+        if args.churn_minutes:
+            # One job whose targets come from a file: target N is /tN/metrics with pod="pod-N".
+            live = list(range(args.targets))
+            write_sd(sd_file, live, nginx_port)
+            jobs = [f"  - job_name: churn\n    file_sd_configs:\n      - files: ['{sd_file}']\n        refresh_interval: 30s\n"]
         scrape = f"global:\n  scrape_interval: {args.interval}s\n  scrape_timeout: {max(1, args.interval - 1)}s\nscrape_configs:\n" + "".join(jobs)
         rw = f"remote_write:\n  - url: http://127.0.0.1:{sink_port}/api/v1/write\n"
 
@@ -219,6 +279,16 @@ def main():
             else:
                 sys.exit(f"unknown agent {agent}")
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "log"), "w"))
+            if args.churn_minutes:
+                live = list(range(args.targets))
+                write_sd(sd_file, live, nginx_port)
+                rows.append(churn(args, p, agent, live, sd_file, www, variants, nginx_port))
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                continue
             time.sleep(args.warmup)
             post(f"http://127.0.0.1:{sink_port}/reset")
             c0, t0 = proc_cpu(p.pid), time.time()
@@ -259,6 +329,15 @@ def main():
                 "errors": got["errors"],
             })
 
+        if args.churn_minutes:
+            print(f"\nchurn: {args.targets} targets x {args.series} series, {args.churn_fraction:.0%} of the targets "
+                  f"replaced every minute for {args.churn_minutes} minutes, interval {args.interval}s\n")
+            for r in rows:
+                curve = " ".join(f"{m}:{rss / 2**20:.0f}" for m, rss in r["curve"])
+                print(f"{r['agent']:<11} RSS after 5 min {r['rss5'] / 2**20:.0f}Mi, at the end {r['rss_end'] / 2**20:.0f}Mi "
+                      f"({(r['rss_end'] / max(r['rss5'], 1) - 1) * 100:+.1f} %), CPU s/M {r['cpu_s_per_M']:.2f}, "
+                      f"samples/s {r['sps']:,.0f}\n  curve (minute:MiB): {curve}")
+            return
         base = next((r for r in rows if r["agent"] == "trawl"), rows[0])
         print(f"\n{args.targets} targets x {args.series} series = {active_series} active series, "
               f"interval {args.interval}s, expected {expected_sps:,.0f} samples/s (+ up/scrape_* series), "

@@ -22,7 +22,8 @@
 //!                      (no remote_write configured: printed to stdout as exposition text)
 //! ```
 //!
-//! Around it: [`budget`] (`--memory.limit`: scrapes skip while memory is over budget),
+//! Around it: [`budget`] (`--memory.limit`: a ceiling, kept by refusing the scrape that would
+//! cross it),
 //! [`staleness`] (last series per target on disk, for stale markers after a restart), [`admin`]
 //! (`/metrics`, `/targets`, `/service-discovery`, the targets API, `/-/reload`), and reload in
 //! place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
@@ -39,14 +40,20 @@
 //! - Per target: 16 bytes per series in its table and its compressed last series set (a few
 //!   bytes per series); no label text per series (`tests/pipeline_alloc.rs`: ≤ 48 B per series,
 //!   steady and under churn). Entries unused for two scrapes are evicted.
-//! - Scrape bodies: `body_size_limit` per target (after gzip decoding); body buffers come from a
-//!   process-wide pool of at most 16.
+//! - Scrape bodies: `body_size_limit` per target, 64 MiB when none is set
+//!   ([`fetch::DEFAULT_BODY_LIMIT_BYTES`]), counted in decoded bytes as they arrive (gzip and
+//!   deflate included) and checked against `Content-Length` before the first byte; bodies up to
+//!   4 MiB come from a process-wide pool of at most 8 buffers, bigger ones from anonymous maps
+//!   unmapped after the scrape. Time: `scrape_timeout` covers connect, headers, body, decoding
+//!   and parsing; pages over 4 MiB are parsed in `block_in_place`, and decoding yields to the
+//!   runtime after every MiB it makes of one frame.
 //! - Hand-off: [`app::HANDOFF_BATCHES`] scrapes in flight; a scrape loop reserves its place
 //!   before scraping, so waiting loops hold nothing.
 //! - Remote write: `queue_config.capacity` samples per endpoint (their records, ~100–300 bytes
 //!   each); the fan-out waits when full.
-//! - Overall: `--memory.limit` (default: 90 % of the cgroup limit) skips scrapes while resident
-//!   memory is above 90 % of it.
+//! - Overall: `--memory.limit` (default: 90 % of the cgroup limit) is a ceiling: a scrape reserves
+//!   its memory before it grows, and the one whose page or samples would cross the limit fails
+//!   (`up` 0, the reason as `lastError`), leaving an eighth of it for small scrapes.
 //!
 //! # Disk (`--storage.path` only)
 //!

@@ -72,6 +72,12 @@ pub enum ScrapeError {
     /// A series is not valid after relabeling (no metric name, or a limit hit).
     #[error("{0}")]
     Series(Str),
+    /// `scrape_timeout` passed while the page was being processed.
+    #[error("context deadline exceeded")]
+    Timeout,
+    /// The memory budget refused the memory the page's samples need.
+    #[error(transparent)]
+    Memory(#[from] crate::budget::Refused),
 }
 
 /// Settings shared by all targets of a job.

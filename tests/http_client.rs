@@ -142,14 +142,15 @@ async fn a_page_larger_than_the_read_buffer_arrives_whole() {
         accept: hyper::header::HeaderValue::from_static("text/plain"),
         gzip: false,
         timeout: Duration::from_secs(10),
-        body_limit: 0,
+        body_limit: trawl::fetch::DEFAULT_BODY_LIMIT_BYTES,
         auth: None,
     };
     for scrape in 0..2 {
         let mut bufs = trawl::fetch::Buffers::default();
-        let resp = trawl::fetch::fetch(&client, &req, &mut bufs).await.expect("fetch");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let resp = trawl::fetch::fetch(&client, &req, &mut bufs, deadline, None).await.expect("fetch");
         assert_eq!(resp.wire_bytes, page.len() as u64, "scrape {scrape}: every byte counted");
-        assert!(bufs.body == page, "scrape {scrape}: the body arrived whole and in order");
+        assert!(bufs.body() == page, "scrape {scrape}: the body arrived whole and in order");
     }
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection was reused");
 }

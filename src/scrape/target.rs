@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::page::{Counts, Page};
 use super::{Health, JobSettings, LoopUpdate, Output, ScrapeError, TargetStatus};
 use crate::batch::Batch;
-use crate::budget::MemoryBudget;
+use crate::budget::{MemoryBudget, Reservation};
 use crate::fetch::{self, FetchError};
 use crate::http_client::Client;
 use crate::labels::Labels;
@@ -41,6 +41,19 @@ pub struct TargetLoop {
     /// With `--storage.path`: where this target's last series set is kept (see
     /// [`crate::staleness`]), and whether it must be saved after the next scrape.
     persist: Option<(std::path::PathBuf, bool)>,
+    /// The memory the last scrape needed (body and batch), reserved up front by the next.
+    last_need: u64,
+}
+
+/// The least a scrape reserves up front (64 KiB): a small target's page and batch.
+const MIN_RESERVATION_BYTES: u64 = 64 << 10;
+/// Pages above this (4 MiB, a few milliseconds of parsing) are processed in
+/// `block_in_place`, see [`TargetLoop::fetch_and_process`].
+const BLOCK_IN_PLACE_BYTES: usize = 4 << 20;
+
+/// The memory a batch holds: its records and a 32-byte header per sample.
+fn batch_bytes(b: &Batch) -> u64 {
+    (b.record_bytes() + b.len() * std::mem::size_of::<crate::batch::Rec>()) as u64
 }
 
 impl TargetLoop {
@@ -66,6 +79,7 @@ impl TargetLoop {
             updates: None,
             budget: None,
             persist: None,
+            last_need: MIN_RESERVATION_BYTES,
         }
     }
 
@@ -142,10 +156,6 @@ impl TargetLoop {
                 }
                 _ = ticker.tick() => {}
             }
-            if self.budget.as_ref().is_some_and(|b| b.under_pressure()) {
-                self.metrics.scrapes_skipped_memory.fetch_add(1, Relaxed);
-                continue;
-            }
             // A place in the hand-off first: when the senders are behind, the scrape waits here
             // holding nothing, instead of holding a filled batch.
             let permit = tokio::select! {
@@ -196,27 +206,16 @@ impl TargetLoop {
     }
 
     /// One scrape: returns the samples to send (page samples or stale markers, plus the report).
+    ///
+    /// `scrape_timeout` covers all of it: connect, headers, body, decoding and parsing. With
+    /// `--memory.limit`, the scrape first reserves what its last one needed, then grows the
+    /// reservation as the body and the batch grow; a refusal fails it (see [`crate::budget`]).
     pub async fn scrape_once(&mut self, start: SystemTime) -> Batch {
         let started = tokio::time::Instant::now();
+        let deadline = started + self.target.timeout.get();
         let ts = now_ms(start);
-        let req = self.request();
         let mut batch = self.page.new_batch();
-        let result = match req {
-            Ok(req) => {
-                let mut bufs = fetch::Buffers::take();
-                let r = match fetch::fetch(&self.client, &req, &mut bufs).await {
-                    Ok(resp) => {
-                        self.metrics.bytes_scraped.fetch_add(resp.wire_bytes, Relaxed);
-                        let format = parse::format_from_content_type(resp.content_type.as_deref());
-                        self.page.process_page(&bufs.body, format, ts, &mut batch)
-                    }
-                    Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
-                };
-                bufs.give_back();
-                r
-            }
-            Err(e) => Err((ScrapeError::Fetch(e), Counts::default())),
-        };
+        let result = self.fetch_and_process(ts, deadline, &mut batch).await;
         let duration = started.elapsed().as_secs_f64();
         let (counts, err) = match result {
             Ok(c) => (c, None),
@@ -234,14 +233,21 @@ impl TargetLoop {
             [up, duration, counts.scraped as f64, counts.post_relabel as f64, counts.added as f64],
         );
         let m = &self.metrics;
-        m.scrapes.fetch_add(1, Relaxed);
+        let refused =
+            matches!(err, Some(ScrapeError::Memory(_)) | Some(ScrapeError::Fetch(FetchError::Memory(_))));
+        if refused {
+            // Refused by the memory budget: counted as skipped, not as a scrape that failed.
+            m.scrapes_skipped_memory.fetch_add(1, Relaxed);
+        } else {
+            m.scrapes.fetch_add(1, Relaxed);
+            if err.is_some() {
+                m.scrape_failures.fetch_add(1, Relaxed);
+            }
+        }
         m.samples_scraped.fetch_add(counts.scraped, Relaxed);
         m.samples_kept.fetch_add(counts.post_relabel, Relaxed);
         m.stale_markers.fetch_add(counts.stale_markers, Relaxed);
         m.created_lines_unmatched.fetch_add(counts.created_unmatched, Relaxed);
-        if err.is_some() {
-            m.scrape_failures.fetch_add(1, Relaxed);
-        }
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         st.health = if err.is_none() { Health::Up } else { Health::Down };
         st.last_error = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
@@ -253,17 +259,74 @@ impl TargetLoop {
         batch
     }
 
+    /// The request and the page's processing, under `deadline` and the memory budget.
+    async fn fetch_and_process(
+        &mut self,
+        ts: i64,
+        deadline: tokio::time::Instant,
+        batch: &mut Batch,
+    ) -> Result<Counts, (ScrapeError, Counts)> {
+        let fail = |e: ScrapeError| (e, Counts::default());
+        let req = self.request().map_err(|e| fail(ScrapeError::Fetch(e)))?;
+        let mut reservation = match &self.budget {
+            Some(b) => Some(Reservation::new(b, self.last_need).map_err(|e| fail(ScrapeError::Memory(e)))?),
+            None => None,
+        };
+        let mut bufs = fetch::Buffers::take();
+        let resp = match fetch::fetch(&self.client, &req, &mut bufs, deadline, reservation.as_mut()).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                bufs.give_back();
+                return Err(fail(ScrapeError::Fetch(e)));
+            }
+        };
+        self.metrics.bytes_scraped.fetch_add(resp.wire_bytes, Relaxed);
+        let format = parse::format_from_content_type(resp.content_type.as_deref());
+        let body_bytes = bufs.body().len() as u64;
+        let limit = req.body_limit;
+        let page = &mut self.page;
+        let mut process = || {
+            page.process_page_within(bufs.body(), format, ts, batch, |b| {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ScrapeError::Timeout);
+                }
+                if let Some(r) = reservation.as_mut() {
+                    r.grow_to(body_bytes + batch_bytes(b), u64::MAX)?;
+                }
+                Ok(())
+            })
+        };
+        // A big page is parsed with the runtime told this worker is busy, so other scrapes and
+        // the senders move to another worker meanwhile; small ones are not worth the hand-over.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if bufs.body().len() > BLOCK_IN_PLACE_BYTES && multi_thread {
+            tokio::task::block_in_place(process)
+        } else {
+            process()
+        };
+        // What this scrape needed: the next one reserves it up front.
+        self.last_need =
+            (body_bytes + batch_bytes(batch)).clamp(MIN_RESERVATION_BYTES, limit.saturating_mul(4));
+        bufs.give_back();
+        result
+    }
+
     fn request(&self) -> Result<fetch::Request, FetchError> {
         let uri: hyper::Uri =
             self.target.url.parse().map_err(|_| FetchError::Url(self.target.url.clone()))?;
         let auth = crate::http_client::auth_header(&self.settings.http)
             .map_err(|e| FetchError::Http(e.to_string()))?;
+        let body_limit = match self.settings.body_size_limit {
+            0 => fetch::DEFAULT_BODY_LIMIT_BYTES,
+            n => n,
+        };
         Ok(fetch::Request {
             uri,
             accept: hyper::header::HeaderValue::from_static(parse::ACCEPT_HEADER),
             gzip: self.settings.gzip,
             timeout: self.target.timeout.get(),
-            body_limit: self.settings.body_size_limit,
+            body_limit,
             auth,
         })
     }
