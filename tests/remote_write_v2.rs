@@ -104,6 +104,68 @@ async fn v2_carries_samples_metadata_and_exemplars() {
     assert_eq!(metric_sum(&metrics, "trawl_remote_write_unwritten_total", ""), 0.0);
 }
 
+/// A `_created` line belongs to the point it follows, matched by labels (OpenMetrics keeps a
+/// point's lines together): the later point of a counter, histogram or summary gets it, not the
+/// family's first point; one that matches no point is ignored and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_lines_reach_the_receiver_with_their_own_points() {
+    let target = TestTarget::start().await;
+    target.route("/m", |_| {
+        let page = "# TYPE jobs counter\njobs_total{q=\"a\"} 1\njobs_total{q=\"b\"} 2\n\
+                    jobs_created{q=\"b\"} 1500000000.25\n\
+                    # TYPE lat histogram\nlat_bucket{le=\"+Inf\",path=\"/a\"} 1\nlat_count{path=\"/a\"} 1\n\
+                    lat_sum{path=\"/a\"} 1\nlat_bucket{le=\"+Inf\",path=\"/b\"} 2\nlat_count{path=\"/b\"} 2\n\
+                    lat_sum{path=\"/b\"} 2\nlat_created{path=\"/b\"} 1600000000\n\
+                    # TYPE rpc summary\nrpc{quantile=\"0.5\",m=\"x\"} 1\nrpc_count{m=\"x\"} 1\nrpc_sum{m=\"x\"} 1\n\
+                    rpc{quantile=\"0.5\",m=\"y\"} 2\nrpc_count{m=\"y\"} 2\nrpc_sum{m=\"y\"} 2\n\
+                    rpc_created{m=\"y\"} 1700000000\n\
+                    # TYPE orphan counter\norphan_total{k=\"1\"} 1\norphan_created{k=\"2\"} 5\n# EOF\n";
+        (200, OPENMETRICS, page.as_bytes().to_vec())
+    });
+    let rx = Receiver::start(Mode::Both).await;
+    let mut trawl = Trawl::start(&config(&target, &rx.url(), "")).await;
+    let got = rx
+        .wait_for(WAIT, |rs| {
+            rs.iter().flat_map(|r| &r.series).any(|s| s.label("__name__") == Some("rpc_sum"))
+        })
+        .await;
+    assert!(got, "the page arrives:\n{}", trawl.proc.log());
+    let metrics = trawl.metrics().await;
+    assert_eq!(trawl.interrupt(), Some(0));
+    assert_eq!(rx.violations(), Vec::<String>::new(), "every request follows the 2.0 MUSTs");
+    let series = rx.accepted_series();
+    let start = |name: &str, label: (&str, &str)| {
+        let s = series
+            .iter()
+            .find(|s| s.label("__name__") == Some(name) && s.label(label.0) == Some(label.1))
+            .unwrap_or_else(|| panic!("{name}{{{}={}}} sent", label.0, label.1));
+        assert!(
+            s.starts.iter().all(|&st| st == s.created),
+            "{name}: Sample.start_timestamp = created_timestamp"
+        );
+        s.created
+    };
+    // (series, label, start timestamp, why)
+    let cases = [
+        ("jobs_total", ("q", "a"), 0, "a point without _created gets none"),
+        ("jobs_total", ("q", "b"), 1_500_000_000_250, "the issue's case: the later point's own _created"),
+        ("lat_count", ("path", "/a"), 0, "histogram: the first point has none"),
+        ("lat_count", ("path", "/b"), 1_600_000_000_000, "histogram: the second point's"),
+        ("lat_bucket", ("path", "/b"), 1_600_000_000_000, "its buckets too"),
+        ("rpc_sum", ("m", "x"), 0, "summary: the first point has none"),
+        ("rpc_sum", ("m", "y"), 1_700_000_000_000, "summary: the second point's"),
+        ("rpc", ("m", "y"), 1_700_000_000_000, "its quantiles too"),
+        ("orphan_total", ("k", "1"), 0, "a _created with other labels is no one's"),
+    ];
+    for (name, label, want, why) in cases {
+        assert_eq!(start(name, label), want, "{why}");
+    }
+    assert!(
+        metric_sum(&metrics, "trawl_created_lines_unmatched_total", "scrape_job=\"test\"") >= 1.0,
+        "the orphan _created line is counted"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falls_back_to_1_0_on_415_and_keeps_the_data() {
     let target = TestTarget::start().await;

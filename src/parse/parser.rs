@@ -105,8 +105,12 @@ struct LabelSetEnd {
 /// (also inside braces), optional commas between labels and a trailing comma, blank lines,
 /// comments (`#` not followed by blanks and `HELP`/`TYPE` plus a blank), an optional integer
 /// millisecond timestamp, the quoted-name syntax `{"name", "label"="v"}`, and quoted strings
-/// spanning lines (the lexer's `[^\\"]` matches a line break). Differences, all stricter and
-/// all about inputs Prometheus would not store anyway:
+/// spanning lines (the lexer's `[^\\"]` matches a line break). One difference is more lenient:
+/// - Blanks (spaces, tabs) before a metric name are ignored, as the exposition format's
+///   description of the text format allows; Prometheus 2.42's lexer fails the scrape on them.
+///
+/// The other differences are all stricter, and all about inputs Prometheus would not store
+/// anyway:
 /// - A duplicate label name, including `__name__` next to a metric name, is a parse error
 ///   (Prometheus fails the scrape on append instead). An empty quoted name is an error
 ///   (Prometheus fails it on name validation).
