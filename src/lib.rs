@@ -24,8 +24,9 @@
 //!
 //! Around it: [`budget`] (`--memory.limit`: scrapes skip while memory is over budget),
 //! [`staleness`] (last series per target on disk, for stale markers after a restart), [`admin`]
-//! (`/metrics`, `/targets`, `/service-discovery`, the targets API, `/-/reload`), and reload in
-//! place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
+//! (`/metrics`, `/targets`, `/service-discovery` with its relabeling debugger, the targets and
+//! status APIs, `/-/reload`), [`logging`] (logfmt or JSON, the level re-applied at reload), and
+//! reload in place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
 //!
 //! # Tasks
 //!
@@ -81,6 +82,7 @@ pub mod budget;
 pub mod http_client;
 pub mod sigv4;
 pub mod telemetry;
+pub mod logging;
 pub mod admin;
 pub mod app;
 

@@ -1,14 +1,19 @@
-//! The pages a person reads in a browser: `/targets` and `/service-discovery`, rendered on the
-//! server as plain HTML (no JavaScript), from the same view as `/api/v1/targets`.
+//! The pages a person reads in a browser: `/targets`, `/service-discovery` and its relabeling
+//! debugger, rendered on the server as plain HTML (no JavaScript), from the same view as
+//! `/api/v1/targets`.
 //!
 //! What this is: Prometheus' two target pages, with the same columns (endpoint, state, labels,
-//! last scrape, duration, error; discovered labels beside the labels kept after relabeling).
+//! last scrape, duration, error; discovered labels beside the labels kept after relabeling), and
+//! for any discovered target the answer to "why is my pod (not) scraped?": each
+//! `relabel_configs` rule with the labels before and after it, and the rule that dropped it,
+//! replayed with [`relabel::steps`] (the rule code that ran) on the config the pool ran with.
 //! What this is not: a UI framework; the pages are formatted strings with every value escaped.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::labels::Labels;
+use crate::relabel::{self, RelabelConfig, TargetOutcome};
 use crate::scrape::{Health, PoolView, TargetsView};
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -31,7 +36,11 @@ th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top;f
 th{background:#f3f3f3}.up{color:#fff;background:#2e7d32}.down{color:#fff;background:#c62828}\
 .unknown{background:#eee}.label{display:inline-block;background:#e3ecf7;border-radius:3px;\
 padding:1px 4px;margin:1px;font-family:monospace;font-size:12px}.error{color:#c62828}\
-.dropped{color:#777}";
+.dropped{color:#777}.added{background:#c8e6c9}.changed{background:#fff3c4}\
+.removed{background:#ffcdd2;text-decoration:line-through}.rule{font-family:monospace;font-size:12px;\
+white-space:pre}tr.drop td{background:#ffebee}tr.skipped td{color:#999}.outcome{font-size:16px;\
+padding:6px;border-left:4px solid #888}.outcome.kept{border-color:#2e7d32}\
+.outcome.dropped,.outcome.invalid{border-color:#c62828}";
 
 fn page(title: &str, body: &str) -> String {
     let mut s = String::with_capacity(body.len() + 1024);
@@ -164,21 +173,188 @@ fn pool_sd(job: &str, p: &PoolView, b: &mut String) {
     b.push_str("\"><h2>");
     esc(job, b);
     b.push_str(
-        "</h2>\n<table><thead><tr><th>Discovered Labels</th><th>Target Labels</th></tr></thead><tbody>\n",
+        "</h2>\n<table><thead><tr><th>Discovered Labels</th><th>Target Labels</th><th>Relabeling</th>\
+         </tr></thead><tbody>\n",
     );
-    for t in &p.active {
-        b.push_str("<tr class=\"active\"><td class=\"discovered\">");
-        labels_html(&t.discovered, b);
+    let mut row = |class: &str, discovered: &Labels, kept: Option<&Labels>| {
+        let _ = write!(b, "<tr class=\"{class}\"><td class=\"discovered\">");
+        labels_html(discovered, b);
         b.push_str("</td><td class=\"kept\">");
-        labels_html(&t.target.labels, b);
-        b.push_str("</td></tr>\n");
+        match kept {
+            Some(l) => labels_html(l, b),
+            None => b.push_str("Dropped"),
+        }
+        b.push_str("</td><td><a class=\"debug\" href=\"");
+        esc(&debugger_link(job, discovered), b);
+        b.push_str("\">show relabeling</a></td></tr>\n");
+    };
+    for t in &p.active {
+        row("active", &t.discovered, Some(&t.target.labels));
     }
     for d in &p.dropped {
-        b.push_str("<tr class=\"dropped\"><td class=\"discovered\">");
-        labels_html(d, b);
-        b.push_str("</td><td class=\"kept\">Dropped</td></tr>\n");
+        row("dropped", d, None);
     }
     b.push_str("</tbody></table></section>\n");
+}
+
+/// A stable id of a discovered label set within its pool, for the debugger's link.
+pub fn target_id(discovered: &Labels) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(discovered.to_string().as_bytes()))
+}
+
+/// The relabeling debugger's address for a discovered target of `job`.
+fn debugger_link(job: &str, discovered: &Labels) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("pool", job)
+        .append_pair("target", &target_id(discovered))
+        .finish();
+    format!("/service-discovery?{query}")
+}
+
+/// A rule as its YAML keys, defaults left out except the action.
+fn rule_text(r: &RelabelConfig) -> String {
+    let mut s = format!("action: {}", r.action);
+    if !r.source_labels.is_empty() {
+        let _ = write!(s, "\nsource_labels: [{}]", r.source_labels.join(", "));
+    }
+    if r.separator != ";" {
+        let _ = write!(s, "\nseparator: {:?}", r.separator);
+    }
+    if r.regex_source != "(.*)" {
+        let _ = write!(s, "\nregex: {}", r.regex_source);
+    }
+    if r.modulus != 0 {
+        let _ = write!(s, "\nmodulus: {}", r.modulus);
+    }
+    if !r.target_label.is_empty() {
+        let _ = write!(s, "\ntarget_label: {}", r.target_label);
+    }
+    if r.replacement != "$1" {
+        let _ = write!(s, "\nreplacement: {}", r.replacement);
+    }
+    s
+}
+
+/// The labels after a rule, marked against the labels before it: added, changed, removed.
+fn diff_html(before: &Labels, after: &Labels, out: &mut String) {
+    for l in after.iter() {
+        let class = match before.get(&l.name) {
+            None => "label added",
+            Some(v) if v != &*l.value => "label changed",
+            Some(_) => "label",
+        };
+        let _ = write!(out, "<span class=\"{class}\">");
+        esc(&l.name, out);
+        out.push_str("=\"");
+        esc(&l.value, out);
+        out.push_str("\"</span> ");
+    }
+    for l in before.iter().filter(|l| !after.contains(&l.name)) {
+        out.push_str("<span class=\"label removed\">");
+        esc(&l.name, out);
+        out.push_str("=\"");
+        esc(&l.value, out);
+        out.push_str("\"</span> ");
+    }
+}
+
+/// The relabeling debugger (`/service-discovery?pool=JOB&target=ID`): the discovered labels of
+/// one target, each `relabel_configs` rule with the labels after it (changes marked) and the rule
+/// that dropped it, then what became of it. `None` when the pool or target is not (any more)
+/// discovered.
+pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
+    let pools = view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let p = pools.get(job)?;
+    let sc = p.config.clone()?;
+    let active = p.active.iter().find(|t| target_id(&t.discovered) == id);
+    let discovered = match active {
+        Some(t) => t.discovered.clone(),
+        None => p.dropped.iter().find(|d| target_id(d) == id)?.clone(),
+    };
+    let rules = &sc.relabel_configs;
+    let steps = relabel::steps(rules, &discovered);
+    let params = sc.param_list();
+    let outcome = relabel::populate_target(&discovered, &sc.target_defaults(&params), rules);
+
+    let mut b = String::new();
+    b.push_str("<p>Scrape pool <b class=\"pool-name\">");
+    esc(job, &mut b);
+    b.push_str("</b> · <a href=\"/service-discovery\">back to Service Discovery</a></p>\n");
+    b.push_str("<h2>Discovered labels</h2>\n<p class=\"discovered\">");
+    labels_html(&discovered, &mut b);
+    b.push_str("</p>\n<h2>relabel_configs, step by step</h2>\n");
+    if rules.is_empty() {
+        b.push_str("<p class=\"no-rules\">The job has no relabel_configs.</p>\n");
+    } else {
+        b.push_str(
+            "<table class=\"steps\"><thead><tr><th>#</th><th>Rule</th><th>Labels after the rule \
+             (<span class=\"added\">added</span>, <span class=\"changed\">changed</span>, \
+             <span class=\"removed\">removed</span>)</th></tr></thead><tbody>\n",
+        );
+        let mut before = &discovered;
+        let mut dropped_seen = false;
+        for (i, (rule, after)) in rules.iter().zip(&steps).enumerate() {
+            let class = match after {
+                Some(_) => "step kept",
+                None if !dropped_seen => "step drop",
+                None => "step skipped",
+            };
+            let _ = write!(b, "<tr class=\"{class}\"><td>{}</td><td class=\"rule\">", i + 1);
+            esc(&rule_text(rule), &mut b);
+            b.push_str("</td><td class=\"after\">");
+            match after {
+                Some(l) => {
+                    diff_html(before, l, &mut b);
+                    before = l;
+                }
+                None if !dropped_seen => {
+                    dropped_seen = true;
+                    b.push_str("<b>Dropped by this rule.</b>");
+                }
+                None => b.push_str("not reached"),
+            }
+            b.push_str("</td></tr>\n");
+        }
+        b.push_str("</tbody></table>\n");
+    }
+    b.push_str("<h2>Outcome</h2>\n");
+    let kept = match &outcome {
+        Ok(TargetOutcome::Keep { target, .. }) => {
+            b.push_str("<p class=\"outcome kept\">Scraped at <code class=\"url\">");
+            esc(&target.url, &mut b);
+            b.push_str("</code> with the labels ");
+            labels_html(&target.labels, &mut b);
+            b.push_str(
+                "<br><small>After relabeling, <code>__address__</code> gets the scheme's port if it has \
+                 none, <code>instance</code> defaults to it, and labels starting with <code>__</code> \
+                 are removed.</small></p>\n",
+            );
+            true
+        }
+        Ok(TargetOutcome::Drop { .. }) => {
+            let n = steps.iter().position(Option::is_none).map_or(0, |i| i + 1);
+            let action = rules.get(n.saturating_sub(1)).map(|r| r.action.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                b,
+                "<p class=\"outcome dropped\">Dropped by rule {n} (<code>{action}</code>): the target is \
+                 not scraped.</p>"
+            );
+            false
+        }
+        Err(e) => {
+            b.push_str("<p class=\"outcome invalid\">Kept by relabeling, but not a valid target: ");
+            esc(&e.to_string(), &mut b);
+            b.push_str(" (Prometheus lists it nowhere and logs it).</p>\n");
+            false
+        }
+    };
+    if kept != active.is_some() {
+        b.push_str(
+            "<p class=\"note\">The pool has not applied this config to its targets yet; reload the \
+             page.</p>\n",
+        );
+    }
+    Some(page("Relabeling", &b))
 }
 
 #[cfg(test)]
@@ -201,6 +377,7 @@ mod tests {
             last_error: "server returned HTTP status 500 <oops>".into(),
             last_scrape: Some(SystemTime::now()),
             last_scrape_duration: 0.012,
+            ..Default::default()
         };
         let pool = PoolView {
             active: vec![ActiveTarget {
@@ -209,6 +386,7 @@ mod tests {
                 status: Arc::new(Mutex::new(status)),
             }],
             dropped: vec![Labels::from_pairs([("__address__", "b:2")])],
+            config: None,
         };
         Arc::new(Mutex::new([("j<1>".to_string(), pool)].into()))
     }
@@ -238,7 +416,12 @@ mod tests {
     fn service_discovery_page_shows_kept_and_dropped() {
         let html = service_discovery(&view());
         assert!(html.contains("(1 / 2 active targets)"), "{html}");
-        assert!(html.contains("__address__=\"b:2\"</span> </td><td class=\"kept\">Dropped"), "{html}");
+        assert!(html.contains("__address__=\"b:2\"</span> </td><td class=\"kept\">Dropped</td>"), "{html}");
+        let link = format!(
+            "/service-discovery?pool=j%3C1%3E&amp;target={}",
+            target_id(&Labels::from_pairs([("__address__", "b:2")]))
+        );
+        assert!(html.contains(&link), "a link to the debugger, escaped: {link} in {html}");
         assert!(html.contains("<td class=\"kept\"><span class=\"label\">instance="), "{html}");
     }
 }
