@@ -84,11 +84,18 @@ impl Level {
             return;
         }
         let before = *current;
+        // Said at whichever of the two levels shows info lines.
+        let shows_info = |l: &str| matches!(l, "debug" | "info");
+        if shows_info(before) {
+            tracing::info!(from = before, to = want, "Log level changed.");
+        }
         match self.handle.reload(filter(want)) {
             Ok(()) => {
                 *current = want;
                 drop(current);
-                tracing::info!(from = before, to = want, "Log level changed.");
+                if !shows_info(before) {
+                    tracing::info!(from = before, to = want, "Log level changed.");
+                }
             }
             Err(e) => {
                 drop(current);

@@ -1,6 +1,7 @@
 //! The loaded config as YAML, as Prometheus' `/api/v1/status/config` prints its own: every key
 //! trawl runs with, defaults filled in, in Prometheus' key order and with its `omitempty` rules
-//! (prometheus/prometheus `config/config.go`, prometheus/common `config/http_config.go`), and
+//! (prometheus/prometheus `config/config.go`, prometheus/common `config/http_config.go`;
+//! `tests/status_api.rs` compares with Prometheus 2.42's output for the same file), and
 //! every credential written inline (passwords, tokens, `client_secret`, `secret_key`, proxy
 //! CONNECT headers, the password of a URL) shown as `<secret>`.
 //!
@@ -364,9 +365,11 @@ fn http_client(h: &HttpClientConfig, m: &mut Map) {
     if let Some(t) = &h.tls_config {
         tls(t, m);
     }
+    // The proxy keys before `follow_redirects`, as 2.42 (our differential tests' Prometheus)
+    // writes them; prometheus/common moved them after `enable_http2` later.
+    proxy(&h.proxy, m);
     m.bool("follow_redirects", h.follow_redirects.unwrap_or(true))
         .bool("enable_http2", h.enable_http2.unwrap_or(true));
-    proxy(&h.proxy, m);
 }
 
 /// `tls_config`, left out when nothing in it is set (Go's `omitempty` on a struct).

@@ -314,17 +314,18 @@ impl Trawl {
         Trawl::start_with_args(config, &[]).await
     }
 
-    /// As [`Trawl::start`], with more command-line flags.
+    /// As [`Trawl::start`], with more command-line flags (`--log.level=debug` unless they set
+    /// `--log.level`, or `--log.level=` to leave the flag out).
     pub async fn start_with_args(config: &str, extra: &[&str]) -> Trawl {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("trawl.yml"), config).expect("config");
         let port = free_port();
-        let mut args = vec![
-            "--config.file=trawl.yml".to_string(),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=debug".to_string(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut args =
+            vec!["--config.file=trawl.yml".to_string(), format!("--web.listen-address=127.0.0.1:{port}")];
+        if !extra.iter().any(|a| a.starts_with("--log.level")) {
+            args.push("--log.level=debug".to_string());
+        }
+        args.extend(extra.iter().filter(|a| **a != "--log.level=").map(|a| a.to_string()));
         let proc = Proc::start("trawl", Path::new(env!("CARGO_BIN_EXE_trawl")), &args, dir.path());
         let t = Trawl { proc, port, dir };
         let ready = eventually(Duration::from_secs(20), async || {
