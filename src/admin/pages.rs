@@ -40,7 +40,8 @@ padding:1px 4px;margin:1px;font-family:monospace;font-size:12px}.error{color:#c6
 .removed{background:#ffcdd2;text-decoration:line-through}.rule{font-family:monospace;font-size:12px;\
 white-space:pre}tr.drop td{background:#ffebee}tr.skipped td{color:#999}.outcome{font-size:16px;\
 padding:6px;border-left:4px solid #888}.outcome.kept{border-color:#2e7d32}\
-.outcome.dropped,.outcome.invalid{border-color:#c62828}";
+.outcome.dropped,.outcome.invalid{border-color:#c62828;color:#222}.steps td.rule{width:40%}\
+.unchanged{color:#777}details{margin-top:4px;font-size:12px}summary{color:#555;cursor:pointer}";
 
 fn page(title: &str, body: &str) -> String {
     let mut s = String::with_capacity(body.len() + 1024);
@@ -235,27 +236,35 @@ fn rule_text(r: &RelabelConfig) -> String {
     s
 }
 
-/// The labels after a rule, marked against the labels before it: added, changed, removed.
+/// What a rule changed (labels added, changed, removed, marked), then every label after it, folded.
 fn diff_html(before: &Labels, after: &Labels, out: &mut String) {
+    let span = |class: &str, name: &str, value: &str, out: &mut String| {
+        let _ = write!(out, "<span class=\"{class}\">");
+        esc(name, out);
+        out.push_str("=\"");
+        esc(value, out);
+        out.push_str("\"</span> ");
+    };
+    let mut changed = false;
     for l in after.iter() {
         let class = match before.get(&l.name) {
             None => "label added",
             Some(v) if v != &*l.value => "label changed",
-            Some(_) => "label",
+            Some(_) => continue,
         };
-        let _ = write!(out, "<span class=\"{class}\">");
-        esc(&l.name, out);
-        out.push_str("=\"");
-        esc(&l.value, out);
-        out.push_str("\"</span> ");
+        changed = true;
+        span(class, &l.name, &l.value, out);
     }
     for l in before.iter().filter(|l| !after.contains(&l.name)) {
-        out.push_str("<span class=\"label removed\">");
-        esc(&l.name, out);
-        out.push_str("=\"");
-        esc(&l.value, out);
-        out.push_str("\"</span> ");
+        changed = true;
+        span("label removed", &l.name, &l.value, out);
     }
+    if !changed {
+        out.push_str("<span class=\"unchanged\">no change</span>");
+    }
+    let _ = write!(out, "<details><summary>all {} labels</summary>", after.len());
+    labels_html(after, out);
+    out.push_str("</details>");
 }
 
 /// The relabeling debugger (`/service-discovery?pool=JOB&target=ID`): the discovered labels of
@@ -287,7 +296,7 @@ pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
         b.push_str("<p class=\"no-rules\">The job has no relabel_configs.</p>\n");
     } else {
         b.push_str(
-            "<table class=\"steps\"><thead><tr><th>#</th><th>Rule</th><th>Labels after the rule \
+            "<table class=\"steps\"><thead><tr><th>#</th><th>Rule</th><th>What the rule did \
              (<span class=\"added\">added</span>, <span class=\"changed\">changed</span>, \
              <span class=\"removed\">removed</span>)</th></tr></thead><tbody>\n",
         );
@@ -318,7 +327,9 @@ pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
         b.push_str("</tbody></table>\n");
     }
     b.push_str("<h2>Outcome</h2>\n");
-    let kept = match &outcome {
+    // Whether the replay agrees with the view: kept ones are active, dropped ones dropped, and an
+    // invalid target is listed in neither.
+    let agrees = match &outcome {
         Ok(TargetOutcome::Keep { target, .. }) => {
             b.push_str("<p class=\"outcome kept\">Scraped at <code class=\"url\">");
             esc(&target.url, &mut b);
@@ -329,7 +340,7 @@ pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
                  none, <code>instance</code> defaults to it, and labels starting with <code>__</code> \
                  are removed.</small></p>\n",
             );
-            true
+            active.is_some()
         }
         Ok(TargetOutcome::Drop { .. }) => {
             let n = steps.iter().position(Option::is_none).map_or(0, |i| i + 1);
@@ -339,7 +350,7 @@ pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
                 "<p class=\"outcome dropped\">Dropped by rule {n} (<code>{action}</code>): the target is \
                  not scraped.</p>"
             );
-            false
+            active.is_none()
         }
         Err(e) => {
             b.push_str("<p class=\"outcome invalid\">Kept by relabeling, but not a valid target: ");
@@ -348,7 +359,7 @@ pub fn relabeling(view: &TargetsView, job: &str, id: &str) -> Option<String> {
             false
         }
     };
-    if kept != active.is_some() {
+    if !agrees {
         b.push_str(
             "<p class=\"note\">The pool has not applied this config to its targets yet; reload the \
              page.</p>\n",
@@ -410,6 +421,39 @@ mod tests {
         let healthy_only = targets(&view(), true, None);
         assert!(healthy_only.contains("DOWN"), "a down target is unhealthy");
         assert!(!targets(&view(), false, Some("other")).contains("DOWN"), "pool filter");
+    }
+
+    /// A pool of one discovered set whose rules leave it without an address.
+    fn invalid_target_view() -> (TargetsView, Labels) {
+        let cfg = crate::config::load_str(
+            "scrape_configs:\n  - job_name: j\n    relabel_configs:\n      - {action: labeldrop, regex: __address__}\n",
+            std::path::Path::new("/t.yml"),
+        )
+        .unwrap();
+        let discovered = Labels::from_pairs([("__address__", "a:1"), ("job", "j")]);
+        let pool = PoolView {
+            active: Vec::new(),
+            dropped: Vec::new(),
+            config: Some(Arc::new(cfg.scrape_configs[0].clone())),
+        };
+        let view: TargetsView = Arc::new(Mutex::new([("j".to_string(), pool)].into()));
+        (view, discovered)
+    }
+
+    #[test]
+    fn relabeling_page_says_why_a_kept_set_is_no_target() {
+        let (view, discovered) = invalid_target_view();
+        assert!(relabeling(&view, "j", &target_id(&discovered)).is_none(), "not listed: not found");
+        view.lock().unwrap().get_mut("j").unwrap().dropped.push(discovered.clone());
+        let html = relabeling(&view, "j", &target_id(&discovered)).expect("found");
+        for want in [
+            "<span class=\"label removed\">__address__=\"a:1\"</span>", // what the rule did
+            "not a valid target: no address",                           // the outcome
+            "has not applied this config",                              // the view disagrees
+        ] {
+            assert!(html.contains(want), "{want} in {html}");
+        }
+        assert!(relabeling(&view, "other", &target_id(&discovered)).is_none(), "unknown pool");
     }
 
     #[test]
