@@ -8,15 +8,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{TestTarget, eventually, free_port};
+use support::{Proc, TestTarget, eventually, free_port};
 
 fn trawl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trawl"));
-    // Messages about the environment must not depend on the machine the tests run on.
-    for var in ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG"] {
+    for var in CLUSTER_ENV {
         c.env_remove(var);
     }
     c
@@ -45,10 +44,12 @@ fn run_config(path: &Path, env_remove: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Variables that make trawl find a cluster; removed so messages do not depend on the machine.
+const CLUSTER_ENV: [&str; 3] = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG"];
+
 /// A running trawl whose log (stdout and stderr) goes to a file.
 struct Running {
-    child: Child,
-    log: PathBuf,
+    proc: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -60,46 +61,26 @@ impl Running {
     fn start_on(port: u16, config: &str, args: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), config);
-        let log = dir.path().join("trawl.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = trawl()
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Running { child, log, _dir: dir }
+        let mut all = vec![
+            format!("--config.file={}", path.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let bin = Path::new(env!("CARGO_BIN_EXE_trawl"));
+        Running { proc: Proc::start_without_env("trawl", bin, &all, dir.path(), &CLUSTER_ENV), _dir: dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log()
     }
 
     async fn wait_for_log(&self, want: &str) -> bool {
         eventually(Duration::from_secs(60), async || self.log().contains(want).then_some(())).await.is_some()
     }
 
-    /// Sends `signal` and waits (up to 90 s) for the exit code.
+    /// Sends `signal` and waits (up to 90 s: a flush may take the 20 s deadline) for the exit code.
     fn stop(&mut self, signal: &str) -> Option<i32> {
-        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.signal_and_wait(signal, Duration::from_secs(90))
     }
 }
 

@@ -115,7 +115,7 @@ impl fmt::Display for ByteSize {
         let mut parts = Vec::with_capacity(UNITS.len());
         let mut n = self.0;
         for unit in UNITS {
-            if n % 1024 != 0 {
+            if !n.is_multiple_of(1024) {
                 parts.push(format!("{}{unit}", n % 1024));
             }
             n /= 1024;

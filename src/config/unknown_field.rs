@@ -87,10 +87,10 @@ struct Block {
 /// prometheus/common `config/http_config.go` (main branch, 2026). Order matters only where
 /// signatures overlap: more specific first.
 const BLOCKS: &[Block] = &[
-    Block {
-        name: "the top level",
-        signature: &["scrape_configs", "remote_write"],
-        keys: &[
+    block(
+        "the top level",
+        &["scrape_configs", "remote_write"],
+        &[
             "global",
             "runtime",
             "alerting",
@@ -103,13 +103,11 @@ const BLOCKS: &[Block] = &[
             "remote_read",
             "otlp",
         ],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "global",
-        signature: &["external_labels"],
-        keys: &[
+    ),
+    block(
+        "global",
+        &["external_labels"],
+        &[
             "scrape_interval",
             "scrape_timeout",
             "scrape_protocols",
@@ -132,9 +130,7 @@ const BLOCKS: &[Block] = &[
             "always_scrape_classic_histograms",
             "extra_scrape_metrics",
         ],
-        http_client: false,
-        sd_configs: false,
-    },
+    ),
     Block {
         name: "scrape_configs",
         signature: &["job_name"],
@@ -196,10 +192,10 @@ const BLOCKS: &[Block] = &[
         http_client: true,
         sd_configs: false,
     },
-    Block {
-        name: "queue_config",
-        signature: &["max_shards", "batch_send_deadline"],
-        keys: &[
+    block(
+        "queue_config",
+        &["max_shards", "batch_send_deadline"],
+        &[
             "capacity",
             "max_shards",
             "min_shards",
@@ -210,16 +206,8 @@ const BLOCKS: &[Block] = &[
             "retry_on_http_429",
             "sample_age_limit",
         ],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "metadata_config",
-        signature: &["send", "send_interval"],
-        keys: &["send", "send_interval", "max_samples_per_send"],
-        http_client: false,
-        sd_configs: false,
-    },
+    ),
+    block("metadata_config", &["send", "send_interval"], &["send", "send_interval", "max_samples_per_send"]),
     Block {
         name: "kubernetes_sd_configs",
         signature: &["role", "api_server", "kubeconfig_file"],
@@ -227,20 +215,12 @@ const BLOCKS: &[Block] = &[
         http_client: true,
         sd_configs: false,
     },
-    Block {
-        name: "kubernetes_sd_configs attach_metadata",
-        signature: &["node", "namespace"],
-        keys: &["node", "namespace", "deployment", "job", "cronjob"],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "kubernetes_sd_configs namespaces",
-        signature: &["own_namespace", "names"],
-        keys: &["own_namespace", "names"],
-        http_client: false,
-        sd_configs: false,
-    },
+    block(
+        "kubernetes_sd_configs attach_metadata",
+        &["node", "namespace"],
+        &["node", "namespace", "deployment", "job", "cronjob"],
+    ),
+    block("kubernetes_sd_configs namespaces", &["own_namespace", "names"], &["own_namespace", "names"]),
     Block {
         name: "http_sd_configs",
         signature: &["url", "refresh_interval"],
@@ -248,38 +228,22 @@ const BLOCKS: &[Block] = &[
         http_client: true,
         sd_configs: false,
     },
-    Block {
-        name: "file_sd_configs",
-        signature: &["files", "refresh_interval"],
-        keys: &["files", "refresh_interval"],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "static_configs",
-        signature: &["targets", "labels"],
-        keys: &["targets", "labels"],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "basic_auth",
-        signature: &["username", "password_file"],
-        keys: &["username", "username_file", "username_ref", "password", "password_file", "password_ref"],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "authorization",
-        signature: &["credentials", "credentials_file"],
-        keys: &["type", "credentials", "credentials_file", "credentials_ref"],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "oauth2",
-        signature: &["client_id", "token_url"],
-        keys: &[
+    block("file_sd_configs", &["files", "refresh_interval"], &["files", "refresh_interval"]),
+    block("static_configs", &["targets", "labels"], &["targets", "labels"]),
+    block(
+        "basic_auth",
+        &["username", "password_file"],
+        &["username", "username_file", "username_ref", "password", "password_file", "password_ref"],
+    ),
+    block(
+        "authorization",
+        &["credentials", "credentials_file"],
+        &["type", "credentials", "credentials_file", "credentials_ref"],
+    ),
+    block(
+        "oauth2",
+        &["client_id", "token_url"],
+        &[
             "client_id",
             "client_secret",
             "client_secret_file",
@@ -302,13 +266,11 @@ const BLOCKS: &[Block] = &[
             "proxy_from_environment",
             "proxy_connect_header",
         ],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "tls_config",
-        signature: &["insecure_skip_verify", "ca_file"],
-        keys: &[
+    ),
+    block(
+        "tls_config",
+        &["insecure_skip_verify", "ca_file"],
+        &[
             "ca",
             "cert",
             "key",
@@ -323,17 +285,22 @@ const BLOCKS: &[Block] = &[
             "min_version",
             "max_version",
         ],
-        http_client: false,
-        sd_configs: false,
-    },
-    Block {
-        name: "relabel_configs",
-        signature: &["source_labels", "target_label"],
-        keys: &["source_labels", "separator", "regex", "modulus", "target_label", "replacement", "action"],
-        http_client: false,
-        sd_configs: false,
-    },
+    ),
+    block(
+        "relabel_configs",
+        &["source_labels", "target_label"],
+        &["source_labels", "separator", "regex", "modulus", "target_label", "replacement", "action"],
+    ),
 ];
+
+/// A block without the HTTP client keys or discovery lists.
+const fn block(
+    name: &'static str,
+    signature: &'static [&'static str],
+    keys: &'static [&'static str],
+) -> Block {
+    Block { name, signature, keys, http_client: false, sd_configs: false }
+}
 
 impl Block {
     fn has(&self, key: &str) -> bool {
@@ -344,7 +311,7 @@ impl Block {
 }
 
 /// The Prometheus block whose trawl counterpart expects `expected`, if it is one of them.
-fn block(expected: &[&str]) -> Option<&'static Block> {
+fn block_of(expected: &[&str]) -> Option<&'static Block> {
     BLOCKS.iter().find(|b| b.signature.iter().all(|s| expected.contains(s)))
 }
 
@@ -361,7 +328,7 @@ fn nearest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
 
 /// The reason given for an unknown key `field` in a block where trawl expects `expected`.
 pub fn reason(field: &str, expected: &[&str]) -> String {
-    if let Some(b) = block(expected)
+    if let Some(b) = block_of(expected)
         && b.has(field)
     {
         return format!(
@@ -429,7 +396,7 @@ mod tests {
     #[test]
     fn every_block_is_recognised_by_its_own_keys_only() {
         for b in BLOCKS {
-            assert_eq!(block(b.keys).map(|x| x.name), Some(b.name), "{}", b.name);
+            assert_eq!(block_of(b.keys).map(|x| x.name), Some(b.name), "{}", b.name);
         }
     }
 }

@@ -84,10 +84,19 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `args`, stdout and stderr into `<dir>/<name>.log`.
     pub fn start(name: &str, bin: &Path, args: &[String], dir: &Path) -> Proc {
+        Proc::start_without_env(name, bin, args, dir, &[])
+    }
+
+    /// As [`Proc::start`], with the environment variables `unset` removed.
+    pub fn start_without_env(name: &str, bin: &Path, args: &[String], dir: &Path, unset: &[&str]) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        for v in unset {
+            cmd.env_remove(v);
+        }
+        let child = cmd
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
