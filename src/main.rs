@@ -26,8 +26,9 @@ struct Cli {
     /// Configuration file path (Prometheus format).
     #[arg(long = "config.file", default_value = "trawl.yml")]
     config_file: PathBuf,
-    /// Address to listen on for /metrics, /targets, /service-discovery, /api/v1/targets,
-    /// /-/healthy, /-/ready and /-/reload.
+    /// Address to listen on for /metrics, /targets, /service-discovery (with the relabeling
+    /// debugger), /api/v1/targets, /api/v1/targets/metadata, /api/v1/targets/relabel_steps,
+    /// /api/v1/status/{config,flags,buildinfo}, /-/healthy, /-/ready and /-/reload.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9464")]
     listen_address: String,
     /// Enable reloading the config over HTTP (POST /-/reload), as Prometheus' flag does.
@@ -44,7 +45,8 @@ struct Cli {
     #[arg(long = "storage.path")]
     storage_path: Option<PathBuf>,
     /// Only log messages with the given severity or above [default: the config's
-    /// `service.telemetry.logs.level` in the collector dialect, else info].
+    /// `service.telemetry.logs.level` in the collector dialect, else info; re-read at every
+    /// reload].
     #[arg(long = "log.level", value_enum)]
     log_level: Option<LogLevel>,
     /// Output format of log messages.
