@@ -9,7 +9,9 @@
 //! so are duplicate keys (serde-saphyr's default).
 
 pub mod common;
+pub mod dump;
 pub mod otel;
+mod unknown_field;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,13 +27,14 @@ use crate::remote_write::RemoteWriteConfig;
 /// A config that failed to load. Not retryable: the file must be fixed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read. The I/O error is part of the message, not a `source`, so a
+    /// caller printing the error chain (`{:#}`) says it once.
+    #[error("{path}: cannot read the config file: {error}")]
     Read {
         /// The config file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid YAML for this schema, or a check failed.
     #[error("{path}:{line}:{column}: {reason}")]
@@ -243,6 +246,25 @@ impl ScrapeConfig {
     pub fn timeout(&self) -> Duration {
         self.scrape_timeout.unwrap_or_default()
     }
+    /// `params` as a list, for [`crate::relabel::TargetDefaults`].
+    pub fn param_list(&self) -> Vec<(String, Vec<String>)> {
+        self.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+    /// The job's defaults for [`crate::relabel::populate_target`]; `params` is
+    /// [`param_list`](Self::param_list).
+    pub fn target_defaults<'a>(
+        &'a self,
+        params: &'a [(String, Vec<String>)],
+    ) -> crate::relabel::TargetDefaults<'a> {
+        crate::relabel::TargetDefaults {
+            job: self.job(),
+            scheme: self.scheme(),
+            metrics_path: self.metrics_path(),
+            params,
+            scrape_interval: self.interval(),
+            scrape_timeout: self.timeout(),
+        }
+    }
 }
 
 /// A `static_configs` entry: target addresses and labels for all of them.
@@ -274,8 +296,8 @@ fn default_file_sd_refresh() -> Duration {
 
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
     load_str(&text, path)
 }
 
@@ -286,8 +308,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and checks a config file, and says which dialect it is written in.
 pub fn load_with_dialect(path: &Path) -> Result<(Config, otel::Dialect), ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
     load_str_with_dialect(&text, path)
 }
 
@@ -303,10 +325,9 @@ fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Diale
         otel::Dialect::Prometheus => {
             let expanded = expand_env(text, &|k| std::env::var(k).ok())
                 .map_err(|(line, reason)| invalid(line, 0, reason))?;
-            let mut cfg: Config = serde_saphyr::from_str(&expanded).map_err(|e| {
-                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-                invalid(line, column, yaml_reason(&e))
-            })?;
+            let mut cfg: Config =
+                serde_saphyr::from_str(&expanded.text).map_err(|e| yaml_error(&e, &expanded.unset, path))?;
+            expanded.warn_unset();
             if cfg.remote_write.is_empty() {
                 cfg.debug_output = DebugOutput::Samples;
             }
@@ -318,9 +339,48 @@ fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Diale
     Ok((cfg, dialect))
 }
 
+/// A YAML error of `path` as a [`ConfigError`] with its position. When an environment variable
+/// that is not set was expanded on the error's line, the error says so and what to set: an unset
+/// `${env:URL}` otherwise reads as a type error ("a value is required") about a value the user
+/// never wrote.
+pub(crate) fn yaml_error(e: &serde_saphyr::Error, unset: &[Unset], path: &Path) -> ConfigError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let mut reason = yaml_reason(e);
+    if let Some(u) = unset.iter().find(|u| u.line == line) {
+        reason = format!(
+            "environment variable {name} is not set, so `{written}` expanded to nothing ({reason}); \
+             set {name} in trawl's environment (e.g. the container's `env`, or `extraEnvs` in the \
+             Helm chart)",
+            name = u.name,
+            written = u.written,
+        );
+    } else if !unset.is_empty() {
+        let list: Vec<String> = unset.iter().map(|u| format!("{} (line {})", u.name, u.line)).collect();
+        reason = format!("{reason} (environment variables not set: {})", list.join(", "));
+    }
+    ConfigError::Invalid { path: path.to_owned(), line, column, reason }
+}
+
 /// The reason of a serde-saphyr error without its location prefix and snippet, which we render
-/// ourselves as `file:line:column:`.
-fn yaml_reason(e: &serde_saphyr::Error) -> String {
+/// ourselves as `file:line:column:`. Unknown keys get [`unknown_field::reason`] (a Prometheus
+/// setting trawl does not support, or a typo); an empty value where a string is required says so
+/// instead of naming Rust types.
+pub(crate) fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    let mut inner = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } =
+        inner
+    {
+        inner = error;
+    }
+    match inner {
+        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+            return unknown_field::reason(field, expected);
+        }
+        serde_saphyr::Error::NullIntoString { .. } => {
+            return "a value is required here, but it is empty".into();
+        }
+        _ => {}
+    }
     let msg = e.without_snippet().to_string();
     let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
     // "line 3 column 5: unknown field ..." → "unknown field ..."
@@ -419,18 +479,16 @@ fn read_scrape_config_file(
         column,
         reason,
     };
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ConfigError::Read { path: file.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(file).map_err(|error| ConfigError::Read { path: file.to_owned(), error })?;
     let expanded =
         expand_env(&text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
-    let parsed: ScrapeConfigs = if expanded.trim().is_empty() {
+    let parsed: ScrapeConfigs = if expanded.text.trim().is_empty() {
         ScrapeConfigs { scrape_configs: Vec::new() }
     } else {
-        serde_saphyr::from_str(&expanded).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            invalid(line, column, yaml_reason(&e))
-        })?
+        serde_saphyr::from_str(&expanded.text).map_err(|e| yaml_error(&e, &expanded.unset, file))?
     };
+    expanded.warn_unset();
     let base = file.parent().unwrap_or(Path::new("."));
     let mut jobs = parsed.scrape_configs;
     for sc in &mut jobs {
@@ -524,6 +582,40 @@ fn validate_job(
     Ok(())
 }
 
+/// A `${env:VAR}` whose variable is not set, expanded to nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unset {
+    /// 1-based line of the reference.
+    pub line: u64,
+    /// The variable.
+    pub name: String,
+    /// The reference as written, e.g. `${env:URL}`.
+    pub written: String,
+}
+
+/// Config text after environment expansion.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// The text to parse.
+    pub text: String,
+    /// References to variables that are not set (expanded to nothing).
+    pub unset: Vec<Unset>,
+}
+
+impl Expanded {
+    /// Logs each unset variable of a config that loaded: the file means something without it
+    /// (e.g. an external label removed), but it may not be what the user meant.
+    pub fn warn_unset(&self) {
+        for u in &self.unset {
+            tracing::warn!(
+                variable = u.name.as_str(),
+                line = u.line,
+                "Environment variable is not set; expanding to an empty string."
+            );
+        }
+    }
+}
+
 /// Expands `${VAR}` and `${env:VAR}` in the raw file text, keeping line numbers.
 ///
 /// Left exactly as written, because relabeling reads them: `$1`, `${1}` (a capture group),
@@ -531,8 +623,9 @@ fn validate_job(
 /// no environment variable `name` is set (it may be a named capture group). `${env:VAR}` is
 /// always expanded, to `""` when unset, as the OpenTelemetry Collector does. A value containing a
 /// newline is an error, since it would shift every line number after it and could inject YAML.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (u64, String)> {
+pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Expanded, (u64, String)> {
     let mut out = String::with_capacity(text.len());
+    let mut unset = Vec::new();
     let mut rest = text;
     let mut line: u64 = 1;
     while let Some(i) = rest.find('$') {
@@ -570,18 +663,14 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
                 out.push_str(&v);
             }
             None if explicit && valid => {
-                tracing::warn!(
-                    variable = name,
-                    line,
-                    "Environment variable is not set; expanding to an empty string."
-                );
+                unset.push(Unset { line, name: name.to_owned(), written: rest[..end + 3].to_owned() });
             }
             None => out.push_str(&rest[..end + 3]),
         }
         rest = &body[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(Expanded { text: out, unset })
 }
 
 #[cfg(test)]
@@ -613,7 +702,7 @@ mod tests {
             ("cost $5", "cost $5", "a lone dollar stays"),
         ];
         for (input, want, why) in cases {
-            assert_eq!(expand_env(input, &env).unwrap(), *want, "{input:?}: {why}");
+            assert_eq!(expand_env(input, &env).unwrap().text, *want, "{input:?}: {why}");
         }
     }
 

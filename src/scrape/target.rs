@@ -253,6 +253,9 @@ impl TargetLoop {
         st.last_error = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
         st.last_scrape = Some(start);
         st.last_scrape_duration = duration;
+        if let Some(families) = self.page.take_families() {
+            st.metadata = Arc::new(families);
+        }
         if let Some(e) = &err {
             tracing::debug!(job = %self.settings.job, target = %self.target.url, error = %e, "Scrape failed.");
         }
