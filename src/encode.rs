@@ -3,7 +3,8 @@
 //! What this is: the request assembly of a sender shard. A [`Batch`]'s records are already the
 //! `TimeSeries.labels` fields of their series (written by the scrape loops straight from the page,
 //! see [`crate::batch`]), so a 1.0 request is, per sample, a `TimeSeries` key and length, the
-//! record copied, and one `Sample{value, timestamp}`; then snappy's raw block format (not the
+//! record copied, and one `Sample{value, timestamp}` (or, for a native histogram, its stored
+//! `Histogram` fields and timestamp); then snappy's raw block format (not the
 //! framed format, which the spec forbids), all into buffers the [`Encoder`] owns and reuses.
 //! What this is not: the HTTP side ([`crate::remote_write`]) or a general protobuf library;
 //! [`crate::prompb`] has the derived structs used to check this output.
@@ -32,6 +33,10 @@ mod field {
     pub const SAMPLE_VALUE: u32 = 1;
     /// `Sample.timestamp` (int64).
     pub const SAMPLE_TIMESTAMP: u32 = 2;
+    /// `TimeSeries.histograms`.
+    pub const TIMESERIES_HISTOGRAMS: u32 = 4;
+    /// `Histogram.timestamp` (int64; the same number in remote write 2.0).
+    pub const HISTOGRAM_TIMESTAMP: u32 = 15;
 }
 
 /// Bytes of a field key for the field numbers used here (all below 16).
@@ -109,23 +114,43 @@ impl Encoder {
         let buf = &mut self.proto;
         buf.clear();
         let mut highest = i64::MIN;
-        for rec in slices.iter().flat_map(|s| s.recs().iter().map(move |r| (s.batch, r))) {
-            let (batch, rec) = rec;
-            let record = batch.record_of(rec);
-            highest = highest.max(rec.timestamp_ms);
-            let sample = sample_len(rec.timestamp_ms);
-            buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
-            encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
-            push_varint((record.len() + nested_len(sample)) as u64, buf);
-            buf.extend_from_slice(record);
-            encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-            push_varint(sample as u64, buf);
-            // Both fields are always written, even at their defaults: prost would skip a
-            // value of -0.0 (it equals 0.0) and lose its sign.
-            encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-            buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-            encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-            encode_varint(rec.timestamp_ms as u64, buf);
+        for s in slices {
+            let batch = s.batch;
+            let mut hist = s.first_histogram();
+            for (i, rec) in s.range.clone().zip(s.recs()) {
+                let record = batch.record_of(rec);
+                highest = highest.max(rec.timestamp_ms);
+                while batch.histograms.get(hist).is_some_and(|(at, _)| (*at as usize) < i) {
+                    hist += 1;
+                }
+                if let Some((_, h)) = batch.histograms.get(hist).filter(|(at, _)| *at as usize == i) {
+                    // `TimeSeries.histograms` in place of the sample: the stored fields 1 to 14
+                    // plus the timestamp (15).
+                    let hlen = h.len() + KEY_LEN_BYTES + encoded_len_varint(rec.timestamp_ms as u64);
+                    encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+                    push_varint((record.len() + nested_len(hlen)) as u64, buf);
+                    buf.extend_from_slice(record);
+                    encode_key(field::TIMESERIES_HISTOGRAMS, WireType::LengthDelimited, buf);
+                    push_varint(hlen as u64, buf);
+                    buf.extend_from_slice(h);
+                    encode_key(field::HISTOGRAM_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(rec.timestamp_ms as u64, buf);
+                    continue;
+                }
+                let sample = sample_len(rec.timestamp_ms);
+                buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
+                encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+                push_varint((record.len() + nested_len(sample)) as u64, buf);
+                buf.extend_from_slice(record);
+                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+                push_varint(sample as u64, buf);
+                // Both fields are always written, even at their defaults: prost would skip a
+                // value of -0.0 (it equals 0.0) and lose its sign.
+                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+                buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
+                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(rec.timestamp_ms as u64, buf);
+            }
         }
         self.highest_timestamp_ms = highest;
     }
@@ -287,6 +312,7 @@ mod tests {
             labels: labels.clone(),
             samples: vec![prompb::Sample { value, timestamp }],
             exemplars: vec![],
+            histograms: vec![],
         };
         let want = prompb::WriteRequest {
             timeseries: vec![series(42.5, 1_700_000_000_000), series(1.0, -5)],

@@ -79,6 +79,7 @@ pub mod scrape;
 pub mod fetch;
 pub mod parse;
 pub mod labels;
+pub mod histogram;
 pub mod batch;
 pub mod encode;
 pub mod prompb;

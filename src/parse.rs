@@ -31,6 +31,7 @@ mod lex;
 pub mod naive;
 mod number;
 mod parser;
+pub mod proto;
 mod validate;
 
 pub use lex::{Labels, RawLabel, unescape_label_into};
@@ -65,6 +66,10 @@ pub enum Format {
     PrometheusText,
     /// `application/openmetrics-text; version=1.0.0` (or `0.0.1`).
     OpenMetrics,
+    /// `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+    /// encoding=delimited`: read by [`proto`], not by [`Parser`] (the page processor turns it
+    /// into text lines first, see `scrape::protobuf`).
+    PrometheusProto,
 }
 
 /// Picks the parser for a response's `Content-Type` the way Prometheus does:
@@ -459,7 +464,8 @@ pub struct CheckStats {
 pub fn check(input: &[u8], format: Format) -> Result<CheckStats, ParseError> {
     match format {
         Format::OpenMetrics => validate::validate(input),
-        Format::PrometheusText => check_text(input),
+        // `trawl check metrics` reads text; its CLI offers no protobuf format.
+        Format::PrometheusText | Format::PrometheusProto => check_text(input),
     }
 }
 

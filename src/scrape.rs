@@ -32,6 +32,7 @@ use crate::relabel::RelabelConfig;
 pub mod job;
 mod last;
 pub mod page;
+pub mod protobuf;
 mod record;
 mod series;
 pub mod target;
@@ -75,6 +76,9 @@ pub enum ScrapeError {
     /// `scrape_timeout` passed while the page was being processed.
     #[error("context deadline exceeded")]
     Timeout,
+    /// A protobuf page, or a native histogram on it, is broken or over a limit.
+    #[error("{0}")]
+    Protobuf(#[from] protobuf::ProtobufError),
     /// The memory budget refused the memory the page's samples need.
     #[error(transparent)]
     Memory(#[from] crate::budget::Refused),
@@ -107,6 +111,16 @@ pub struct JobSettings {
     pub metric_relabel: Vec<RelabelConfig>,
     /// Auth and TLS for the targets.
     pub http: crate::config::HttpClientConfig,
+    /// `scrape_native_histograms`: ingest native histograms (when false, a histogram is read
+    /// as classic only; a native-only one then gives its count, sum and `+Inf` bucket).
+    pub scrape_native_histograms: bool,
+    /// `always_scrape_classic_histograms`: keep the classic buckets of a histogram also
+    /// exposed as native.
+    pub always_scrape_classic_histograms: bool,
+    /// `native_histogram_bucket_limit` (0 = none).
+    pub native_histogram_bucket_limit: u64,
+    /// `native_histogram_min_bucket_factor` (0 = none).
+    pub native_histogram_min_bucket_factor: f64,
 }
 
 impl JobSettings {
@@ -125,6 +139,10 @@ impl JobSettings {
             gzip: sc.enable_compression,
             metric_relabel: sc.metric_relabel_configs.clone(),
             http: sc.http_client_config(),
+            scrape_native_histograms: false,
+            always_scrape_classic_histograms: false,
+            native_histogram_bucket_limit: 0,
+            native_histogram_min_bucket_factor: 0.0,
         }
     }
 }

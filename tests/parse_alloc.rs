@@ -18,7 +18,7 @@ fn page(families: usize, format: Format) -> Vec<u8> {
         for cpu in 0..4 {
             for mode in ["idle", "system", "user", "iowait"] {
                 let (total, ts) = match format {
-                    Format::PrometheusText => ("", " 1712345678901"),
+                    Format::PrometheusText | Format::PrometheusProto => ("", " 1712345678901"),
                     Format::OpenMetrics => ("_total", " 1712345678.901"),
                 };
                 s += &format!(

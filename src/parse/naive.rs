@@ -111,7 +111,7 @@ type Result<T> = std::result::Result<T, NaiveError>;
 pub fn parse(input: &[u8], format: Format) -> Result<Vec<NaiveEntry>> {
     let mut c = Cursor { b: input, i: 0 };
     match format {
-        Format::PrometheusText => parse_text(&mut c),
+        Format::PrometheusText | Format::PrometheusProto => parse_text(&mut c),
         Format::OpenMetrics => parse_openmetrics(&mut c),
     }
 }

@@ -208,7 +208,8 @@ impl<'a> Parser<'a> {
             return Ok(Some(entry));
         }
         let r = match self.format {
-            Format::PrometheusText => self.next_text(),
+            // A protobuf page reaches the parser only as the text lines it was translated to.
+            Format::PrometheusText | Format::PrometheusProto => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
         };
         if !matches!(r, Ok(Some(_))) {
