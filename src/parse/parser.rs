@@ -204,12 +204,18 @@ impl<'a> Parser<'a> {
         if self.done {
             return Ok(None);
         }
+        if self.format == Format::PrometheusProto {
+            // TODO(part A): protobuf pages go to the protobuf reader, never here.
+            self.done = true;
+            return Err(self.fail(ErrorKind::ProtobufNotSupported, 0));
+        }
         if let Some(entry) = self.try_fast_sample() {
             return Ok(Some(entry));
         }
         let r = match self.format {
             Format::PrometheusText => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
+            Format::PrometheusProto => Ok(None), // refused above
         };
         if !matches!(r, Ok(Some(_))) {
             self.done = true;
