@@ -15,6 +15,11 @@ What it does, and why each step:
   4. The plain manifests equal the default render, apart from the labels only Helm adds and the
      config checksum annotation; trawl.yml is compared as YAML, not text.
   5. With --trawl, every rendered trawl.yml passes `trawl check config`.
+  6. Least privilege: for a table of configs (each Kubernetes SD role, attach_metadata,
+     namespaces, api_server, the collector dialect, extraRules), the chart grants list and watch on
+     exactly the resources that config's discovery reads, in a ClusterRole or per-namespace Roles,
+     and nothing else. (`--rbac-for FILE` prints what the chart grants for the config in FILE, as
+     JSON; tests/deploy.rs compares it with the requests trawl makes to a fake API server.)
 
 Needs: pip install helm-python-sdk kubernetes-validate pyyaml (.ci/run installs them).
 Exit 0 when everything holds, 1 with one line per problem otherwise.
@@ -132,10 +137,128 @@ def trawl_check(objs: list[dict], trawl: str, what: str, env: dict) -> None:
                 print(f"ok   {what}: {r.stdout.strip().splitlines()[-1].strip()}")
 
 
+def access(objs: list[dict]) -> dict:
+    """What the rendered RBAC grants: {"cluster": ["group/resource", …], "namespaced": {ns: […]}},
+    each sorted; rules whose verbs are not exactly list and watch are problems."""
+    cluster: set[str] = set()
+    namespaced: dict[str, set[str]] = {}
+    for o in objs:
+        kind = o.get("kind")
+        if kind not in ("ClusterRole", "Role"):
+            continue
+        for rule in o.get("rules") or []:
+            if sorted(rule.get("verbs", [])) != ["list", "watch"]:
+                problem(f"{kind}/{o['metadata']['name']}: verbs {rule.get('verbs')}, want list and watch")
+            for group in rule.get("apiGroups", []):
+                for res in rule.get("resources", []):
+                    key = f"{group}/{res}"
+                    if kind == "ClusterRole":
+                        cluster.add(key)
+                    else:
+                        namespaced.setdefault(o["metadata"]["namespace"], set()).add(key)
+    return {"cluster": sorted(cluster), "namespaced": {n: sorted(r) for n, r in sorted(namespaced.items())}}
+
+
+def sd_job(*entries: dict) -> dict:
+    return {"scrape_configs": [{"job_name": "k", "kubernetes_sd_configs": list(entries)}]}
+
+
+CORE = lambda *rs: [f"/{r}" for r in rs]  # noqa: E731 (core API group)
+SLICES = "discovery.k8s.io/endpointslices"
+
+# (why, chart values, what the chart must grant). The default config is the DaemonSet's (role pod).
+RBAC_CASES = [
+    ("chart defaults: the pod role needs pods only", None, {"cluster": CORE("pods"), "namespaced": {}}),
+    ("role node", {"config": sd_job({"role": "node"})}, {"cluster": CORE("nodes"), "namespaced": {}}),
+    ("role service", {"config": sd_job({"role": "service"})}, {"cluster": CORE("services"), "namespaced": {}}),
+    (
+        "role endpoints reads endpoints, and the services and pods they belong to",
+        {"config": sd_job({"role": "endpoints"})},
+        {"cluster": sorted(CORE("endpoints", "pods", "services")), "namespaced": {}},
+    ),
+    (
+        "role endpointslice with attach_metadata.node",
+        {"config": sd_job({"role": "endpointslice", "attach_metadata": {"node": True}})},
+        {"cluster": sorted(CORE("nodes", "pods", "services") + [SLICES]), "namespaced": {}},
+    ),
+    (
+        "attach_metadata.node means nothing to role service; namespace adds namespaces",
+        {"config": sd_job({"role": "service", "attach_metadata": {"node": True, "namespace": True}})},
+        {"cluster": CORE("namespaces", "services"), "namespaced": {}},
+    ),
+    (
+        "namespaces.names: a Role per namespace; own_namespace is the release's",
+        {"config": sd_job({"role": "endpoints", "namespaces": {"names": ["shop"], "own_namespace": True}})},
+        {
+            "cluster": [],
+            "namespaced": {
+                "monitoring": CORE("endpoints", "pods", "services"),
+                "shop": CORE("endpoints", "pods", "services"),
+            },
+        },
+    ),
+    (
+        "a namespace-limited entry adds nothing a cluster-wide one already grants",
+        {"config": sd_job({"role": "pod"}, {"role": "service", "namespaces": {"names": ["shop"]}},
+                          {"role": "endpoints", "namespaces": {"names": ["shop"]}})},
+        {"cluster": CORE("pods"), "namespaced": {"shop": CORE("endpoints", "services")}},
+    ),
+    (
+        "api_server and kubeconfig_file use other credentials",
+        {"config": sd_job({"role": "pod", "api_server": "https://k.example"},
+                          {"role": "node", "kubeconfig_file": "/etc/kube/config"})},
+        {"cluster": [], "namespaced": {}},
+    ),
+    ("no Kubernetes discovery, no RBAC", {"config": {"scrape_configs": [{"job_name": "s"}]}},
+     {"cluster": [], "namespaced": {}}),
+    (
+        "rbac.extraRules are added to the ClusterRole",
+        {"config": sd_job({"role": "node"}),
+         "rbac": {"create": True, "extraRules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]}},
+        {"cluster": CORE("nodes", "pods"), "namespaced": {}},
+    ),
+]
+
+
+def check_rbac(otel_values: dict) -> None:
+    cases = RBAC_CASES + [
+        (
+            "the collector dialect: the prometheus receiver's pod role",
+            {"config": otel_values["config"]},
+            {"cluster": CORE("pods"), "namespaced": {}},
+        ),
+        (
+            "more prometheus receivers (prometheus/<name>) in the collector dialect",
+            {"config": {"receivers": {"prometheus/a": {"config": sd_job({"role": "node"})},
+                                      "prometheus/b": {"config": sd_job({"role": "service"})}}}},
+            {"cluster": CORE("nodes", "services"), "namespaced": {}},
+        ),
+    ]
+    for why, values, want in cases:
+        objs = render(values)
+        validate(objs, f"RBAC: {why}")
+        got = access(objs)
+        if got != want:
+            problem(f"RBAC: {why}: the chart grants {got}, want {want}")
+        kinds = sorted(o["kind"] for o in objs if "Role" in o["kind"])
+        if (got["cluster"] != []) != ("ClusterRoleBinding" in kinds):
+            problem(f"RBAC: {why}: a ClusterRole needs its binding and only then: {kinds}")
+        if len(got["namespaced"]) != kinds.count("RoleBinding"):
+            problem(f"RBAC: {why}: one RoleBinding per Role: {kinds}")
+    print(f"ok   RBAC: {len(cases)} configs, each granted exactly what its discovery reads")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trawl", help="a trawl binary: run `check config` on every rendered config")
+    ap.add_argument("--rbac-for", help="a config file: print what the chart grants for it (JSON)")
     args = ap.parse_args()
+
+    if args.rbac_for:
+        import json
+
+        print(json.dumps(access(render({"config": yaml.safe_load(Path(args.rbac_for).read_text())}))))
+        return 1 if problems else 0
 
     report = helm.lint(str(CHART), strict=True)
     for m in report.get("messages", []):
@@ -167,6 +290,7 @@ def main() -> int:
             }
         ),
     }
+    check_rbac(otel_values)
     validate(plain, "plain manifests")
     for what, objs in variants.items():
         validate(objs, what)

@@ -1,17 +1,20 @@
 //! The web endpoints on `--web.listen-address`: `/metrics`, `/-/healthy`, `/-/ready`,
-//! `/api/v1/targets` in Prometheus' JSON shape, the `/targets` and `/service-discovery` pages
-//! ([`pages`]), and `POST /-/reload` when `--web.enable-lifecycle` is set.
+//! `/api/v1/targets` and the debug endpoints of [`api`] (`status/config`, `status/flags`,
+//! `status/buildinfo`, `targets/metadata`, `targets/relabel_steps`) in Prometheus' JSON shapes,
+//! the `/targets` and `/service-discovery` pages with the relabeling debugger ([`pages`]), and
+//! `POST /-/reload` when `--web.enable-lifecycle` is set.
 //!
 //! What this is: a small hyper 1 HTTP/1.1 server over read-only views of the running agent.
 //! What this is not: a control plane; the one thing it can change is asking for a reload, which
 //! the app performs exactly as on SIGHUP.
 
+pub mod api;
 pub mod pages;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::labels::Labels;
+use crate::config::Config;
 use crate::scrape::TargetsView;
 use crate::telemetry::Metrics;
 
@@ -41,6 +44,10 @@ pub struct State {
     pub ready: AtomicBool,
     /// Where `POST /-/reload` asks for a reload; `None` without `--web.enable-lifecycle`.
     pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
+    /// The config running now (replaced by each successful reload).
+    pub config: Mutex<Arc<Config>>,
+    /// The command-line flags and their values, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
 }
 
 /// Serves until `shutdown`. The listener is bound by the caller so a bad address fails at start.
@@ -80,8 +87,11 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     const HTML: &str = "text/html; charset=utf-8";
     let q = req.uri().query().unwrap_or("").to_owned();
-    let param = |k: &str| {
-        q.split('&').find_map(|kv| kv.split_once('=').filter(|(n, _)| *n == k).map(|(_, v)| v.to_owned()))
+    let param =
+        |k: &str| form_urlencoded::parse(q.as_bytes()).find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+    let json = |r: Result<serde_json::Value, api::BadData>| match r {
+        Ok(v) => text(StatusCode::OK, "application/json", v.to_string()),
+        Err(e) => text(StatusCode::BAD_REQUEST, "application/json", e.json().to_string()),
     };
     match req.uri().path() {
         "/-/reload" => reload(state, req.method()).await,
@@ -94,7 +104,34 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 param("pool").as_deref(),
             ),
         ),
-        "/service-discovery" => text(StatusCode::OK, HTML, pages::service_discovery(&state.targets)),
+        "/service-discovery" => match (param("pool"), param("target")) {
+            (Some(pool), Some(id)) => match pages::relabeling(&state.targets, &pool, &id) {
+                Some(html) => text(StatusCode::OK, HTML, html),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    PLAIN,
+                    format!("No discovered target {id} in scrape pool {pool:?} (any more).\n"),
+                ),
+            },
+            _ => text(StatusCode::OK, HTML, pages::service_discovery(&state.targets)),
+        },
+        "/api/v1/status/config" => {
+            let cfg = state.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            json(Ok(api::status_config(&cfg)))
+        }
+        "/api/v1/status/flags" => json(Ok(api::status_flags(&state.flags))),
+        "/api/v1/status/buildinfo" => json(Ok(api::status_buildinfo())),
+        "/api/v1/targets/metadata" => json(api::targets_metadata(
+            &state.targets,
+            param("match_target").as_deref(),
+            param("metric").as_deref(),
+            param("limit").as_deref(),
+        )),
+        "/api/v1/targets/relabel_steps" => json(api::relabel_steps(
+            &state.targets,
+            param("scrapePool").as_deref(),
+            param("labels").as_deref(),
+        )),
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -146,14 +183,9 @@ async fn reload(state: &State, method: &hyper::Method) -> Response<Full<Bytes>> 
     }
 }
 
-fn labels_json(l: &Labels) -> serde_json::Value {
-    serde_json::Value::Object(
-        l.iter().map(|l| (l.name.to_string(), serde_json::Value::String(l.value.to_string()))).collect(),
-    )
-}
-
 /// The `/api/v1/targets` document, as Prometheus shapes it.
 pub fn targets_json(view: &TargetsView, state: Option<&str>, pool: Option<&str>) -> serde_json::Value {
+    use api::labels_json;
     use serde_json::json;
     let want_active = matches!(state, None | Some("") | Some("any") | Some("active"));
     let want_dropped = matches!(state, None | Some("") | Some("any") | Some("dropped"));

@@ -49,6 +49,11 @@ pub struct Options {
     /// `--storage.path`: where the remote-write disk buffers and the staleness state live;
     /// `None` keeps everything in memory.
     pub storage_path: Option<PathBuf>,
+    /// Every command-line flag and its value, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
+    /// The log level to re-apply after each (re)load: `--log.level`, else the config's; `None`
+    /// when logging is not set up by [`crate::logging::init`] (e.g. in tests).
+    pub log_level: Option<crate::logging::Level>,
 }
 
 /// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
@@ -161,6 +166,8 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         targets: targets.clone(),
         ready: false.into(),
         reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
+        config: Mutex::new(Arc::new(cfg.clone())),
+        flags: opts.flags.clone(),
     });
     let web_stop = CancellationToken::new();
     let web = tokio::spawn(admin::serve(listener, state.clone(), web_stop.clone()));
@@ -187,6 +194,7 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
     pipeline.cfg.global.external_labels = cfg.global.external_labels.clone();
     pipeline.cfg.debug_output = cfg.debug_output;
     pipeline.apply(cfg).await?;
+    applied(&state, &pipeline.cfg, opts.log_level.as_ref());
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(
         jobs = pipeline.cfg.scrape_configs.len(),
@@ -202,11 +210,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
                 let outcome = pipeline.reload(&opts.config_file).await;
                 record_reload(&metrics, outcome.is_ok());
                 match &outcome {
-                    Ok(()) => tracing::info!(
-                        file = %opts.config_file.display(),
-                        jobs = pipeline.cfg.scrape_configs.len(),
-                        "Completed loading of configuration file."
-                    ),
+                    Ok(()) => {
+                        applied(&state, &pipeline.cfg, opts.log_level.as_ref());
+                        tracing::info!(
+                            file = %opts.config_file.display(),
+                            jobs = pipeline.cfg.scrape_configs.len(),
+                            "Completed loading of configuration file."
+                        )
+                    }
                     Err(e) => tracing::error!(
                         file = %opts.config_file.display(),
                         error = %e,
@@ -259,6 +270,15 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
     let _ = web.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// After a config is applied: the web views show it, and the log level is re-applied (the flag,
+/// else the config's `logs.level`).
+fn applied(state: &admin::State, cfg: &Config, log_level: Option<&crate::logging::Level>) {
+    *state.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg.clone());
+    if let Some(l) = log_level {
+        l.apply(cfg.log_level.as_deref());
+    }
 }
 
 /// Sets `config_last_reload_successful` and, on success, its timestamp.
@@ -515,7 +535,11 @@ fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::R
     let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
-        let client = crate::http_client::from_config(&rw.http)
+        // Prometheus 3 (`DefaultRemoteWriteHTTPClientConfig`) sends remote write over HTTP/1.1
+        // unless `enable_http2: true`; scrapes and discovery default to HTTP/2 over TLS.
+        let mut http = rw.http.clone();
+        http.enable_http2.get_or_insert(false);
+        let client = crate::http_client::from_config(&http)
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
             Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)

@@ -9,8 +9,10 @@
 //! so are duplicate keys (serde-saphyr's default).
 
 pub mod common;
+pub mod dump;
 pub mod otel;
 pub mod scrape_protocols;
+mod unknown_field;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,13 +29,14 @@ use crate::remote_write::RemoteWriteConfig;
 /// A config that failed to load. Not retryable: the file must be fixed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read. The I/O error is part of the message, not a `source`, so a
+    /// caller printing the error chain (`{:#}`) says it once.
+    #[error("{path}: cannot read the config file: {error}")]
     Read {
         /// The config file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid YAML for this schema, or a check failed.
     #[error("{path}:{line}:{column}: {reason}")]
@@ -241,12 +244,12 @@ pub struct ScrapeConfig {
     /// A body larger than this (uncompressed) fails the scrape (0 = none).
     #[serde(default)]
     pub body_size_limit: Option<ByteSize>,
-    /// More targets than this after relabeling fails all scrapes of the job (0 = none, or the
-    /// global value).
+    /// More targets than this after relabeling fails all scrapes of the job in Prometheus
+    /// (0 = none, or the global value); trawl refuses a non-zero value for now.
     #[serde(default)]
     pub target_limit: u64,
-    /// At most this many dropped targets are kept for the targets API (0 = all, or the global
-    /// value).
+    /// At most this many dropped targets are kept for the targets API in Prometheus (0 = all, or
+    /// the global value); trawl refuses a non-zero value for now.
     #[serde(default)]
     pub keep_dropped_targets: u64,
     /// Protocols to negotiate, most wanted first (default: see [`scrape_protocols::resolve`]).
@@ -332,6 +335,25 @@ impl ScrapeConfig {
     pub fn timeout(&self) -> Duration {
         self.scrape_timeout.unwrap_or_default()
     }
+    /// `params` as a list, for [`crate::relabel::TargetDefaults`].
+    pub fn param_list(&self) -> Vec<(String, Vec<String>)> {
+        self.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+    /// The job's defaults for [`crate::relabel::populate_target`]; `params` is
+    /// [`param_list`](Self::param_list).
+    pub fn target_defaults<'a>(
+        &'a self,
+        params: &'a [(String, Vec<String>)],
+    ) -> crate::relabel::TargetDefaults<'a> {
+        crate::relabel::TargetDefaults {
+            job: self.job(),
+            scheme: self.scheme(),
+            metrics_path: self.metrics_path(),
+            params,
+            scrape_interval: self.interval(),
+            scrape_timeout: self.timeout(),
+        }
+    }
 }
 
 /// A `static_configs` entry: target addresses and labels for all of them.
@@ -363,8 +385,8 @@ fn default_file_sd_refresh() -> Duration {
 
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
     load_str(&text, path)
 }
 
@@ -375,8 +397,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and checks a config file, and says which dialect it is written in.
 pub fn load_with_dialect(path: &Path) -> Result<(Config, otel::Dialect), ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
     load_str_with_dialect(&text, path)
 }
 
@@ -392,10 +414,9 @@ fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Diale
         otel::Dialect::Prometheus => {
             let expanded = expand_env(text, &|k| std::env::var(k).ok())
                 .map_err(|(line, reason)| invalid(line, 0, reason))?;
-            let mut cfg: Config = serde_saphyr::from_str(&expanded).map_err(|e| {
-                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-                invalid(line, column, yaml_reason(&e))
-            })?;
+            let mut cfg: Config =
+                serde_saphyr::from_str(&expanded.text).map_err(|e| yaml_error(&e, &expanded.unset, path))?;
+            expanded.warn_unset();
             if cfg.remote_write.is_empty() {
                 cfg.debug_output = DebugOutput::Samples;
             }
@@ -407,9 +428,48 @@ fn load_str_with_dialect(text: &str, path: &Path) -> Result<(Config, otel::Diale
     Ok((cfg, dialect))
 }
 
+/// A YAML error of `path` as a [`ConfigError`] with its position. When an environment variable
+/// that is not set was expanded on the error's line, the error says so and what to set: an unset
+/// `${env:URL}` otherwise reads as a type error ("a value is required") about a value the user
+/// never wrote.
+pub(crate) fn yaml_error(e: &serde_saphyr::Error, unset: &[Unset], path: &Path) -> ConfigError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let mut reason = yaml_reason(e);
+    if let Some(u) = unset.iter().find(|u| u.line == line) {
+        reason = format!(
+            "environment variable {name} is not set, so `{written}` expanded to nothing ({reason}); \
+             set {name} in trawl's environment (e.g. the container's `env`, or `extraEnvs` in the \
+             Helm chart)",
+            name = u.name,
+            written = u.written,
+        );
+    } else if !unset.is_empty() {
+        let list: Vec<String> = unset.iter().map(|u| format!("{} (line {})", u.name, u.line)).collect();
+        reason = format!("{reason} (environment variables not set: {})", list.join(", "));
+    }
+    ConfigError::Invalid { path: path.to_owned(), line, column, reason }
+}
+
 /// The reason of a serde-saphyr error without its location prefix and snippet, which we render
-/// ourselves as `file:line:column:`.
-fn yaml_reason(e: &serde_saphyr::Error) -> String {
+/// ourselves as `file:line:column:`. Unknown keys get [`unknown_field::reason`] (a Prometheus
+/// setting trawl does not support, or a typo); an empty value where a string is required says so
+/// instead of naming Rust types.
+pub(crate) fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    let mut inner = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } =
+        inner
+    {
+        inner = error;
+    }
+    match inner {
+        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+            return unknown_field::reason(field, expected);
+        }
+        serde_saphyr::Error::NullIntoString { .. } => {
+            return "a value is required here, but it is empty".into();
+        }
+        _ => {}
+    }
     let msg = e.without_snippet().to_string();
     let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
     // "line 3 column 5: unknown field ..." → "unknown field ..."
@@ -458,6 +518,7 @@ fn validate(cfg: &mut Config, path: &Path) -> Result<(), ConfigError> {
     if let Some(protocols) = &cfg.global.scrape_protocols {
         scrape_protocols::validate_global_protocols(protocols).map_err(|e| invalid(0, e))?;
     }
+    refuse_unsupported_global(&cfg.global).map_err(|e| invalid(0, e))?;
     if let Some(f) = &mut cfg.global.scrape_failure_log_file {
         *f = join_dir(base, f);
     }
@@ -517,18 +578,16 @@ fn read_scrape_config_file(
         column,
         reason,
     };
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ConfigError::Read { path: file.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(file).map_err(|error| ConfigError::Read { path: file.to_owned(), error })?;
     let expanded =
         expand_env(&text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
-    let parsed: ScrapeConfigs = if expanded.trim().is_empty() {
+    let parsed: ScrapeConfigs = if expanded.text.trim().is_empty() {
         ScrapeConfigs { scrape_configs: Vec::new() }
     } else {
-        serde_saphyr::from_str(&expanded).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            invalid(line, column, yaml_reason(&e))
-        })?
+        serde_saphyr::from_str(&expanded.text).map_err(|e| yaml_error(&e, &expanded.unset, file))?
     };
+    expanded.warn_unset();
     let base = file.parent().unwrap_or(Path::new("."));
     let mut jobs = parsed.scrape_configs;
     for sc in &mut jobs {
@@ -627,6 +686,7 @@ fn validate_job(
 /// `ScrapeConfig.Validate`, in its order and with its messages (see [`scrape_protocols`]).
 fn prometheus3_defaults(sc: &mut ScrapeConfig, g: &GlobalConfig, base: &Path) -> Result<(), String> {
     let job = sc.job_name.value.clone();
+    refuse_unsupported_job(sc)?;
     if sc.target_limit == 0 {
         sc.target_limit = g.target_limit;
     }
@@ -664,12 +724,99 @@ fn prometheus3_defaults(sc: &mut ScrapeConfig, g: &GlobalConfig, base: &Path) ->
     Ok(())
 }
 
+/// Why a value is refused: a setting Prometheus acts on and trawl cannot act on yet. Loading it
+/// and doing nothing would scrape differently from Prometheus without a word, so the config is
+/// refused instead, worded as [`unknown_field::reason`] words a key trawl lacks.
+fn not_supported(field: &str, value: &str, block: &str, instead: &str) -> String {
+    format!(
+        "`{field}: {value}` is a Prometheus setting (in {block}) that trawl does not support yet; {instead} \
+         to run this config with trawl"
+    )
+}
+
+/// The values of `global` that trawl refuses (see [`not_supported`]); jobs inherit them, so
+/// they are refused where they are written.
+fn refuse_unsupported_global(g: &GlobalConfig) -> Result<(), String> {
+    let block = "global";
+    if g.convert_classic_histograms_to_nhcb {
+        return Err(not_supported("convert_classic_histograms_to_nhcb", "true", block, "remove it or set it to false"));
+    }
+    if g.target_limit > 0 {
+        return Err(not_supported("target_limit", &g.target_limit.to_string(), block, "remove it"));
+    }
+    if g.keep_dropped_targets > 0 {
+        return Err(not_supported("keep_dropped_targets", &g.keep_dropped_targets.to_string(), block, "remove it"));
+    }
+    if g.extra_scrape_metrics == Some(true) {
+        return Err(not_supported("extra_scrape_metrics", "true", block, "remove it or set it to false"));
+    }
+    if let Some(f) = g.scrape_failure_log_file.as_deref().filter(|f| !f.is_empty()) {
+        return Err(not_supported("scrape_failure_log_file", f, block, "remove it"));
+    }
+    Ok(())
+}
+
+/// The values of a scrape config that trawl refuses (see [`not_supported`]).
+fn refuse_unsupported_job(sc: &ScrapeConfig) -> Result<(), String> {
+    let block = format!("scrape_configs, job {:?}", sc.job());
+    if sc.convert_classic_histograms_to_nhcb == Some(true) {
+        return Err(not_supported("convert_classic_histograms_to_nhcb", "true", &block, "remove it or set it to false"));
+    }
+    if sc.target_limit > 0 {
+        return Err(not_supported("target_limit", &sc.target_limit.to_string(), &block, "remove it"));
+    }
+    if sc.keep_dropped_targets > 0 {
+        return Err(not_supported("keep_dropped_targets", &sc.keep_dropped_targets.to_string(), &block, "remove it"));
+    }
+    if sc.extra_scrape_metrics == Some(true) {
+        return Err(not_supported("extra_scrape_metrics", "true", &block, "remove it or set it to false"));
+    }
+    if let Some(f) = sc.scrape_failure_log_file.as_deref().filter(|f| !f.is_empty()) {
+        return Err(not_supported("scrape_failure_log_file", f, &block, "remove it"));
+    }
+    Ok(())
+}
+
 /// `config.JoinDir`: `file` made absolute against `dir` unless it already is (or is empty).
 fn join_dir(dir: &Path, file: &str) -> String {
     if file.is_empty() || Path::new(file).is_absolute() {
         return file.to_owned();
     }
     dir.join(file).to_string_lossy().into_owned()
+}
+
+/// A `${env:VAR}` whose variable is not set, expanded to nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unset {
+    /// 1-based line of the reference.
+    pub line: u64,
+    /// The variable.
+    pub name: String,
+    /// The reference as written, e.g. `${env:URL}`.
+    pub written: String,
+}
+
+/// Config text after environment expansion.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// The text to parse.
+    pub text: String,
+    /// References to variables that are not set (expanded to nothing).
+    pub unset: Vec<Unset>,
+}
+
+impl Expanded {
+    /// Logs each unset variable of a config that loaded: the file means something without it
+    /// (e.g. an external label removed), but it may not be what the user meant.
+    pub fn warn_unset(&self) {
+        for u in &self.unset {
+            tracing::warn!(
+                variable = u.name.as_str(),
+                line = u.line,
+                "Environment variable is not set; expanding to an empty string."
+            );
+        }
+    }
 }
 
 /// Expands `${VAR}` and `${env:VAR}` in the raw file text, keeping line numbers.
@@ -679,8 +826,9 @@ fn join_dir(dir: &Path, file: &str) -> String {
 /// no environment variable `name` is set (it may be a named capture group). `${env:VAR}` is
 /// always expanded, to `""` when unset, as the OpenTelemetry Collector does. A value containing a
 /// newline is an error, since it would shift every line number after it and could inject YAML.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (u64, String)> {
+pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Expanded, (u64, String)> {
     let mut out = String::with_capacity(text.len());
+    let mut unset = Vec::new();
     let mut rest = text;
     let mut line: u64 = 1;
     while let Some(i) = rest.find('$') {
@@ -718,18 +866,14 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
                 out.push_str(&v);
             }
             None if explicit && valid => {
-                tracing::warn!(
-                    variable = name,
-                    line,
-                    "Environment variable is not set; expanding to an empty string."
-                );
+                unset.push(Unset { line, name: name.to_owned(), written: rest[..end + 3].to_owned() });
             }
             None => out.push_str(&rest[..end + 3]),
         }
         rest = &body[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(Expanded { text: out, unset })
 }
 
 #[cfg(test)]
@@ -761,7 +905,7 @@ mod tests {
             ("cost $5", "cost $5", "a lone dollar stays"),
         ];
         for (input, want, why) in cases {
-            assert_eq!(expand_env(input, &env).unwrap(), *want, "{input:?}: {why}");
+            assert_eq!(expand_env(input, &env).unwrap().text, *want, "{input:?}: {why}");
         }
     }
 
@@ -787,6 +931,71 @@ mod tests {
         let b = &cfg.scrape_configs[1];
         assert_eq!(b.timeout(), Duration::from_secs(5), "the global timeout is capped at the job's interval");
         assert_eq!((a.scheme(), a.metrics_path()), ("http", "/metrics"));
+    }
+
+    #[test]
+    fn prometheus_3_scrape_settings_default_from_global() {
+        use crate::scrape::JobSettings;
+        let cfg = load(concat!(
+            "global:\n",
+            "  scrape_native_histograms: true\n",
+            "  always_scrape_classic_histograms: true\n",
+            "scrape_configs:\n",
+            "  - job_name: inherits\n",
+            "  - job_name: own\n",
+            "    scrape_native_histograms: false\n",
+            "    scrape_classic_histograms: false\n",
+            "    fallback_scrape_protocol: PrometheusText0.0.4\n",
+            "    metric_name_validation_scheme: legacy\n",
+            "    native_histogram_bucket_limit: 160\n",
+            "    native_histogram_min_bucket_factor: 1.1\n",
+        ))
+        .unwrap();
+        let a = JobSettings::from_config(&cfg.scrape_configs[0]);
+        assert!(a.scrape_native_histograms && a.always_scrape_classic_histograms && a.metric_name_validation_utf8);
+        assert!(a.accept.starts_with("application/vnd.google.protobuf;"), "native histograms put protobuf first");
+        let b = JobSettings::from_config(&cfg.scrape_configs[1]);
+        assert!(!b.scrape_native_histograms && !b.always_scrape_classic_histograms, "the old name is read");
+        assert!(!b.metric_name_validation_utf8);
+        assert!(b.accept.starts_with("application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6"));
+        assert_eq!(b.fallback_scrape_protocol, Some(ScrapeProtocol::PrometheusText0_0_4));
+        assert_eq!((b.native_histogram_bucket_limit, b.native_histogram_min_bucket_factor), (160, 1.1));
+    }
+
+    #[test]
+    fn settings_trawl_cannot_act_on_are_refused() {
+        // (config, fragment of the message, why)
+        let job = |extra: &str| format!("scrape_configs:\n  - job_name: j\n    {extra}\n");
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                job("convert_classic_histograms_to_nhcb: true"),
+                "`convert_classic_histograms_to_nhcb: true` is a Prometheus setting (in scrape_configs, job \"j\") \
+                 that trawl does not support yet; remove it or set it to false",
+                "no custom-bucket histograms yet",
+            ),
+            (job("target_limit: 5"), "`target_limit: 5` is a Prometheus setting", "no target limit yet"),
+            (job("keep_dropped_targets: 5"), "`keep_dropped_targets: 5` is a Prometheus", "all dropped targets are kept"),
+            (job("extra_scrape_metrics: true"), "`extra_scrape_metrics: true` is a Prometheus", "no extra report series"),
+            (job("scrape_failure_log_file: f.log"), "`scrape_failure_log_file: f.log` is a", "no failure log"),
+            ("global:\n  target_limit: 1\n".into(), "(in global) that trawl does not support yet", "global too"),
+            (
+                "global:\n  convert_classic_histograms_to_nhcb: true\n".into(),
+                "`convert_classic_histograms_to_nhcb: true` is a Prometheus setting (in global)",
+                "global nhcb",
+            ),
+            (
+                job("always_scrape_classic_histograms: true\n    scrape_classic_histograms: true"),
+                "not both",
+                "both spellings at once",
+            ),
+        ];
+        for (text, want, why) in cases {
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{why}: {e}");
+        }
+        for ok in ["convert_classic_histograms_to_nhcb: false", "target_limit: 0", "extra_scrape_metrics: false"] {
+            assert!(load(&job(ok)).is_ok(), "{ok} is what trawl does");
+        }
     }
 
     #[test]

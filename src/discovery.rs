@@ -219,11 +219,25 @@ fn spawn_kubernetes(
 ) -> watch::Receiver<Discovered> {
     let (tx, rx) = watch::channel(Discovered::default());
     tokio::spawn(async move {
+        // The same reason again is logged at debug: not being in a cluster does not change.
+        let mut last_error = String::new();
         let mut inner = loop {
             match kubernetes::spawn(&cfg, cancel.clone()).await {
                 Ok(r) => break r,
                 Err(e) => {
-                    tracing::error!(job, error = %e, "Kubernetes discovery cannot start; retrying.");
+                    let e = e.to_string();
+                    if e == last_error {
+                        tracing::debug!(job, error = e, "Kubernetes discovery still cannot start; retrying.");
+                    } else {
+                        let retry_s = KUBERNETES_RETRY.as_secs();
+                        tracing::error!(
+                            job,
+                            error = e,
+                            retry_s,
+                            "Kubernetes discovery cannot start; retrying."
+                        );
+                        last_error = e;
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(KUBERNETES_RETRY) => {}

@@ -25,8 +25,9 @@
 //! Around it: [`budget`] (`--memory.limit`: a ceiling, kept by refusing the scrape that would
 //! cross it),
 //! [`staleness`] (last series per target on disk, for stale markers after a restart), [`admin`]
-//! (`/metrics`, `/targets`, `/service-discovery`, the targets API, `/-/reload`), and reload in
-//! place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
+//! (`/metrics`, `/targets`, `/service-discovery` with its relabeling debugger, the targets and
+//! status APIs, `/-/reload`), [`logging`] (logfmt or JSON, the level re-applied at reload), and
+//! reload in place ([`app`]: unchanged jobs keep running, changed ones are reconfigured).
 //!
 //! # Tasks
 //!
@@ -88,6 +89,7 @@ pub mod budget;
 pub mod http_client;
 pub mod sigv4;
 pub mod telemetry;
+pub mod logging;
 pub mod admin;
 pub mod app;
 

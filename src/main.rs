@@ -7,7 +7,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,8 +49,9 @@ struct Cli {
     /// Configuration file path (Prometheus format).
     #[arg(long = "config.file", default_value = "trawl.yml")]
     config_file: PathBuf,
-    /// Address to listen on for /metrics, /targets, /service-discovery, /api/v1/targets,
-    /// /-/healthy, /-/ready and /-/reload.
+    /// Address to listen on for /metrics, /targets, /service-discovery (with the relabeling
+    /// debugger), /api/v1/targets, /api/v1/targets/metadata, /api/v1/targets/relabel_steps,
+    /// /api/v1/status/{config,flags,buildinfo}, /-/healthy, /-/ready and /-/reload.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9464")]
     listen_address: String,
     /// Enable reloading the config over HTTP (POST /-/reload), as Prometheus' flag does.
@@ -68,7 +69,8 @@ struct Cli {
     #[arg(long = "storage.path")]
     storage_path: Option<PathBuf>,
     /// Only log messages with the given severity or above [default: the config's
-    /// `service.telemetry.logs.level` in the collector dialect, else info].
+    /// `service.telemetry.logs.level` in the collector dialect, else info; re-read at every
+    /// reload].
     #[arg(long = "log.level", value_enum)]
     log_level: Option<LogLevel>,
     /// Output format of log messages.
@@ -125,21 +127,60 @@ enum MetricsFormat {
 
 fn main() -> ExitCode {
     return_freed_memory_at_once();
-    let cli = Cli::parse();
-    let level = cli.log_level.unwrap_or_else(|| {
-        // A collector config may set the level itself. This read happens before logging starts,
-        // so it is silent; the real load in `app::run` reports any problem.
-        let from_config = match &cli.command {
-            None => trawl::config::load(&cli.config_file).ok().and_then(|c| c.log_level),
-            Some(_) => None,
-        };
-        from_config.and_then(|l| LogLevel::from_str(&l, true).ok()).unwrap_or(LogLevel::Info)
-    });
-    init_logging(level, cli.log_format);
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let flags = flag_values(&matches);
+    // A collector config may set the level itself. This read happens before logging starts,
+    // so it is silent; the real load in `app::run` reports any problem (and re-applies the
+    // level, as every reload does).
+    let from_config = match (&cli.command, cli.log_level) {
+        (None, None) => trawl::config::load(&cli.config_file).ok().and_then(|c| c.log_level),
+        _ => None,
+    };
+    let format = match cli.log_format {
+        LogFormat::Logfmt => trawl::logging::Format::Logfmt,
+        LogFormat::Json => trawl::logging::Format::Json,
+    };
+    let level = trawl::logging::init(cli.log_level.map(LogLevel::as_str), from_config.as_deref(), format);
     match cli.command {
         Some(Command::Check { what: Check::Config { files } }) => check_config(&files),
         Some(Command::Check { what: Check::Metrics { format } }) => check_metrics(format),
-        None => run(cli),
+        None => run(cli, flags, level),
+    }
+}
+
+/// Every top-level flag with its value as given or defaulted (`""` when unset), for
+/// `/api/v1/status/flags`, as Prometheus lists its flags.
+fn flag_values(matches: &clap::ArgMatches) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for arg in Cli::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let value = match matches.try_get_raw(arg.get_id().as_str()) {
+            Ok(Some(values)) => {
+                values.map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
+            }
+            _ => String::new(),
+        };
+        out.push((long.to_owned(), value));
+    }
+    out.sort();
+    out
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
     }
 }
 
@@ -154,8 +195,8 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
                 cfg.remote_write.len()
             ),
             Err(e) => {
-                println!("  FAILED: {e}");
-                eprintln!("{e}");
+                // Once, on stderr, as promtool prints it.
+                eprintln!("  FAILED: {e}");
                 ok = false;
             }
         }
@@ -186,7 +227,7 @@ fn check_metrics(format: MetricsFormat) -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> ExitCode {
+fn run(cli: Cli, flags: Vec<(String, String)>, log_level: trawl::logging::Level) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -207,6 +248,8 @@ fn run(cli: Cli) -> ExitCode {
         enable_lifecycle: cli.enable_lifecycle,
         memory_limit,
         storage_path: cli.storage_path,
+        flags,
+        log_level: Some(log_level),
     };
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
@@ -220,8 +263,8 @@ fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "Exiting.");
-            eprintln!("trawl: {e:#}");
+            // Said once: the log line is the error (stderr, in the chosen log format).
+            tracing::error!(error = format!("{e:#}"), "Cannot run; exiting.");
             ExitCode::FAILURE
         }
     }
@@ -238,102 +281,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "Received a signal."),
         _ = int.recv() => tracing::info!(signal = "SIGINT", "Received a signal."),
-    }
-}
-
-fn init_logging(level: LogLevel, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let level = match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    };
-    // Our own level for trawl; libraries (hyper, rustls) stay at warn so debug stays readable.
-    let filter = EnvFilter::new(format!("warn,trawl={level}"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Logfmt => builder.event_format(logfmt::Logfmt).init(),
-    }
-}
-
-/// Logs as `ts=… level=info caller=module msg="…" key=value`, the logfmt Prometheus writes.
-mod logfmt {
-    use std::fmt;
-
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::fmt::format::Writer;
-    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-    use tracing_subscriber::registry::LookupSpan;
-
-    pub struct Logfmt;
-
-    struct Fields<'a> {
-        out: &'a mut String,
-        msg: Option<String>,
-    }
-
-    fn quote(v: &str, out: &mut String) {
-        if !v.is_empty() && !v.contains([' ', '"', '=', '\n', '\\']) {
-            out.push_str(v);
-        } else {
-            out.push('"');
-            for c in v.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-    }
-
-    impl Visit for Fields<'_> {
-        fn record_str(&mut self, field: &Field, value: &str) {
-            if field.name() == "message" {
-                self.msg = Some(value.to_owned());
-            } else {
-                self.out.push(' ');
-                self.out.push_str(field.name());
-                self.out.push('=');
-                quote(value, self.out);
-            }
-        }
-        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-            self.record_str(field, &format!("{value:?}"));
-        }
-    }
-
-    impl<S, N> FormatEvent<S, N> for Logfmt
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-        N: for<'a> FormatFields<'a> + 'static,
-    {
-        fn format_event(
-            &self,
-            _: &FmtContext<'_, S, N>,
-            mut w: Writer<'_>,
-            ev: &tracing::Event<'_>,
-        ) -> fmt::Result {
-            let meta = ev.metadata();
-            let mut fields = String::new();
-            let mut v = Fields { out: &mut fields, msg: None };
-            ev.record(&mut v);
-            let msg = v.msg.take().unwrap_or_default();
-            let mut line = String::with_capacity(128);
-            line.push_str("ts=");
-            line.push_str(&trawl::admin::rfc3339(Some(std::time::SystemTime::now())));
-            line.push_str(" level=");
-            line.push_str(&meta.level().as_str().to_ascii_lowercase());
-            line.push_str(" caller=");
-            line.push_str(meta.target());
-            line.push_str(" msg=");
-            quote(&msg, &mut line);
-            line.push_str(&fields);
-            writeln!(w, "{line}")
-        }
     }
 }

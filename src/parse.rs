@@ -687,7 +687,7 @@ mod tests {
         ];
         for (ct, fallback, want, why) in cases {
             let got = format_from_content_type(*ct, *fallback).map(|(f, _)| f);
-            assert_eq!(got.as_ref().map_err(String::as_str), want.as_ref().copied(), "{why}");
+            assert_eq!(got.as_ref().map_err(String::as_str).copied(), want.map_err(|e| e), "{why}");
         }
         let (_, note) = format_from_content_type(Some("x/y"), Some(P::PrometheusText1_0_0)).unwrap();
         assert_eq!(

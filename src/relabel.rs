@@ -346,6 +346,22 @@ pub fn process(rules: &[RelabelConfig], l: &mut Labels) -> bool {
     rules.iter().all(|r| apply(r, l))
 }
 
+/// Applies `rules` one at a time to `input`, with the same rule code as [`process`], and returns
+/// the labels after each rule: `None` from the rule that dropped the set on (the relabeling
+/// debugger's view, and Prometheus' `/api/v1/targets/relabel_steps`, which shows the rules after
+/// a drop with no labels and `keep: false`).
+pub fn steps(rules: &[RelabelConfig], input: &Labels) -> Vec<Option<Labels>> {
+    let mut l = input.clone();
+    let mut kept = true;
+    rules
+        .iter()
+        .map(|r| {
+            kept = kept && apply(r, &mut l);
+            kept.then(|| l.clone())
+        })
+        .collect()
+}
+
 fn joined(r: &RelabelConfig, l: &Labels) -> String {
     let mut s = String::new();
     for (i, name) in r.source_labels.iter().enumerate() {

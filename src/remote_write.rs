@@ -23,7 +23,9 @@
 //! re-send that batch as 1.0 and stay on 1.0, with one WARN line;
 //! `trawl_remote_write_protocol{version}` shows which is in use. The `*-Written` headers are
 //! counted (`trawl_remote_write_written_total`), and a 2xx confirming fewer items than a 2.0
-//! request held is logged and counted (`trawl_remote_write_unwritten_total`).
+//! request held is counted (`trawl_remote_write_unwritten_total` per item,
+//! `trawl_remote_write_requests_partially_written_total` per request) and logged once per
+//! endpoint (a receiver that does not confirm exemplars would otherwise log it on every request).
 //!
 //! Each request is snappy-compressed (raw block) and POSTed with the reserved headers
 //! (`Content-Encoding`, `Content-Type`, `X-Prometheus-Remote-Write-Version`, `User-Agent`) that
@@ -468,6 +470,10 @@ pub struct RemoteWriteMetrics {
     pub samples_unwritten_total: AtomicU64,
     /// Exemplars of accepted 2.0 requests the receiver did not confirm as written.
     pub exemplars_unwritten_total: AtomicU64,
+    /// Accepted 2.0 requests whose `*-Written` headers confirmed fewer items than sent.
+    pub requests_partially_written_total: AtomicU64,
+    /// Whether the "confirmed fewer items than sent" warning was logged (once per endpoint).
+    pub partially_written_warned: AtomicBool,
     /// Whether requests are sent as 2.0 (false: 1.0, configured or fallen back to).
     pub protocol_v2: AtomicBool,
     /// Whether a 2.0 request was ever confirmed (2xx with `*-Written` headers); after that a
@@ -550,6 +556,13 @@ const FAMILIES: &[Family] = &[
                 ("kind=\"exemplars\"", load(&m.exemplars_unwritten_total)),
             ]
         },
+    },
+    Family {
+        name: "requests_partially_written_total",
+        kind: "counter",
+        help: "Accepted remote-write 2.0 requests whose X-Prometheus-Remote-Write-*-Written headers \
+               confirmed fewer items than sent.",
+        values: |m| vec![("", load(&m.requests_partially_written_total))],
     },
     Family {
         name: "protocol",
@@ -789,12 +802,26 @@ impl Endpoint {
         let lost = self.metrics.queue_length.swap(0, Relaxed).max(0) as u64;
         if lost > 0 {
             self.metrics.samples_dropped_shutdown_total.fetch_add(lost, Relaxed);
-            tracing::error!(
-                endpoint = %self.name,
-                samples = lost,
-                deadline_ms = deadline.as_millis() as u64,
-                "Remote-write samples still unsent at the shutdown deadline were dropped."
-            );
+            let deadline_s = deadline.as_secs_f64();
+            if self.disk_metrics.is_none() {
+                // Memory only: say what would have kept them.
+                tracing::error!(
+                    endpoint = %self.name,
+                    samples = lost,
+                    deadline_s,
+                    "Dropped {lost} samples that the receiver did not take before the shutdown \
+                     deadline ({deadline_s:.0}s); with --storage.path they would have been kept on disk \
+                     and sent after the restart."
+                );
+            } else {
+                tracing::error!(
+                    endpoint = %self.name,
+                    samples = lost,
+                    deadline_s,
+                    "Dropped {lost} samples that were neither sent nor written to the disk buffer before \
+                     the shutdown deadline ({deadline_s:.0}s)."
+                );
+            }
         } else {
             tracing::info!(
                 endpoint = %self.name,

@@ -78,6 +78,15 @@ pub enum ScrapeError {
     /// The memory budget refused the memory the page's samples need.
     #[error(transparent)]
     Memory(#[from] crate::budget::Refused),
+    /// The response's `Content-Type` names no format trawl reads and the job has no
+    /// `fallback_scrape_protocol` (Prometheus 3's messages, see
+    /// [`parse::format_from_content_type`]).
+    #[error("{0}")]
+    ContentType(String),
+    /// A protobuf page: its reader is not written yet.
+    // TODO(part A): gone once the protobuf reader takes these pages.
+    #[error("protobuf exposition not supported yet (Content-Type application/vnd.google.protobuf)")]
+    ProtobufNotSupported,
 }
 
 /// Settings shared by all targets of a job.
@@ -107,8 +116,6 @@ pub struct JobSettings {
     pub metric_relabel: Vec<RelabelConfig>,
     /// Auth and TLS for the targets.
     pub http: crate::config::HttpClientConfig,
-    /// Follow HTTP redirects as Go's client does (`follow_redirects`, default true).
-    pub follow_redirects: bool,
     /// The `Accept` header of every scrape, built from `scrape_protocols` and the escaping
     /// scheme exactly as Prometheus 3 builds it.
     pub accept: String,
@@ -118,11 +125,6 @@ pub struct JobSettings {
     /// `metric_name_validation_scheme`: `true` for `utf8` (Prometheus 3's default), `false` for
     /// `legacy`, which fails a scrape with a series whose names are not legacy names.
     pub metric_name_validation_utf8: bool,
-    /// Write `scrape_timeout_seconds`, `scrape_sample_limit` and `scrape_body_size_bytes` per
-    /// scrape (`extra_scrape_metrics`).
-    pub extra_scrape_metrics: bool,
-    /// Where failed scrapes are logged as JSON lines (`scrape_failure_log_file`).
-    pub scrape_failure_log_file: Option<std::path::PathBuf>,
     // TODO(part A): the page processor must act on the five native histogram settings below
     // (they are parsed, defaulted from `global` and checked as Prometheus 3 does, and the Accept
     // header already puts protobuf first for `scrape_native_histograms`). Until then a protobuf
@@ -163,15 +165,12 @@ impl Default for JobSettings {
             gzip: true,
             metric_relabel: Vec::new(),
             http: Default::default(),
-            follow_redirects: true,
             accept: crate::config::scrape_protocols::accept_header(
                 &protocols,
                 crate::config::EscapingScheme::AllowUtf8,
             ),
             fallback_scrape_protocol: None,
             metric_name_validation_utf8: true,
-            extra_scrape_metrics: false,
-            scrape_failure_log_file: None,
             scrape_native_histograms: false,
             always_scrape_classic_histograms: false,
             native_histogram_bucket_limit: 0,
@@ -204,12 +203,9 @@ impl JobSettings {
             gzip: sc.enable_compression,
             metric_relabel: sc.metric_relabel_configs.clone(),
             http: sc.http_client_config(),
-            follow_redirects: sc.follow_redirects.unwrap_or(true),
             accept: crate::config::scrape_protocols::accept_header(&negotiation.protocols, negotiation.escaping),
             fallback_scrape_protocol: negotiation.fallback,
             metric_name_validation_utf8: negotiation.utf8_names,
-            extra_scrape_metrics: sc.extra_scrape_metrics.unwrap_or(false),
-            scrape_failure_log_file: sc.scrape_failure_log_file.as_ref().map(std::path::PathBuf::from),
             scrape_native_histograms: sc.scrape_native_histograms.unwrap_or(false),
             always_scrape_classic_histograms: sc.always_scrape_classic_histograms.unwrap_or(false),
             native_histogram_bucket_limit: sc.native_histogram_bucket_limit,

@@ -268,3 +268,65 @@ async fn scrape_config_files_are_read_again_on_reload() {
     .await;
     assert!(got.is_some(), "a removed file's job stops: {:?}", active_jobs(&trawl).await);
 }
+
+/// A collector config whose one job scrapes a port nothing listens on (a debug line per scrape),
+/// at log level `level`.
+fn collector_config(port: u16, level: &str) -> String {
+    format!(
+        "receivers:\n  prometheus:\n    config:\n      global: {{scrape_interval: 1s}}\n      scrape_configs:\n        \
+         - job_name: down\n          static_configs: [{{targets: ['127.0.0.1:{port}']}}]\nexporters:\n  \
+         debug: {{verbosity: basic}}\nservice:\n  telemetry: {{logs: {{level: {level}}}}}\n  pipelines:\n    \
+         metrics: {{receivers: [prometheus], exporters: [debug]}}\n"
+    )
+}
+
+/// Waits for two more scrapes than now, then returns how often a failed scrape was logged (a
+/// debug line) in all.
+async fn failed_scrape_lines_after_two_scrapes(trawl: &Trawl) -> usize {
+    let scrapes = async || metric_sum(&trawl.metrics().await, "trawl_scrapes_total", "");
+    let start = scrapes().await;
+    let more =
+        eventually(Duration::from_secs(20), async || (scrapes().await >= start + 2.0).then_some(())).await;
+    assert!(more.is_some(), "scrapes continue:\n{}", trawl.proc.log());
+    trawl.proc.log().matches("msg=\"Scrape failed.\"").count()
+}
+
+/// `service.telemetry.logs.level` is re-applied at every reload; `--log.level`, when given, wins
+/// over it before and after a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_follows_the_config_at_reload_unless_the_flag_sets_it() {
+    let down = support::free_port();
+    let mut trawl =
+        Trawl::start_with_args(&collector_config(down, "info"), &["--log.level=", "--web.enable-lifecycle"])
+            .await;
+    let write =
+        |level: &str| std::fs::write(trawl.dir.path().join("trawl.yml"), collector_config(down, level));
+    assert_eq!(failed_scrape_lines_after_two_scrapes(&trawl).await, 0, "info: no debug lines");
+
+    write("debug").unwrap();
+    assert_eq!(post_reload(&trawl).await.0, 200);
+    assert!(
+        trawl.proc.log().contains("msg=\"Log level changed.\" from=info to=debug"),
+        "{}",
+        trawl.proc.log()
+    );
+    assert!(failed_scrape_lines_after_two_scrapes(&trawl).await >= 1, "debug after the reload");
+
+    write("warn").unwrap();
+    assert_eq!(post_reload(&trawl).await.0, 200);
+    assert!(trawl.proc.log().contains("to=warn"), "{}", trawl.proc.log());
+    let at_warn = trawl.proc.log().matches("msg=\"Scrape failed.\"").count();
+    assert_eq!(failed_scrape_lines_after_two_scrapes(&trawl).await, at_warn, "no debug lines at warn");
+    assert_eq!(trawl.interrupt(), Some(0));
+
+    // The flag wins: the config asks for debug, at start and again at reload.
+    let mut flagged = Trawl::start_with_args(
+        &collector_config(down, "debug"),
+        &["--log.level=warn", "--web.enable-lifecycle"],
+    )
+    .await;
+    assert_eq!(failed_scrape_lines_after_two_scrapes(&flagged).await, 0, "--log.level=warn at start");
+    assert_eq!(post_reload(&flagged).await.0, 200);
+    assert_eq!(failed_scrape_lines_after_two_scrapes(&flagged).await, 0, "and after a reload");
+    assert_eq!(flagged.interrupt(), Some(0));
+}

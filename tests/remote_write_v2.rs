@@ -166,6 +166,38 @@ async fn created_lines_reach_the_receiver_with_their_own_points() {
     );
 }
 
+/// A receiver that takes 2.0 but confirms no exemplars: every request is "fewer items than
+/// sent". That is logged once for the endpoint, and counted per request and per item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_exemplars_are_logged_once_and_counted() {
+    let target = TestTarget::start().await;
+    target.route("/m", |n| (200, OPENMETRICS, page(n)));
+    let rx = Receiver::start(Mode::NoExemplars).await;
+    let mut trawl = Trawl::start(&config(&target, &rx.url(), "")).await;
+    let with_exemplars = |rs: &[rw2_receiver::Recorded]| {
+        rs.iter().filter(|r| r.accepted() && r.series.iter().any(|s| !s.exemplars.is_empty())).count()
+    };
+    assert!(rx.wait_for(WAIT, |rs| with_exemplars(rs) >= 3).await, "{}", trawl.proc.log());
+    // The counter follows the requests (it is updated after the answer is read).
+    let counted = eventually(WAIT, async || {
+        let m = trawl.metrics().await;
+        let n = metric_sum(&m, "trawl_remote_write_requests_partially_written_total", "");
+        (n >= 3.0).then_some(m)
+    })
+    .await;
+    assert_eq!(trawl.interrupt(), Some(0));
+    let metrics = counted.expect("trawl_remote_write_requests_partially_written_total counts each request");
+    assert!(metric_sum(&metrics, "trawl_remote_write_unwritten_total", "kind=\"exemplars\"") >= 3.0);
+    assert_eq!(metric_sum(&metrics, "trawl_remote_write_unwritten_total", "kind=\"samples\""), 0.0);
+    let log = trawl.proc.log();
+    assert_eq!(
+        log.matches("confirmed fewer items than sent").count(),
+        1,
+        "one warning for the endpoint, not one per request:\n{log}"
+    );
+    assert!(log.contains("trawl_remote_write_requests_partially_written_total"), "it says where to look");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falls_back_to_1_0_on_415_and_keeps_the_data() {
     let target = TestTarget::start().await;

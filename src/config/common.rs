@@ -103,6 +103,33 @@ impl fmt::Display for Duration {
     }
 }
 
+impl fmt::Display for ByteSize {
+    /// Formats as Prometheus' `units.Base2Bytes` does (`10MiB`, `1KiB476B`, `0B`), so the config
+    /// dump shows the same text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        if self.0 == 0 {
+            return f.write_str("0B");
+        }
+        // Each unit's remainder, smallest first; written largest first, zero parts left out.
+        let mut parts = Vec::with_capacity(UNITS.len());
+        let mut n = self.0;
+        for unit in UNITS {
+            if !n.is_multiple_of(1024) {
+                parts.push(format!("{}{unit}", n % 1024));
+            }
+            n /= 1024;
+            if n == 0 {
+                break;
+            }
+        }
+        for p in parts.iter().rev() {
+            f.write_str(p)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -266,20 +293,29 @@ impl From<&str> for ProxyUrl {
     }
 }
 
+impl ProxyUrl {
+    /// The URL with its password, if any, as `<secret>`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
 impl fmt::Debug for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `scheme://user:password@host...`: the password, if any, is everything between the
-        // first ':' after "//" and the last '@' of the authority.
-        let s = self.0.as_str();
-        let auth_start = s.find("//").map_or(0, |i| i + 2);
-        let auth_end = s[auth_start..].find(['/', '?', '#']).map_or(s.len(), |i| auth_start + i);
-        let authority = &s[auth_start..auth_end];
-        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
-            Some((colon, at)) => {
-                write!(f, "{:?}", format!("{}:<secret>{}", &s[..auth_start + colon], &s[auth_start + at..]))
-            }
-            None => write!(f, "{s:?}"),
-        }
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+/// `url` with the password of its userinfo, if any, as `<secret>` (`http://u:<secret>@host/`).
+pub fn redact_url(s: &str) -> String {
+    // `scheme://user:password@host...`: the password, if any, is everything between the first
+    // ':' after "//" and the last '@' of the authority.
+    let auth_start = s.find("//").map_or(0, |i| i + 2);
+    let auth_end = s[auth_start..].find(['/', '?', '#']).map_or(s.len(), |i| auth_start + i);
+    let authority = &s[auth_start..auth_end];
+    match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
+        Some((colon, at)) => format!("{}:<secret>{}", &s[..auth_start + colon], &s[auth_start + at..]),
+        None => s.to_owned(),
     }
 }
 
@@ -400,7 +436,8 @@ pub struct HttpClientConfig {
     pub proxy: ProxyConfig,
     /// Whether to follow redirects (Prometheus' default is true).
     pub follow_redirects: Option<bool>,
-    /// Whether to enable HTTP/2 (accepted; trawl speaks HTTP/1.1).
+    /// Whether to offer HTTP/2 on TLS connections (Prometheus' default is true; remote write's
+    /// is false, as in Prometheus 3).
     pub enable_http2: Option<bool>,
 }
 
@@ -490,7 +527,7 @@ macro_rules! with_http_client_fields {
             /// `follow_redirects`.
             #[serde(default)]
             pub follow_redirects: Option<bool>,
-            /// `enable_http2` (accepted; trawl speaks HTTP/1.1).
+            /// `enable_http2`.
             #[serde(default)]
             pub enable_http2: Option<bool>,
         }
@@ -578,6 +615,19 @@ mod tests {
             ("366d", "366d", "years only when exact"),
         ] {
             assert_eq!(Duration::parse(input).unwrap().to_string(), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn sizes_display_as_prometheus_marshals_them() {
+        // (bytes, units.Base2Bytes' text, why)
+        for (n, want, why) in [
+            (0, "0B", "zero"),
+            (1500, "1KiB476B", "mixed units, as Prometheus 2.42 printed 1500B"),
+            (10 << 20, "10MiB", "a whole unit"),
+            ((1 << 30) + 1, "1GiB1B", "zero parts left out"),
+        ] {
+            assert_eq!(ByteSize(n).to_string(), want, "{why}");
         }
     }
 

@@ -99,8 +99,12 @@ pub fn detect(text: &str) -> Dialect {
 
 /// Expands `${env:VAR}`, `${VAR}` and `$$` as the collector does (see the module docs). Comment
 /// lines are copied as they are, since the collector never sees them.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (u64, String)> {
+pub fn expand_env(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<super::Expanded, (u64, String)> {
     let mut out = String::with_capacity(text.len());
+    let mut unset = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let n = i as u64 + 1;
         if line.trim_start().starts_with('#') {
@@ -151,17 +155,17 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
                     return Err((n, format!("environment variable {name} contains a newline")));
                 }
                 Some(v) => out.push_str(&v),
-                None => tracing::warn!(
-                    variable = name,
-                    line = n,
-                    "Environment variable is not set; expanding to an empty string."
-                ),
+                None => unset.push(super::Unset {
+                    line: n,
+                    name: name.to_owned(),
+                    written: rest[..end + 3].to_owned(),
+                }),
             }
             rest = &body[end + 1..];
         }
         out.push_str(rest);
     }
-    Ok(out)
+    Ok(super::Expanded { text: out, unset })
 }
 
 /// Reads a collector config or chart values file into a trawl [`Config`] (not yet validated).
@@ -174,10 +178,7 @@ pub(super) fn load(text: &str, path: &Path, dialect: Dialect) -> Result<Config, 
     };
     let expanded =
         expand_env(text, &|k| std::env::var(k).ok()).map_err(|(line, reason)| invalid(line, 0, reason))?;
-    let yaml_error = |e: serde_saphyr::Error| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        invalid(line, column, super::yaml_reason(&e))
-    };
+    let yaml_error = |e: serde_saphyr::Error| super::yaml_error(&e, &expanded.unset, path);
     let collector = match dialect {
         Dialect::CollectorHelmValues => {
             // Everything beside `config:` is for the chart (image, mode, resources …).
@@ -185,11 +186,13 @@ pub(super) fn load(text: &str, path: &Path, dialect: Dialect) -> Result<Config, 
             struct Values {
                 config: Collector,
             }
-            serde_saphyr::from_str::<Values>(&expanded).map_err(yaml_error)?.config
+            serde_saphyr::from_str::<Values>(&expanded.text).map_err(yaml_error)?.config
         }
-        _ => serde_saphyr::from_str::<Collector>(&expanded).map_err(yaml_error)?,
+        _ => serde_saphyr::from_str::<Collector>(&expanded.text).map_err(yaml_error)?,
     };
-    collector.into_config().map_err(|(line, reason)| invalid(line, 0, reason))
+    let cfg = collector.into_config().map_err(|(line, reason)| invalid(line, 0, reason))?;
+    expanded.warn_unset();
+    Ok(cfg)
 }
 
 /// A collector config, as far as trawl reads it.
@@ -691,7 +694,7 @@ mod tests {
             ("a: ${NODE", Err("unterminated"), "unterminated reference"),
         ];
         for (input, want, why) in cases {
-            let got = expand_env(input, &env);
+            let got = expand_env(input, &env).map(|e| e.text);
             match (want, &got) {
                 (Ok(w), Ok(g)) => assert_eq!(g, w, "{why}"),
                 (Err(w), Err((_, g))) => assert!(g.contains(w), "{why}: {g}"),

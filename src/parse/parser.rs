@@ -207,7 +207,7 @@ impl<'a> Parser<'a> {
         if self.format == Format::PrometheusProto {
             // TODO(part A): protobuf pages go to the protobuf reader, never here.
             self.done = true;
-            return Err(self.fail(ErrorKind::ProtobufNotSupported, 0));
+            return Err(error_at(self.input, ErrorKind::ProtobufNotSupported, 0));
         }
         if let Some(entry) = self.try_fast_sample() {
             return Ok(Some(entry));

@@ -251,6 +251,24 @@ fn actions_table() {
     }
 }
 
+/// The debugger's step-by-step replay agrees with [`process`] after every rule of every case:
+/// the labels after rule `i` are what `process` makes of the first `i + 1` rules.
+#[test]
+fn steps_agree_with_process() {
+    for (yaml, input, _, why) in CASES {
+        let rules: Vec<RelabelConfig> = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{why}: {e}"));
+        let input = ls(input);
+        let got = steps(&rules, &input);
+        assert_eq!(got.len(), rules.len(), "{why}: one step per rule");
+        for (i, step) in got.iter().enumerate() {
+            let mut l = input.clone();
+            let kept = process(&rules[..=i], &mut l);
+            assert_eq!(step, &kept.then_some(l), "{why}: after rule {i}");
+        }
+    }
+    assert!(steps(&[], &ls(&[("a", "1")])).is_empty(), "no rules, no steps");
+}
+
 #[test]
 fn validation_errors_have_lines() {
     // (yaml, fragment, why)

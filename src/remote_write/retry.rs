@@ -281,7 +281,9 @@ impl Target {
     }
 
     /// Counts the `*-Written` headers; a 2.0 answer confirming fewer samples or exemplars than
-    /// sent is logged and counted (the receiver dropped some, e.g. as duplicates or out of order).
+    /// sent is counted, and logged the first time only (the receiver dropped some, e.g. as
+    /// duplicates or out of order, or does not confirm exemplars at all: then every request
+    /// would log it).
     fn count_written(&self, body: &Body, w: Written) {
         let m = &*self.metrics;
         m.samples_written_total.fetch_add(w.samples.unwrap_or(0), Relaxed);
@@ -295,14 +297,19 @@ impl Target {
         if samples_short > 0 || exemplars_short > 0 {
             m.samples_unwritten_total.fetch_add(samples_short, Relaxed);
             m.exemplars_unwritten_total.fetch_add(exemplars_short, Relaxed);
-            tracing::warn!(
-                endpoint = %self.name,
-                samples = body.samples,
-                samples_written = w.samples.unwrap_or(0),
-                exemplars = body.exemplars,
-                exemplars_written = w.exemplars.unwrap_or(0),
-                "Remote write 2.0 receiver accepted the request but confirmed fewer items than sent."
-            );
+            m.requests_partially_written_total.fetch_add(1, Relaxed);
+            if !m.partially_written_warned.swap(true, Relaxed) {
+                tracing::warn!(
+                    endpoint = %self.name,
+                    samples = body.samples,
+                    samples_written = w.samples.unwrap_or(0),
+                    exemplars = body.exemplars,
+                    exemplars_written = w.exemplars.unwrap_or(0),
+                    "Remote write 2.0 receiver accepted the request but confirmed fewer items than \
+                     sent. Logged once for this endpoint; trawl_remote_write_requests_partially_written_total \
+                     and trawl_remote_write_unwritten_total count every occurrence."
+                );
+            }
         }
     }
 

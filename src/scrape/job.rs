@@ -55,6 +55,9 @@ pub struct TargetStatus {
     pub last_scrape: Option<SystemTime>,
     /// How long it took, in seconds.
     pub last_scrape_duration: f64,
+    /// Metric family name → its TYPE, HELP and UNIT, sorted by name: the families of the last
+    /// scrapes (`/api/v1/targets/metadata`).
+    pub metadata: Arc<Vec<(Box<str>, Arc<crate::batch::Metadata>)>>,
 }
 
 /// An active target as the targets API shows it.
@@ -75,6 +78,8 @@ pub struct PoolView {
     pub active: Vec<ActiveTarget>,
     /// Label sets dropped by relabeling.
     pub dropped: Vec<Labels>,
+    /// The job's config these targets were relabeled with (the relabeling debugger replays it).
+    pub config: Option<Arc<ScrapeConfig>>,
 }
 
 /// All jobs' targets, shared read-only with the web server.
@@ -146,16 +151,8 @@ pub async fn run_job(
     let mut running: HashMap<(Labels, String), Running> = HashMap::new();
     loop {
         let sc = job.sc.clone();
-        let params: Vec<(String, Vec<String>)> =
-            sc.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let defaults = relabel::TargetDefaults {
-            job: sc.job(),
-            scheme: sc.scheme(),
-            metrics_path: sc.metrics_path(),
-            params: &params,
-            scrape_interval: sc.interval(),
-            scrape_timeout: sc.timeout(),
-        };
+        let params = sc.param_list();
+        let defaults = sc.target_defaults(&params);
         let sets = job.discovered.borrow_and_update().clone();
         let mut next: HashMap<(Labels, String), ActiveTarget> = HashMap::new();
         let mut order: Vec<(Labels, String)> = Vec::new();
@@ -233,7 +230,7 @@ pub async fn run_job(
         {
             let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
             let active = order.iter().filter_map(|k| running.get(k).map(|r| r.active.clone())).collect();
-            v.insert(sc.job().to_owned(), PoolView { active, dropped });
+            v.insert(sc.job().to_owned(), PoolView { active, dropped, config: Some(sc.clone()) });
         }
         tokio::select! {
             _ = stop.cancelled() => {

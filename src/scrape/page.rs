@@ -92,6 +92,8 @@ pub struct Page {
     /// Metric family name → its metadata, with the generation it was last seen in; the `Arc`
     /// is reused while HELP/TYPE/UNIT stay the same, so a steady scrape allocates none.
     families: HashMap<Box<str>, (Arc<Metadata>, u32), Fast>,
+    /// `families` changed since [`Page::take_families`] last read it.
+    families_changed: bool,
     /// The records of the report series, in [`REPORT_SERIES`] order.
     report: [Box<[u8]>; 5],
     /// Unescaped label text of the current line.
@@ -118,6 +120,7 @@ impl Page {
             last: LastSeries::default(),
             force_pass: false,
             families: HashMap::default(),
+            families_changed: false,
             report,
             scratch: Vec::new(),
             last_size: (0, 0),
@@ -332,7 +335,9 @@ impl Page {
         if self.table.end_scrape(generation) > 0 {
             self.verdicts.sweep(self.table.entries_mut());
         }
+        let families = self.families.len();
         self.families.retain(|_, (_, g)| generation.wrapping_sub(*g) <= 1);
+        self.families_changed |= self.families.len() != families;
         let unchanged = !self.force_pass
             && !alias
             && new_tracked == 0
@@ -471,11 +476,23 @@ impl Page {
                     unit: family.unit.to_owned(),
                 });
                 self.families.insert(name.into(), (m.clone(), generation));
+                self.families_changed = true;
                 m
             }
         };
         family.resolved = Some(m);
         family.resolved.as_ref()
+    }
+
+    /// The metadata of the families seen in the last two scrapes (for `/api/v1/targets/metadata`),
+    /// sorted by name, if it changed since the last call; a steady target costs nothing here.
+    pub fn take_families(&mut self) -> Option<Vec<(Box<str>, Arc<Metadata>)>> {
+        if !std::mem::take(&mut self.families_changed) {
+            return None;
+        }
+        let mut out: Vec<_> = self.families.iter().map(|(k, (m, _))| (k.clone(), m.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(out)
     }
 
     /// Heap bytes held per kind of state: (table, verdicts, last set). For the heap figures.

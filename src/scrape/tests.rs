@@ -31,6 +31,7 @@ fn settings(honor_labels: bool, sample_limit: u64) -> JobSettings {
         gzip: true,
         metric_relabel: Vec::new(),
         http: Default::default(),
+        ..JobSettings::default()
     }
 }
 

@@ -84,10 +84,19 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `args`, stdout and stderr into `<dir>/<name>.log`.
     pub fn start(name: &str, bin: &Path, args: &[String], dir: &Path) -> Proc {
+        Proc::start_without_env(name, bin, args, dir, &[])
+    }
+
+    /// As [`Proc::start`], with the environment variables `unset` removed.
+    pub fn start_without_env(name: &str, bin: &Path, args: &[String], dir: &Path, unset: &[&str]) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        for v in unset {
+            cmd.env_remove(v);
+        }
+        let child = cmd
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -314,17 +323,18 @@ impl Trawl {
         Trawl::start_with_args(config, &[]).await
     }
 
-    /// As [`Trawl::start`], with more command-line flags.
+    /// As [`Trawl::start`], with more command-line flags (`--log.level=debug` unless they set
+    /// `--log.level`, or `--log.level=` to leave the flag out).
     pub async fn start_with_args(config: &str, extra: &[&str]) -> Trawl {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("trawl.yml"), config).expect("config");
         let port = free_port();
-        let mut args = vec![
-            "--config.file=trawl.yml".to_string(),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=debug".to_string(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut args =
+            vec!["--config.file=trawl.yml".to_string(), format!("--web.listen-address=127.0.0.1:{port}")];
+        if !extra.iter().any(|a| a.starts_with("--log.level")) {
+            args.push("--log.level=debug".to_string());
+        }
+        args.extend(extra.iter().filter(|a| **a != "--log.level=").map(|a| a.to_string()));
         let proc = Proc::start("trawl", Path::new(env!("CARGO_BIN_EXE_trawl")), &args, dir.path());
         let t = Trawl { proc, port, dir };
         let ready = eventually(Duration::from_secs(20), async || {

@@ -100,6 +100,9 @@ pub enum Mode {
     Both,
     /// 1.0 only: a 2.0 body gets 415 Unsupported Media Type.
     Only1,
+    /// 2.0 and 1.0, but 2.0 answers confirm no exemplars (`…-Exemplars-Written: 0`), as a
+    /// receiver that stores no exemplars answers.
+    NoExemplars,
 }
 
 /// An exemplar as received: labels, value, timestamp.
@@ -263,7 +266,11 @@ async fn handle(
             Ok(r) => {
                 let series = check_v2(&r, &mut must);
                 let samples = series.iter().map(|s| s.samples.len()).sum::<usize>();
-                let exemplars = series.iter().map(|s| s.exemplars.len()).sum::<usize>();
+                let exemplars = if state.mode == Mode::NoExemplars {
+                    0
+                } else {
+                    series.iter().map(|s| s.exemplars.len()).sum::<usize>()
+                };
                 (200, series, Some((samples, exemplars)))
             }
             Err(e) => {

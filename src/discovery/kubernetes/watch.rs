@@ -80,7 +80,7 @@ pub(super) async fn client(cfg: &KubernetesSdConfig) -> Result<Client, Kubernete
             .map_err(|e| KubernetesSdError::InCluster(format!("$KUBECONFIG: {e}")))?;
         (config, proxy)
     } else {
-        (kube::Config::incluster().map_err(|e| KubernetesSdError::InCluster(e.to_string()))?, env_proxy())
+        (in_cluster()?, env_proxy())
     };
     // kube would take HTTPS_PROXY itself, without NO_PROXY and failing without its proxy
     // feature; the decision is ours.
@@ -92,6 +92,81 @@ pub(super) async fn client(cfg: &KubernetesSdConfig) -> Result<Client, Kubernete
         return Client::try_from(config).map_err(|e| KubernetesSdError::Client(e.to_string()));
     }
     proxied_client(config, proxy).map_err(|e| KubernetesSdError::Client(e.to_string()))
+}
+
+/// What to do when there is no in-cluster config.
+const API_SERVER_WAYS: &str = "point trawl at an API server in one of three ways: run it in a pod (it \
+    uses the pod's service account), set KUBECONFIG to a kubeconfig file, or set `kubeconfig_file` or \
+    `api_server` in this kubernetes_sd_configs entry";
+
+/// The in-cluster config (client-go's `InClusterConfig`), or what is missing, by name, and how to
+/// point trawl at an API server instead.
+fn in_cluster() -> Result<kube::Config, KubernetesSdError> {
+    if let Some(var) = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
+        .into_iter()
+        .find(|v| std::env::var_os(v).is_none())
+    {
+        return Err(KubernetesSdError::InCluster(format!(
+            "{var} is not set, so trawl is not running in a Kubernetes pod; {API_SERVER_WAYS}"
+        )));
+    }
+    kube::Config::incluster().map_err(|e| {
+        use kube::config::InClusterError as E;
+        let dir = super::SERVICE_ACCOUNT_DIR;
+        let what = match &e {
+            E::ReadDefaultNamespace(io) => format!("cannot read {dir}/namespace: {io}"),
+            E::ReadCertificateBundle(io) => format!("cannot read {dir}/ca.crt: {io}"),
+            other => other.to_string(),
+        };
+        KubernetesSdError::InCluster(format!(
+            "{what} (is the service account token mounted? automountServiceAccountToken must not be \
+             false); or {API_SERVER_WAYS}"
+        ))
+    })
+}
+
+/// One line for a failed LIST or WATCH: the API server's code, reason and message and what was
+/// asked for, with what to do for the usual codes (kube's own `Display` carries a debug dump of
+/// the whole `Status`).
+fn describe(e: &watcher::Error, what: &What) -> String {
+    let (verb, err) = match e {
+        watcher::Error::InitialListFailed(k) => ("list", k),
+        watcher::Error::WatchStartFailed(k) | watcher::Error::WatchFailed(k) => ("watch", k),
+        watcher::Error::WatchError(status) => return status_line("watch", status, what),
+        watcher::Error::NoResourceVersion => return format!("cannot watch {}: {e}", what.scope()),
+    };
+    match err {
+        kube::Error::Api(status) => status_line(verb, status, what),
+        other => format!("cannot {verb} {}: {other}", what.scope()),
+    }
+}
+
+fn status_line(verb: &str, s: &kube::core::Status, what: &What) -> String {
+    let code = s.code;
+    // kube fills this reason in when the body was not a `Status` (e.g. a proxy's 404 page).
+    let reason = if s.reason.is_empty() || s.reason == "Failed to parse error data" {
+        hyper::StatusCode::from_u16(code).ok().and_then(|c| c.canonical_reason()).unwrap_or("").to_owned()
+    } else {
+        s.reason.clone()
+    };
+    let mut line = format!("the API server refused to {verb} {}: {code} {reason}", what.scope());
+    let message = s.message.trim();
+    if !message.is_empty() {
+        line.push_str(": ");
+        line.push_str(message);
+    }
+    let group = if what.resource == "endpointslices" { "discovery.k8s.io" } else { "\"\" (core)" };
+    match code {
+        401 => line.push_str(" (the credentials were not accepted: check the token or kubeconfig)"),
+        403 => line.push_str(&format!(
+            " (grant trawl's service account list and watch on {} in API group {group}: deploy/rbac.yaml \
+             and the Helm chart grant what the configured roles need)",
+            what.resource
+        )),
+        404 => line.push_str(&format!(" (the API server does not serve {} at this address)", what.resource)),
+        _ => {}
+    }
+    line
 }
 
 /// The `proxy-url` of the kubeconfig's current cluster, as a fixed proxy.
@@ -290,6 +365,17 @@ struct What {
     namespace: Option<String>,
 }
 
+impl What {
+    /// `pods in namespace a`, `pods in all namespaces`, `nodes`.
+    fn scope(&self) -> String {
+        match (&self.namespace, self.resource) {
+            (Some(ns), r) => format!("{r} in namespace {ns}"),
+            (None, r @ ("nodes" | "namespaces")) => r.to_owned(),
+            (None, r) => format!("{r} in all namespaces"),
+        }
+    }
+}
+
 /// One reflector store per watched scope (a namespace, or the whole cluster).
 struct Watched<K: Resource + 'static>
 where
@@ -396,9 +482,7 @@ async fn run_watch<K>(
                 }
                 Some(Err(e)) => {
                     tracing::warn!(
-                        resource = what.resource,
-                        namespace = what.namespace.as_deref().unwrap_or("(all)"),
-                        error = %e,
+                        error = describe(&e, &what),
                         "Kubernetes watch failed; retrying with backoff."
                     );
                     if is_gone_on_watch_start(&e) {
