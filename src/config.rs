@@ -739,13 +739,23 @@ fn not_supported(field: &str, value: &str, block: &str, instead: &str) -> String
 fn refuse_unsupported_global(g: &GlobalConfig) -> Result<(), String> {
     let block = "global";
     if g.convert_classic_histograms_to_nhcb {
-        return Err(not_supported("convert_classic_histograms_to_nhcb", "true", block, "remove it or set it to false"));
+        return Err(not_supported(
+            "convert_classic_histograms_to_nhcb",
+            "true",
+            block,
+            "remove it or set it to false",
+        ));
     }
     if g.target_limit > 0 {
         return Err(not_supported("target_limit", &g.target_limit.to_string(), block, "remove it"));
     }
     if g.keep_dropped_targets > 0 {
-        return Err(not_supported("keep_dropped_targets", &g.keep_dropped_targets.to_string(), block, "remove it"));
+        return Err(not_supported(
+            "keep_dropped_targets",
+            &g.keep_dropped_targets.to_string(),
+            block,
+            "remove it",
+        ));
     }
     if g.extra_scrape_metrics == Some(true) {
         return Err(not_supported("extra_scrape_metrics", "true", block, "remove it or set it to false"));
@@ -760,13 +770,23 @@ fn refuse_unsupported_global(g: &GlobalConfig) -> Result<(), String> {
 fn refuse_unsupported_job(sc: &ScrapeConfig) -> Result<(), String> {
     let block = format!("scrape_configs, job {:?}", sc.job());
     if sc.convert_classic_histograms_to_nhcb == Some(true) {
-        return Err(not_supported("convert_classic_histograms_to_nhcb", "true", &block, "remove it or set it to false"));
+        return Err(not_supported(
+            "convert_classic_histograms_to_nhcb",
+            "true",
+            &block,
+            "remove it or set it to false",
+        ));
     }
     if sc.target_limit > 0 {
         return Err(not_supported("target_limit", &sc.target_limit.to_string(), &block, "remove it"));
     }
     if sc.keep_dropped_targets > 0 {
-        return Err(not_supported("keep_dropped_targets", &sc.keep_dropped_targets.to_string(), &block, "remove it"));
+        return Err(not_supported(
+            "keep_dropped_targets",
+            &sc.keep_dropped_targets.to_string(),
+            &block,
+            "remove it",
+        ));
     }
     if sc.extra_scrape_metrics == Some(true) {
         return Err(not_supported("extra_scrape_metrics", "true", &block, "remove it or set it to false"));
@@ -952,12 +972,19 @@ mod tests {
         ))
         .unwrap();
         let a = JobSettings::from_config(&cfg.scrape_configs[0]);
-        assert!(a.scrape_native_histograms && a.always_scrape_classic_histograms && a.metric_name_validation_utf8);
-        assert!(a.accept.starts_with("application/vnd.google.protobuf;"), "native histograms put protobuf first");
+        assert!(
+            a.scrape_native_histograms && a.always_scrape_classic_histograms && a.metric_name_validation_utf8
+        );
+        assert!(
+            a.accept.starts_with("application/vnd.google.protobuf;"),
+            "native histograms put protobuf first"
+        );
         let b = JobSettings::from_config(&cfg.scrape_configs[1]);
         assert!(!b.scrape_native_histograms && !b.always_scrape_classic_histograms, "the old name is read");
         assert!(!b.metric_name_validation_utf8);
-        assert!(b.accept.starts_with("application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6"));
+        assert!(
+            b.accept.starts_with("application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6")
+        );
         assert_eq!(b.fallback_scrape_protocol, Some(ScrapeProtocol::PrometheusText0_0_4));
         assert_eq!((b.native_histogram_bucket_limit, b.native_histogram_min_bucket_factor), (160, 1.1));
     }
@@ -974,10 +1001,26 @@ mod tests {
                 "no custom-bucket histograms yet",
             ),
             (job("target_limit: 5"), "`target_limit: 5` is a Prometheus setting", "no target limit yet"),
-            (job("keep_dropped_targets: 5"), "`keep_dropped_targets: 5` is a Prometheus", "all dropped targets are kept"),
-            (job("extra_scrape_metrics: true"), "`extra_scrape_metrics: true` is a Prometheus", "no extra report series"),
-            (job("scrape_failure_log_file: f.log"), "`scrape_failure_log_file: f.log` is a", "no failure log"),
-            ("global:\n  target_limit: 1\n".into(), "(in global) that trawl does not support yet", "global too"),
+            (
+                job("keep_dropped_targets: 5"),
+                "`keep_dropped_targets: 5` is a Prometheus",
+                "all dropped targets are kept",
+            ),
+            (
+                job("extra_scrape_metrics: true"),
+                "`extra_scrape_metrics: true` is a Prometheus",
+                "no extra report series",
+            ),
+            (
+                job("scrape_failure_log_file: f.log"),
+                "`scrape_failure_log_file: f.log` is a",
+                "no failure log",
+            ),
+            (
+                "global:\n  target_limit: 1\n".into(),
+                "(in global) that trawl does not support yet",
+                "global too",
+            ),
             (
                 "global:\n  convert_classic_histograms_to_nhcb: true\n".into(),
                 "`convert_classic_histograms_to_nhcb: true` is a Prometheus setting (in global)",
@@ -993,7 +1036,9 @@ mod tests {
             let e = load(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{why}: {e}");
         }
-        for ok in ["convert_classic_histograms_to_nhcb: false", "target_limit: 0", "extra_scrape_metrics: false"] {
+        for ok in
+            ["convert_classic_histograms_to_nhcb: false", "target_limit: 0", "extra_scrape_metrics: false"]
+        {
             assert!(load(&job(ok)).is_ok(), "{ok} is what trawl does");
         }
     }

@@ -121,7 +121,9 @@ impl Client {
             let resp = self.send(hop).await?;
             let status = resp.status().as_u16();
             let (next_method, keep_body) = match status {
-                301..=303 if method == hyper::Method::GET || method == hyper::Method::HEAD => (method.clone(), false),
+                301..=303 if method == hyper::Method::GET || method == hyper::Method::HEAD => {
+                    (method.clone(), false)
+                }
                 301..=303 => (hyper::Method::GET, false),
                 307 | 308 => (method.clone(), true),
                 _ => return Ok(resp),

@@ -99,7 +99,9 @@ pub fn format_from_content_type(
         Err(e) => {
             return use_fallback(
                 format!("cannot parse Content-Type {ct:?} and no fallback_scrape_protocol for target\n{e}"),
-                format!("could not parse received Content-Type {ct:?}, using fallback_scrape_protocol {fb:?}\n{e}"),
+                format!(
+                    "could not parse received Content-Type {ct:?}, using fallback_scrape_protocol {fb:?}\n{e}"
+                ),
             );
         }
     };
@@ -108,7 +110,9 @@ pub fn format_from_content_type(
         "application/vnd.google.protobuf" => Ok((Format::PrometheusProto, None)),
         "text/plain" => Ok((Format::PrometheusText, None)),
         _ => use_fallback(
-            format!("received unsupported Content-Type {ct:?} and no fallback_scrape_protocol specified for target"),
+            format!(
+                "received unsupported Content-Type {ct:?} and no fallback_scrape_protocol specified for target"
+            ),
             format!("received unsupported Content-Type {ct:?}, using fallback_scrape_protocol {fb:?}"),
         ),
     }
@@ -628,6 +632,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::type_complexity)] // a case table: one tuple per row reads best
     fn content_type_like_prometheus_3() {
         use crate::config::ScrapeProtocol as P;
         use Format::*;
@@ -635,10 +640,22 @@ mod tests {
         let cases: &[(Option<&str>, Option<P>, Result<Format, &str>, &str)] = &[
             (Some("text/plain; version=0.0.4"), None, Ok(PrometheusText), "text"),
             (Some("text/plain;version=1.0.0;escaping=allow-utf-8"), None, Ok(PrometheusText), "text 1.0.0"),
-            (Some("application/openmetrics-text; version=1.0.0; charset=utf-8"), None, Ok(OpenMetrics), "OpenMetrics"),
-            (Some(" Application/OpenMetrics-Text "), None, Ok(OpenMetrics), "case and spaces, as Go lower-cases"),
             (
-                Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"),
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                None,
+                Ok(OpenMetrics),
+                "OpenMetrics",
+            ),
+            (
+                Some(" Application/OpenMetrics-Text "),
+                None,
+                Ok(OpenMetrics),
+                "case and spaces, as Go lower-cases",
+            ),
+            (
+                Some(
+                    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+                ),
                 None,
                 Ok(PrometheusProto),
                 "protobuf",
@@ -647,36 +664,56 @@ mod tests {
             (
                 None,
                 None,
-                Err("non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target"),
+                Err(
+                    "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target",
+                ),
                 "no header fails without a fallback",
             ),
             (
                 Some(""),
                 None,
-                Err("non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target"),
+                Err(
+                    "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target",
+                ),
                 "an empty header is blank too",
             ),
             (None, Some(P::PrometheusText0_0_4), Ok(PrometheusText), "blank with a fallback"),
             (
                 Some("application/json"),
                 None,
-                Err("received unsupported Content-Type \"application/json\" and no fallback_scrape_protocol specified for target"),
+                Err(
+                    "received unsupported Content-Type \"application/json\" and no fallback_scrape_protocol specified for target",
+                ),
                 "unknown type",
             ),
-            (Some("application/json"), Some(P::OpenMetricsText1_0_0), Ok(OpenMetrics), "unknown type with a fallback"),
+            (
+                Some("application/json"),
+                Some(P::OpenMetricsText1_0_0),
+                Ok(OpenMetrics),
+                "unknown type with a fallback",
+            ),
             (
                 Some("text/plain; version"),
                 None,
-                Err("cannot parse Content-Type \"text/plain; version\" and no fallback_scrape_protocol for target\nmime: invalid media parameter"),
+                Err(
+                    "cannot parse Content-Type \"text/plain; version\" and no fallback_scrape_protocol for target\nmime: invalid media parameter",
+                ),
                 "a parameter without a value does not parse in Go",
             ),
             (
                 Some("text/plain; a=1; a=2"),
                 None,
-                Err("cannot parse Content-Type \"text/plain; a=1; a=2\" and no fallback_scrape_protocol for target\nmime: duplicate parameter name"),
+                Err(
+                    "cannot parse Content-Type \"text/plain; a=1; a=2\" and no fallback_scrape_protocol for target\nmime: duplicate parameter name",
+                ),
                 "a parameter twice with different values",
             ),
-            (Some("text/plain; a=1; A=1"), None, Ok(PrometheusText), "the same parameter twice with one value is allowed"),
+            (
+                Some("text/plain; a=1; A=1"),
+                None,
+                Ok(PrometheusText),
+                "the same parameter twice with one value is allowed",
+            ),
             (Some("text/plain; a=\"x;y\""), None, Ok(PrometheusText), "quoted values may hold a semicolon"),
             (
                 Some("text/plain/x"),

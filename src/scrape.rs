@@ -203,7 +203,10 @@ impl JobSettings {
             gzip: sc.enable_compression,
             metric_relabel: sc.metric_relabel_configs.clone(),
             http: sc.http_client_config(),
-            accept: crate::config::scrape_protocols::accept_header(&negotiation.protocols, negotiation.escaping),
+            accept: crate::config::scrape_protocols::accept_header(
+                &negotiation.protocols,
+                negotiation.escaping,
+            ),
             fallback_scrape_protocol: negotiation.fallback,
             metric_name_validation_utf8: negotiation.utf8_names,
             scrape_native_histograms: sc.scrape_native_histograms.unwrap_or(false),

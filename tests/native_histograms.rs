@@ -35,7 +35,8 @@ use support::{Prometheus, Trawl, eventually};
 const WAIT: Duration = Duration::from_secs(40);
 
 /// The media type of the delimited protobuf exposition.
-const PROTOBUF: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// The native histogram with classic buckets too: schema 3, zero bucket 2 (threshold 0.001),
 /// positive buckets 0, 1 and 3 holding 3, 2 and 4 (deltas 3, -1, 2), negative bucket 0 holding
@@ -76,7 +77,12 @@ fn float_histogram() -> Histogram {
 }
 
 fn family(name: &str, kind: MetricType, metric: Metric) -> MetricFamily {
-    MetricFamily { name: name.into(), help: format!("{name} help"), r#type: kind as i32, metric: vec![metric] }
+    MetricFamily {
+        name: name.into(),
+        help: format!("{name} help"),
+        r#type: kind as i32,
+        metric: vec![metric],
+    }
 }
 
 fn protobuf_page() -> Vec<u8> {
@@ -96,7 +102,10 @@ fn protobuf_page() -> Vec<u8> {
                 summary: Some(Summary {
                     sample_count: 5,
                     sample_sum: 2.5,
-                    quantile: vec![Quantile { quantile: 0.5, value: 0.4 }, Quantile { quantile: 0.9, value: 0.8 }],
+                    quantile: vec![
+                        Quantile { quantile: 0.5, value: 0.4 },
+                        Quantile { quantile: 0.9, value: 0.8 },
+                    ],
                 }),
                 ..Default::default()
             },
@@ -146,7 +155,8 @@ async fn start_target() -> (String, Seen) {
             let (s, page) = (s.clone(), page.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let header =
+                        |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                     let accept = header("accept");
                     s.lock().unwrap().push((header("user-agent"), accept.clone()));
                     // client_golang's negotiation: protobuf if it is acceptable at all.
@@ -159,7 +169,9 @@ async fn start_target() -> (String, Seen) {
                     resp.headers_mut().insert("content-type", ct.parse().unwrap());
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -195,15 +207,16 @@ async fn answers(p: &Prometheus) -> HashMap<&'static str, Option<f64>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_histograms_agree_with_prometheus() {
     let (host, seen) = start_target().await;
-    let job = format!("scrape_configs:\n  - job_name: nh\n    static_configs:\n      - targets: ['{host}']\n");
+    let job =
+        format!("scrape_configs:\n  - job_name: nh\n    static_configs:\n      - targets: ['{host}']\n");
     let flags = ["--enable-feature=native-histograms"];
     let Some(a) =
-        Prometheus::start_with_config_and_flags(&format!("global:\n  scrape_interval: 1s\n{job}"), &flags).await
+        Prometheus::start_with_config_and_flags(&format!("global:\n  scrape_interval: 1s\n{job}"), &flags)
+            .await
     else {
         return;
     };
-    let Some(b) =
-        Prometheus::start_with_config_and_flags("global:\n  scrape_interval: 1h\n", &flags).await
+    let Some(b) = Prometheus::start_with_config_and_flags("global:\n  scrape_interval: 1h\n", &flags).await
     else {
         return;
     };
@@ -220,7 +233,8 @@ async fn native_histograms_agree_with_prometheus() {
         got.values().all(Option::is_some).then_some(got)
     })
     .await;
-    let a_answers = a_answers.unwrap_or_else(|| panic!("Prometheus A answers every query:\n{}", a.proc.log()));
+    let a_answers =
+        a_answers.unwrap_or_else(|| panic!("Prometheus A answers every query:\n{}", a.proc.log()));
     for (q, want) in queries() {
         let got = a_answers[q].unwrap_or(f64::NAN);
         match want {

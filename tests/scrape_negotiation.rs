@@ -58,7 +58,9 @@ async fn start_target() -> (String, Seen) {
                     let s = s.clone();
                     async move { Ok::<_, Infallible>(answer(&req, &s)) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -66,9 +68,7 @@ async fn start_target() -> (String, Seen) {
 }
 
 fn answer(req: &Request<Incoming>, seen: &Seen) -> Response<Full<Bytes>> {
-    let header = |name: &str| {
-        req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let path = req.uri().path().to_owned();
     seen.lock().unwrap().push((path.clone(), header("user-agent"), header("accept")));
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -156,7 +156,12 @@ async fn follow_redirects_agrees_with_prometheus() {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|t| (t["scrapePool"].as_str().unwrap_or("").to_owned(), t["lastError"].as_str().unwrap_or("").to_owned()))
+        .map(|t| {
+            (
+                t["scrapePool"].as_str().unwrap_or("").to_owned(),
+                t["lastError"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(errors["no_follow"], "server returned HTTP status 302 Found", "{errors:?}");
     assert!(errors["too_many"].ends_with("stopped after 10 redirects"), "{errors:?}");
@@ -168,8 +173,9 @@ async fn scrape_protocols_agree_with_prometheus() {
     let (host, seen) = start_target().await;
     // Prometheus A (2.42) asks for OpenMetrics first on every job: it cannot be configured.
     let a_jobs = [job("default", "/metrics", "", &host), job("text_only", "/text", "", &host)].concat();
-    let Some(a) = Prometheus::start_with_config(&format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{a_jobs}"))
-        .await
+    let Some(a) =
+        Prometheus::start_with_config(&format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{a_jobs}"))
+            .await
     else {
         return;
     };
@@ -189,12 +195,21 @@ async fn scrape_protocols_agree_with_prometheus() {
         seen.iter().filter(|(p, u, _)| p == path && u.starts_with(ua)).map(|(_, _, a)| a.clone()).collect()
     };
     let both = eventually(WAIT, async || {
-        let all = [("trawl/", "/text"), ("trawl/", "/metrics"), ("Prometheus/", "/text"), ("Prometheus/", "/metrics")];
+        let all = [
+            ("trawl/", "/text"),
+            ("trawl/", "/metrics"),
+            ("Prometheus/", "/text"),
+            ("Prometheus/", "/metrics"),
+        ];
         all.iter().all(|(ua, path)| !accepts(ua, path).is_empty()).then_some(())
     })
     .await;
     assert!(both.is_some(), "both scraped the target");
-    assert_eq!(accepts("trawl/", "/metrics")[0], PROMETHEUS_3_DEFAULT_ACCEPT, "trawl's default equals Prometheus 3's");
+    assert_eq!(
+        accepts("trawl/", "/metrics")[0],
+        PROMETHEUS_3_DEFAULT_ACCEPT,
+        "trawl's default equals Prometheus 3's"
+    );
     assert_eq!(
         accepts("trawl/", "/text")[0],
         "text/plain;version=0.0.4;q=0.6,*/*;q=0.5",
@@ -205,14 +220,20 @@ async fn scrape_protocols_agree_with_prometheus() {
     // The samples agree between A and B, whichever format each asked for: the counter and gauge
     // are the same in both formats; `negotiated_format` says which one was served.
     for query in ["negotiated_requests_total", "negotiated_gauge", "up"] {
-        let a_values = eventually(WAIT, async || Some(by_job(&a, query).await).filter(|v| v.len() == 2)).await;
-        let b_values = eventually(WAIT, async || Some(by_job(&b, query).await).filter(|v| v.len() == 2)).await;
+        let a_values =
+            eventually(WAIT, async || Some(by_job(&a, query).await).filter(|v| v.len() == 2)).await;
+        let b_values =
+            eventually(WAIT, async || Some(by_job(&b, query).await).filter(|v| v.len() == 2)).await;
         assert!(a_values.is_some(), "{query}: Prometheus A has both jobs");
         assert_eq!(a_values, b_values, "{query}");
     }
     let formats_b = by_job(&b, "negotiated_format").await;
     assert_eq!(formats_b.get("default"), Some(&1.0), "trawl asked for OpenMetrics by default");
     assert_eq!(formats_b.get("text_only"), Some(&0.0), "and for text where scrape_protocols says so");
-    assert_eq!(by_job(&a, "negotiated_format").await.get("text_only"), Some(&1.0), "2.42 always asks for OpenMetrics");
+    assert_eq!(
+        by_job(&a, "negotiated_format").await.get("text_only"),
+        Some(&1.0),
+        "2.42 always asks for OpenMetrics"
+    );
     assert_eq!(trawl.interrupt(), Some(0), "{}", trawl.proc.log());
 }

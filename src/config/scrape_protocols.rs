@@ -362,6 +362,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a case table: one tuple per row reads best
     fn protocols_default_and_propagate_as_in_prometheus() {
         let text = DEFAULT_SCRAPE_PROTOCOLS.to_vec();
         let proto = DEFAULT_PROTO_FIRST_SCRAPE_PROTOCOLS.to_vec();
@@ -371,8 +372,20 @@ mod tests {
         let cases: Vec<(Option<&[ProtocolName]>, Option<&[ProtocolName]>, bool, Vec<ScrapeProtocol>, &str)> = vec![
             (None, None, false, text.clone(), "nothing set: the text defaults"),
             (None, None, true, proto, "scrape_native_histograms puts protobuf first"),
-            (None, Some(&global), true, vec![ScrapeProtocol::PrometheusText0_0_4], "a global list wins over it"),
-            (Some(&own), Some(&global), false, vec![ScrapeProtocol::OpenMetricsText1_0_0], "the job's own wins"),
+            (
+                None,
+                Some(&global),
+                true,
+                vec![ScrapeProtocol::PrometheusText0_0_4],
+                "a global list wins over it",
+            ),
+            (
+                Some(&own),
+                Some(&global),
+                false,
+                vec![ScrapeProtocol::OpenMetricsText1_0_0],
+                "the job's own wins",
+            ),
         ];
         for (protocols, global_protocols, native, want, why) in cases {
             let w = Written { protocols, global_protocols, native_histograms: native, ..written("j") };
@@ -408,7 +421,11 @@ mod tests {
                 "unknown fallback",
             ),
             (
-                Written { validation: ValidationScheme::Legacy, escaping: Some("allow-utf-8"), ..written("j") },
+                Written {
+                    validation: ValidationScheme::Legacy,
+                    escaping: Some("allow-utf-8"),
+                    ..written("j")
+                },
                 "utf8 metric names requested but validation scheme is not set to UTF8",
                 "legacy names cannot ask for UTF-8",
             ),
@@ -433,16 +450,38 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a case table: one tuple per row reads best
     fn escaping_follows_validation_as_in_prometheus() {
         use EscapingScheme::*;
         use ValidationScheme::*;
         // (job validation, global validation, job escaping, global escaping, expected, why)
-        let cases: &[(ValidationScheme, ValidationScheme, Option<&str>, Option<&str>, (bool, EscapingScheme), &str)] = &[
+        let cases: &[(
+            ValidationScheme,
+            ValidationScheme,
+            Option<&str>,
+            Option<&str>,
+            (bool, EscapingScheme),
+            &str,
+        )] = &[
             (Unset, Unset, None, None, (true, AllowUtf8), "Prometheus 3's default"),
             (Unset, Legacy, None, None, (false, Underscores), "global legacy: underscores"),
-            (Legacy, Unset, None, None, (false, Underscores), "job legacy: underscores, not the global allow-utf-8"),
+            (
+                Legacy,
+                Unset,
+                None,
+                None,
+                (false, Underscores),
+                "job legacy: underscores, not the global allow-utf-8",
+            ),
             (Utf8, Legacy, None, None, (true, AllowUtf8), "job utf8 under global legacy"),
-            (Unset, Unset, None, Some("dots"), (true, Dots), "the global escaping is taken when validation is unset"),
+            (
+                Unset,
+                Unset,
+                None,
+                Some("dots"),
+                (true, Dots),
+                "the global escaping is taken when validation is unset",
+            ),
             (Utf8, Unset, None, Some("dots"), (true, AllowUtf8), "a job's own validation decides instead"),
             (Legacy, Unset, Some("values"), None, (false, Values), "explicit escaping"),
         ];

@@ -233,7 +233,9 @@ pub(super) fn build(exposed: Labels, settings: &JobSettings, target: &Labels) ->
                 && (lb.name.as_str() != labels::METRIC_NAME || labels::is_valid_metric_name(&lb.value))
         })
     {
-        return Built::Invalid(format!("invalid metric name or label names: {}", go_labels_string(&l)).into());
+        return Built::Invalid(
+            format!("invalid metric name or label names: {}", go_labels_string(&l)).into(),
+        );
     }
     let st = settings;
     if st.label_limit > 0 && l.len() as u64 > st.label_limit {
