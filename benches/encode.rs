@@ -28,10 +28,7 @@ fn settings() -> JobSettings {
         gzip: true,
         metric_relabel: Vec::new(),
         http: Default::default(),
-        scrape_native_histograms: false,
-        always_scrape_classic_histograms: false,
-        native_histogram_bucket_limit: 0,
-        native_histogram_min_bucket_factor: 0.0,
+        ..JobSettings::default()
     }
 }
 

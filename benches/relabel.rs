@@ -66,10 +66,7 @@ fn settings(rules: Vec<RelabelConfig>) -> JobSettings {
         gzip: true,
         metric_relabel: rules,
         http: Default::default(),
-        scrape_native_histograms: false,
-        always_scrape_classic_histograms: false,
-        native_histogram_bucket_limit: 0,
-        native_histogram_min_bucket_factor: 0.0,
+        ..JobSettings::default()
     }
 }
 

@@ -535,7 +535,11 @@ fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::R
     let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
-        let client = crate::http_client::from_config(&rw.http)
+        // Prometheus 3 (`DefaultRemoteWriteHTTPClientConfig`) sends remote write over HTTP/1.1
+        // unless `enable_http2: true`; scrapes and discovery default to HTTP/2 over TLS.
+        let mut http = rw.http.clone();
+        http.enable_http2.get_or_insert(false);
+        let client = crate::http_client::from_config(&http)
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
             Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)

@@ -111,8 +111,11 @@ type Result<T> = std::result::Result<T, NaiveError>;
 pub fn parse(input: &[u8], format: Format) -> Result<Vec<NaiveEntry>> {
     let mut c = Cursor { b: input, i: 0 };
     match format {
-        Format::PrometheusText | Format::PrometheusProto => parse_text(&mut c),
+        Format::PrometheusText => parse_text(&mut c),
         Format::OpenMetrics => parse_openmetrics(&mut c),
+        Format::PrometheusProto => {
+            Err(NaiveError { offset: 0, reason: "the text parser does not read protobuf".into() })
+        }
     }
 }
 

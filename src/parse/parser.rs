@@ -204,13 +204,19 @@ impl<'a> Parser<'a> {
         if self.done {
             return Ok(None);
         }
+        if self.format == Format::PrometheusProto {
+            // Protobuf pages go to `proto` (the page processor gives this parser their
+            // translation as text), never here.
+            self.done = true;
+            return Err(error_at(self.input, ErrorKind::ProtobufNotSupported, 0));
+        }
         if let Some(entry) = self.try_fast_sample() {
             return Ok(Some(entry));
         }
         let r = match self.format {
-            // A protobuf page reaches the parser only as the text lines it was translated to.
-            Format::PrometheusText | Format::PrometheusProto => self.next_text(),
+            Format::PrometheusText => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
+            Format::PrometheusProto => Ok(None), // refused above
         };
         if !matches!(r, Ok(Some(_))) {
             self.done = true;

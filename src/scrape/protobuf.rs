@@ -290,13 +290,12 @@ impl Translation {
         }
         t.extend_from_slice(b"} ");
         match value {
-            Value::U(u) => {
-                let _ = write!(t, "{u}");
-            }
+            Value::U(u) => t.extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
             Value::F(f) => write_value(f, t),
         }
         if ts != 0 {
-            let _ = write!(t, " {ts}");
+            t.push(b' ');
+            t.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
         }
         t.push(b'\n');
         self.ordinal += 1;
@@ -356,7 +355,8 @@ fn write_value(f: f64, t: &mut Vec<u8>) {
     } else if f.is_infinite() {
         t.extend_from_slice(if f > 0.0 { b"+Inf" } else { b"-Inf" });
     } else {
-        let _ = write!(t, "{f:e}");
+        // ryu: the shortest digits that read back to the same bits, without allocating.
+        t.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
     }
 }
 
@@ -371,12 +371,36 @@ pub fn format_openmetrics_float(f: f64, t: &mut Vec<u8>) {
         t.extend_from_slice(if f > 0.0 { b"+Inf" } else { b"-Inf" });
         return;
     }
-    // Shortest round-trip digits and decimal exponent, from Rust's `{:e}` ("d.ddde-5").
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let digits = if f == 0.0 { String::new() } else { digits };
+    // Shortest round-trip digits and the decimal point's position, from ryu's output ("123.45",
+    // "0.001", "1.5e16", "1e-7"), on the stack.
+    let mut buf = ryu::Buffer::new();
+    let out = buf.format_finite(f.abs()).as_bytes();
+    let (mantissa, exp) = match out.iter().position(|&c| c == b'e') {
+        Some(e) => (
+            &out[..e],
+            std::str::from_utf8(&out[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok()).unwrap_or(0),
+        ),
+        None => (out, 0),
+    };
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    let mut point = mantissa.len() as i32;
+    for (i, &c) in mantissa.iter().enumerate() {
+        if c == b'.' {
+            point = i as i32;
+        } else if n < digits.len() {
+            digits[n] = c;
+            n += 1;
+        }
+    }
+    point += exp;
+    // Leading and trailing zeros are not significant digits.
+    let lead = digits[..n].iter().take_while(|&&c| c == b'0').count();
+    let digits = &digits[lead..n];
+    point -= lead as i32;
+    let trail = digits.iter().rev().take_while(|&&c| c == b'0').count();
+    let digits = &digits[..digits.len() - trail];
+    let exp = point - 1;
     if f.is_sign_negative() {
         t.push(b'-');
     }
@@ -384,10 +408,10 @@ pub fn format_openmetrics_float(f: f64, t: &mut Vec<u8>) {
     // Go's %g with the shortest precision: %e when the exponent is < -4 or >= 6.
     let x = if digits.is_empty() { -1 } else { exp };
     if !digits.is_empty() && !(-4..6).contains(&x) {
-        t.push(digits.as_bytes()[0]);
+        t.push(digits[0]);
         if digits.len() > 1 {
             t.push(b'.');
-            t.extend_from_slice(&digits.as_bytes()[1..]);
+            t.extend_from_slice(&digits[1..]);
         }
         let _ = write!(t, "e{}{:02}", if x < 0 { '-' } else { '+' }, x.unsigned_abs());
     } else if digits.is_empty() {
@@ -395,7 +419,7 @@ pub fn format_openmetrics_float(f: f64, t: &mut Vec<u8>) {
     } else {
         // %f: `dp` digits before the point.
         let dp = exp + 1;
-        let d = digits.as_bytes();
+        let d = digits;
         if dp <= 0 {
             t.extend_from_slice(b"0.");
             t.extend(std::iter::repeat_n(b'0', (-dp) as usize));
@@ -419,6 +443,22 @@ pub fn format_openmetrics_float(f: f64, t: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The label text reads back to the same number, and has Go's shape: a `.` or an
+        /// exponent, and an exponent only outside 1e-4..1e6.
+        #[test]
+        fn openmetrics_floats_read_back(f in any::<f64>().prop_filter("finite", |f| f.is_finite())) {
+            let mut t = Vec::new();
+            format_openmetrics_float(f, &mut t);
+            let s = String::from_utf8(t).unwrap();
+            prop_assert_eq!(s.parse::<f64>().unwrap(), f, "{}", s);
+            prop_assert!(s.contains('.') || s.contains('e'));
+            let a = f.abs();
+            prop_assert_eq!(s.contains('e'), a != 0.0 && !(1e-4..1e6).contains(&a), "{}", s);
+        }
+    }
 
     #[test]
     fn openmetrics_floats_as_go_formats_them() {
