@@ -7,7 +7,10 @@
 //! ```text
 //!  config ──► discovery ──► relabel (targets) ──► scrape: a loop per target
 //!  (Prometheus or                                   │ fetch: GET, gzip, body cap
-//!   collector dialect)                              │ parse: exposition tokens, zero-copy
+//!   collector dialect)                              │ parse: exposition tokens, zero-copy (text,
+//!                                                   │   OpenMetrics; a protobuf page becomes text
+//!                                                   │   lines plus side lists, scrape::protobuf;
+//!                                                   │   native histograms: histogram)
 //!                                                   │ page: series table (16 B a series), relabeling
 //!                                                   │   once per new series, the series' record
 //!                                                   │   written from the page bytes, staleness
