@@ -221,7 +221,7 @@ async fn native_histograms_agree_with_prometheus() {
         return;
     };
     let mut trawl = Trawl::start(&format!(
-        "global:\n  scrape_interval: 1s\n  scrape_native_histograms: true\n{job}remote_write:\n  - url: {}\n    \
+        "global:\n  scrape_interval: 1s\n  scrape_native_histograms: true\n{job}remote_write:\n  - url: {}\n    send_native_histograms: true\n    \
          queue_config:\n      batch_send_deadline: 500ms\n      min_backoff: 100ms\n      max_backoff: 1s\n",
         b.write_url()
     ))

@@ -882,6 +882,14 @@ mod protobuf_pages {
         assert_eq!(ts.histograms[0].start_timestamp, 900);
         assert_eq!(ts.histograms[0].positive_deltas, [2, -1, 1]);
         assert_eq!(ts.exemplars.len(), 1);
+        // An endpoint without `send_native_histograms` leaves the histogram sample out.
+        let mut b = b;
+        let n = b.len();
+        assert_eq!(b.drop_histogram_samples(), 1);
+        assert_eq!(b.len(), n - 1);
+        assert!(b.histograms.is_empty() && !names(&b).contains(&"lat".to_owned()));
+        assert_eq!(b.exemplars.len(), 1, "the counter's exemplar stays with its sample");
+        assert_eq!(b.exemplars[0].0, 0);
     }
 
     #[test]
