@@ -29,6 +29,11 @@ use crate::config::Config;
 use crate::scrape::TargetsView;
 use crate::telemetry::Metrics;
 
+/// A reload request, as `POST /-/reload` and SIGHUP send it to [`crate::app`]; a sender in it
+/// gets the outcome (`None` for SIGHUP, which has no one to answer). Declared here, by the
+/// side that sends it over HTTP, so that `admin` does not depend on `app`.
+pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
+
 /// Renders extra metric text (the remote-write endpoints' counters).
 pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -43,7 +48,7 @@ pub struct State {
     /// Set once the config is loaded and scrape loops are started.
     pub ready: AtomicBool,
     /// Where `POST /-/reload` asks for a reload; `None` without `--web.enable-lifecycle`.
-    pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
     /// The config running now (replaced by each successful reload).
     pub config: Mutex<Arc<Config>>,
     /// The command-line flags and their values, for `/api/v1/status/flags`.

@@ -1,5 +1,5 @@
-//! Wiring: builds the stages from a [`Config`], owns the channels, spawns every long-lived task
-//! and shuts them down in order (stop scrapes → drain the hand-off → flush remote write).
+//! Wiring: builds the stages from a [`Config`], owns the channels, spawns the top-level tasks
+//! (the stages spawn their own, see the crate docs' `# Tasks`) and shuts them down in order (stop scrapes → drain the hand-off → flush remote write).
 //!
 //! What this is: the only module that knows all the others. What this is not: policy; each
 //! stage's behaviour lives in its own module.
@@ -12,10 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin;
+use crate::admin::{self, ReloadRequest};
 use crate::batch::{self, Batch, is_stale_nan};
 use crate::budget::MemoryBudget;
 use crate::config::{self, Config, DebugOutput, ScrapeConfig};
@@ -55,10 +55,6 @@ pub struct Options {
     /// when logging is not set up by [`crate::logging::init`] (e.g. in tests).
     pub log_level: Option<crate::logging::Level>,
 }
-
-/// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
-/// answer).
-pub type ReloadRequest = Option<oneshot::Sender<Result<(), String>>>;
 
 /// Where batches go: the remote-write endpoints and what is printed. Replaced as a whole when a
 /// reload changes it; the fan-out reads the current one per batch.
@@ -285,10 +281,7 @@ fn applied(state: &admin::State, cfg: &Config, log_level: Option<&crate::logging
 fn record_reload(metrics: &Metrics, ok: bool) {
     metrics.config_last_reload_successful.store(i64::from(ok), Ordering::Relaxed);
     if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::now_ms() / 1000;
         metrics.config_last_reload_success_timestamp_seconds.store(now, Ordering::Relaxed);
     }
 }
