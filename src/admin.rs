@@ -34,15 +34,10 @@ use crate::telemetry::Metrics;
 /// side that sends it over HTTP, so that `admin` does not depend on `app`.
 pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
-/// Renders extra metric text (the remote-write endpoints' counters).
-pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
-
 /// What the web server reads.
 pub struct State {
     /// trawl's own counters.
     pub metrics: Arc<Metrics>,
-    /// Counters rendered by other stages.
-    pub extra: ExtraMetrics,
     /// The targets of every job.
     pub targets: TargetsView,
     /// Set once the config is loaded and scrape loops are started.
@@ -137,11 +132,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             param("scrapePool").as_deref(),
             param("labels").as_deref(),
         )),
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(&(state.extra)()),
-        ),
+        "/metrics" => {
+            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
+        }
         "/-/healthy" => text(StatusCode::OK, PLAIN, "trawl is Healthy.\n".into()),
         "/-/ready" => {
             if state.ready.load(Ordering::Relaxed) {

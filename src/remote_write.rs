@@ -72,7 +72,7 @@ mod queue;
 mod request;
 mod retry;
 mod disk;
-mod record;
+pub(crate) mod record;
 mod metrics;
 mod config;
 
@@ -80,7 +80,7 @@ pub use config::{
     DiskBufferConfig, MetadataConfig, PROTOBUF_MESSAGE_V1, PROTOBUF_MESSAGE_V2, QueueConfig,
     RemoteWriteConfig, TenantConfig, header,
 };
-pub use metrics::{DiskMetrics, RemoteWriteMetrics};
+pub use metrics::{DiskMetrics, EndpointsSection, RemoteWriteMetrics};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

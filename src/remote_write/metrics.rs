@@ -4,9 +4,10 @@
 //! the disk buffer, and their families for `/metrics`. What this is not: how they are rendered
 //! ([`crate::telemetry`]).
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::telemetry::{self, Family, Kind, MetricSet, Section, Value};
 
 /// The sender's own counters and gauges, one set per endpoint. Updated with relaxed atomics;
 /// read by [`render`](Self::render).
@@ -69,153 +70,132 @@ pub struct RemoteWriteMetrics {
     last_send_error: Mutex<Option<String>>,
 }
 
-/// One metric family: name suffix, type, help, and how to read it for one endpoint.
-struct Family {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
-    /// `(extra label, value)` pairs for one endpoint; the extra label is `""` for none.
-    values: fn(&RemoteWriteMetrics) -> Vec<(&'static str, f64)>,
+impl MetricSet for RemoteWriteMetrics {
+    const LABEL: &'static str = "endpoint";
+    const FAMILIES: &'static [Family<Self>] = &[
+        Family {
+            name: "trawl_remote_write_samples_sent_total",
+            kind: Kind::Counter,
+            help: "Samples in remote-write requests the receiver accepted.",
+            series: &[("", |m| float(&m.samples_sent_total))],
+        },
+        Family {
+            name: "trawl_remote_write_samples_failed_total",
+            kind: Kind::Counter,
+            help: "Samples dropped after a non-retryable answer from the receiver.",
+            series: &[("", |m| float(&m.samples_failed_total))],
+        },
+        Family {
+            name: "trawl_remote_write_samples_retried_total",
+            kind: Kind::Counter,
+            help: "Samples in remote-write requests that were retried, counted per retry.",
+            series: &[("", |m| float(&m.samples_retried_total))],
+        },
+        Family {
+            name: "trawl_remote_write_samples_dropped_total",
+            kind: Kind::Counter,
+            help: "Samples dropped before being sent, by reason.",
+            series: &[
+                ("reason=\"shutdown\"", |m| float(&m.samples_dropped_shutdown_total)),
+                ("reason=\"too_old\"", |m| float(&m.samples_dropped_too_old_total)),
+                ("reason=\"write_relabel\"", |m| float(&m.samples_dropped_relabel_total)),
+                ("reason=\"no_tenant\"", |m| float(&m.samples_dropped_no_tenant_total)),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_exemplars_sent_total",
+            kind: Kind::Counter,
+            help: "Exemplars in remote-write requests the receiver accepted.",
+            series: &[("", |m| float(&m.exemplars_sent_total))],
+        },
+        Family {
+            name: "trawl_remote_write_written_total",
+            kind: Kind::Counter,
+            help: "Items the receiver confirmed in X-Prometheus-Remote-Write-*-Written headers, by kind.",
+            series: &[
+                ("kind=\"samples\"", |m| float(&m.samples_written_total)),
+                ("kind=\"histograms\"", |m| float(&m.histograms_written_total)),
+                ("kind=\"exemplars\"", |m| float(&m.exemplars_written_total)),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_unwritten_total",
+            kind: Kind::Counter,
+            help: "Items of accepted remote-write 2.0 requests the receiver did not confirm as written.",
+            series: &[
+                ("kind=\"samples\"", |m| float(&m.samples_unwritten_total)),
+                ("kind=\"exemplars\"", |m| float(&m.exemplars_unwritten_total)),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_requests_partially_written_total",
+            kind: Kind::Counter,
+            help: "Accepted remote-write 2.0 requests whose X-Prometheus-Remote-Write-*-Written headers \
+                   confirmed fewer items than sent.",
+            series: &[("", |m| float(&m.requests_partially_written_total))],
+        },
+        Family {
+            name: "trawl_remote_write_protocol",
+            kind: Kind::Gauge,
+            help: "The remote-write protocol version in use (1 for the labelled version).",
+            series: &[
+                ("version=\"2.0\"", |m| Value::Float(f64::from(u8::from(m.protocol_v2.load(Relaxed))))),
+                ("version=\"1.0\"", |m| Value::Float(f64::from(u8::from(!m.protocol_v2.load(Relaxed))))),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_bytes_sent_total",
+            kind: Kind::Counter,
+            help: "Compressed bytes of remote-write requests the receiver accepted.",
+            series: &[("", |m| float(&m.bytes_sent_total))],
+        },
+        Family {
+            name: "trawl_remote_write_requests_total",
+            kind: Kind::Counter,
+            help: "Remote-write request attempts, by outcome.",
+            series: &[
+                ("outcome=\"success\"", |m| float(&m.requests_success_total)),
+                ("outcome=\"retried\"", |m| float(&m.requests_retried_total)),
+                ("outcome=\"failed\"", |m| float(&m.requests_failed_total)),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_queue_length",
+            kind: Kind::Gauge,
+            help: "Samples queued or in flight.",
+            series: &[("", |m| Value::Float(m.queue_length.load(Relaxed) as f64))],
+        },
+        Family {
+            name: "trawl_remote_write_queue_capacity",
+            kind: Kind::Gauge,
+            help: "Most samples queued or in flight before senders wait.",
+            series: &[("", |m| float(&m.queue_capacity))],
+        },
+        Family {
+            name: "trawl_remote_write_shards",
+            kind: Kind::Gauge,
+            help: "Concurrent senders.",
+            series: &[("", |m| float(&m.shards))],
+        },
+        Family {
+            name: "trawl_remote_write_highest_sent_timestamp_seconds",
+            kind: Kind::Gauge,
+            help: "Highest sample timestamp the receiver accepted, in seconds since the epoch.",
+            series: &[("", |m| Value::Float(m.highest_sent_timestamp_ms.load(Relaxed) as f64 / 1000.0))],
+        },
+        Family {
+            name: "trawl_remote_write_last_send_error_timestamp_seconds",
+            kind: Kind::Gauge,
+            help: "When the last remote-write attempt failed, in seconds since the epoch (0: never).",
+            series: &[("", |m| Value::Float(m.last_send_error_timestamp_ms.load(Relaxed) as f64 / 1000.0))],
+        },
+    ];
 }
-
-fn load(a: &AtomicU64) -> f64 {
-    a.load(Relaxed) as f64
-}
-
-const FAMILIES: &[Family] = &[
-    Family {
-        name: "samples_sent_total",
-        kind: "counter",
-        help: "Samples in remote-write requests the receiver accepted.",
-        values: |m| vec![("", load(&m.samples_sent_total))],
-    },
-    Family {
-        name: "samples_failed_total",
-        kind: "counter",
-        help: "Samples dropped after a non-retryable answer from the receiver.",
-        values: |m| vec![("", load(&m.samples_failed_total))],
-    },
-    Family {
-        name: "samples_retried_total",
-        kind: "counter",
-        help: "Samples in remote-write requests that were retried, counted per retry.",
-        values: |m| vec![("", load(&m.samples_retried_total))],
-    },
-    Family {
-        name: "samples_dropped_total",
-        kind: "counter",
-        help: "Samples dropped before being sent, by reason.",
-        values: |m| {
-            vec![
-                ("reason=\"shutdown\"", load(&m.samples_dropped_shutdown_total)),
-                ("reason=\"too_old\"", load(&m.samples_dropped_too_old_total)),
-                ("reason=\"write_relabel\"", load(&m.samples_dropped_relabel_total)),
-                ("reason=\"no_tenant\"", load(&m.samples_dropped_no_tenant_total)),
-            ]
-        },
-    },
-    Family {
-        name: "exemplars_sent_total",
-        kind: "counter",
-        help: "Exemplars in remote-write requests the receiver accepted.",
-        values: |m| vec![("", load(&m.exemplars_sent_total))],
-    },
-    Family {
-        name: "written_total",
-        kind: "counter",
-        help: "Items the receiver confirmed in X-Prometheus-Remote-Write-*-Written headers, by kind.",
-        values: |m| {
-            vec![
-                ("kind=\"samples\"", load(&m.samples_written_total)),
-                ("kind=\"histograms\"", load(&m.histograms_written_total)),
-                ("kind=\"exemplars\"", load(&m.exemplars_written_total)),
-            ]
-        },
-    },
-    Family {
-        name: "unwritten_total",
-        kind: "counter",
-        help: "Items of accepted remote-write 2.0 requests the receiver did not confirm as written.",
-        values: |m| {
-            vec![
-                ("kind=\"samples\"", load(&m.samples_unwritten_total)),
-                ("kind=\"exemplars\"", load(&m.exemplars_unwritten_total)),
-            ]
-        },
-    },
-    Family {
-        name: "requests_partially_written_total",
-        kind: "counter",
-        help: "Accepted remote-write 2.0 requests whose X-Prometheus-Remote-Write-*-Written headers \
-               confirmed fewer items than sent.",
-        values: |m| vec![("", load(&m.requests_partially_written_total))],
-    },
-    Family {
-        name: "protocol",
-        kind: "gauge",
-        help: "The remote-write protocol version in use (1 for the labelled version).",
-        values: |m| {
-            let v2 = m.protocol_v2.load(Relaxed);
-            vec![("version=\"2.0\"", f64::from(u8::from(v2))), ("version=\"1.0\"", f64::from(u8::from(!v2)))]
-        },
-    },
-    Family {
-        name: "bytes_sent_total",
-        kind: "counter",
-        help: "Compressed bytes of remote-write requests the receiver accepted.",
-        values: |m| vec![("", load(&m.bytes_sent_total))],
-    },
-    Family {
-        name: "requests_total",
-        kind: "counter",
-        help: "Remote-write request attempts, by outcome.",
-        values: |m| {
-            vec![
-                ("outcome=\"success\"", load(&m.requests_success_total)),
-                ("outcome=\"retried\"", load(&m.requests_retried_total)),
-                ("outcome=\"failed\"", load(&m.requests_failed_total)),
-            ]
-        },
-    },
-    Family {
-        name: "queue_length",
-        kind: "gauge",
-        help: "Samples queued or in flight.",
-        values: |m| vec![("", m.queue_length.load(Relaxed) as f64)],
-    },
-    Family {
-        name: "queue_capacity",
-        kind: "gauge",
-        help: "Most samples queued or in flight before senders wait.",
-        values: |m| vec![("", load(&m.queue_capacity))],
-    },
-    Family {
-        name: "shards",
-        kind: "gauge",
-        help: "Concurrent senders.",
-        values: |m| vec![("", load(&m.shards))],
-    },
-    Family {
-        name: "highest_sent_timestamp_seconds",
-        kind: "gauge",
-        help: "Highest sample timestamp the receiver accepted, in seconds since the epoch.",
-        values: |m| vec![("", m.highest_sent_timestamp_ms.load(Relaxed) as f64 / 1000.0)],
-    },
-    Family {
-        name: "last_send_error_timestamp_seconds",
-        kind: "gauge",
-        help: "When the last remote-write attempt failed, in seconds since the epoch (0: never).",
-        values: |m| vec![("", m.last_send_error_timestamp_ms.load(Relaxed) as f64 / 1000.0)],
-    },
-];
-
-/// Prefix of every metric name.
-const METRIC_PREFIX: &str = "trawl_remote_write_";
 
 impl RemoteWriteMetrics {
     /// Renders this endpoint's metrics in the Prometheus text format, with HELP and TYPE.
     pub fn render(&self, endpoint: &str, out: &mut String) {
-        Self::render_all([(endpoint, self)], out);
+        telemetry::render([(endpoint, self)], out);
     }
 
     /// Renders several endpoints' metrics with each family's HELP and TYPE written once, as the
@@ -225,19 +205,7 @@ impl RemoteWriteMetrics {
         I: IntoIterator<Item = (&'a str, &'a RemoteWriteMetrics)>,
         I::IntoIter: Clone,
     {
-        let endpoints = endpoints.into_iter();
-        for f in FAMILIES {
-            let _ = writeln!(out, "# HELP {METRIC_PREFIX}{} {}", f.name, f.help);
-            let _ = writeln!(out, "# TYPE {METRIC_PREFIX}{} {}", f.name, f.kind);
-            for (endpoint, m) in endpoints.clone() {
-                for (extra, v) in (f.values)(m) {
-                    let sep = if extra.is_empty() { "" } else { "," };
-                    let endpoint = crate::labels::escape_value(endpoint);
-                    let _ =
-                        writeln!(out, "{METRIC_PREFIX}{}{{endpoint=\"{endpoint}\"{sep}{extra}}} {v}", f.name);
-                }
-            }
-        }
+        telemetry::render(endpoints, out);
     }
 
     /// The last failed attempt's error message, if any attempt has failed.
@@ -274,58 +242,91 @@ pub struct DiskMetrics {
     pub corrupt_records_total: AtomicU64,
 }
 
+impl MetricSet for DiskMetrics {
+    const LABEL: &'static str = "endpoint";
+    const FAMILIES: &'static [Family<Self>] = &[
+        Family {
+            name: "trawl_remote_write_disk_bytes",
+            kind: Kind::Gauge,
+            help: "Bytes of the on-disk buffer's segment files.",
+            series: &[("", |m| float_i(&m.bytes))],
+        },
+        Family {
+            name: "trawl_remote_write_disk_records_pending",
+            kind: Kind::Gauge,
+            help: "Requests on disk not yet delivered.",
+            series: &[("", |m| float_i(&m.records_pending))],
+        },
+        Family {
+            name: "trawl_remote_write_disk_samples_pending",
+            kind: Kind::Gauge,
+            help: "Samples on disk not yet delivered.",
+            series: &[("", |m| float_i(&m.samples_pending))],
+        },
+        Family {
+            name: "trawl_remote_write_disk_written_samples_total",
+            kind: Kind::Counter,
+            help: "Samples written to the on-disk buffer.",
+            series: &[("", |m| float(&m.written_samples_total))],
+        },
+        Family {
+            name: "trawl_remote_write_disk_replayed_samples_total",
+            kind: Kind::Counter,
+            help: "Samples replayed from disk and accepted by the receiver.",
+            series: &[("", |m| float(&m.replayed_samples_total))],
+        },
+        Family {
+            name: "trawl_remote_write_disk_dropped_samples_total",
+            kind: Kind::Counter,
+            help: "Samples dropped from disk by a cap, by reason.",
+            series: &[
+                ("reason=\"max_bytes\"", |m| float(&m.dropped_max_bytes_total)),
+                ("reason=\"max_age\"", |m| float(&m.dropped_max_age_total)),
+            ],
+        },
+        Family {
+            name: "trawl_remote_write_disk_corrupt_records_total",
+            kind: Kind::Counter,
+            help: "Damaged or truncated on-disk records skipped.",
+            series: &[("", |m| float(&m.corrupt_records_total))],
+        },
+    ];
+}
+
 impl DiskMetrics {
     /// Renders every endpoint's buffer metrics with each family's HELP and TYPE once.
     pub fn render_all<'a>(endpoints: &[(&'a str, &'a DiskMetrics)], out: &mut String) {
-        use std::fmt::Write as _;
-        type Values = fn(&DiskMetrics) -> Vec<(&'static str, f64)>;
-        let families: [(&str, &str, &str, Values); 7] = [
-            ("disk_bytes", "gauge", "Bytes of the on-disk buffer's segment files.", |m| {
-                vec![("", m.bytes.load(Relaxed) as f64)]
-            }),
-            ("disk_records_pending", "gauge", "Requests on disk not yet delivered.", |m| {
-                vec![("", m.records_pending.load(Relaxed) as f64)]
-            }),
-            ("disk_samples_pending", "gauge", "Samples on disk not yet delivered.", |m| {
-                vec![("", m.samples_pending.load(Relaxed) as f64)]
-            }),
-            ("disk_written_samples_total", "counter", "Samples written to the on-disk buffer.", |m| {
-                vec![("", m.written_samples_total.load(Relaxed) as f64)]
-            }),
-            (
-                "disk_replayed_samples_total",
-                "counter",
-                "Samples replayed from disk and accepted by the receiver.",
-                |m| vec![("", m.replayed_samples_total.load(Relaxed) as f64)],
-            ),
-            (
-                "disk_dropped_samples_total",
-                "counter",
-                "Samples dropped from disk by a cap, by reason.",
-                |m| {
-                    vec![
-                        ("reason=\"max_bytes\"", m.dropped_max_bytes_total.load(Relaxed) as f64),
-                        ("reason=\"max_age\"", m.dropped_max_age_total.load(Relaxed) as f64),
-                    ]
-                },
-            ),
-            ("disk_corrupt_records_total", "counter", "Damaged or truncated on-disk records skipped.", |m| {
-                vec![("", m.corrupt_records_total.load(Relaxed) as f64)]
-            }),
-        ];
-        for (name, kind, help, values) in families {
-            let _ = writeln!(out, "# HELP trawl_remote_write_{name} {help}");
-            let _ = writeln!(out, "# TYPE trawl_remote_write_{name} {kind}");
-            for (endpoint, m) in endpoints {
-                let endpoint = crate::labels::escape_value(endpoint);
-                for (extra, v) in values(m) {
-                    let sep = if extra.is_empty() { "" } else { "," };
-                    let _ =
-                        writeln!(out, "trawl_remote_write_{name}{{endpoint=\"{endpoint}\"{sep}{extra}}} {v}");
-                }
-            }
+        telemetry::render(endpoints.iter().copied(), out);
+    }
+}
+
+/// The endpoints' metrics as one `/metrics` section: the sender's families over every
+/// endpoint, then the disk buffers' over the endpoints that have one (none: not rendered).
+/// Registered with [`telemetry::Metrics::set_section`] at start and at every reload.
+#[derive(Default)]
+pub struct EndpointsSection {
+    /// Each endpoint's name, its metrics and its disk buffer's.
+    pub endpoints: Vec<(String, Arc<RemoteWriteMetrics>, Option<Arc<DiskMetrics>>)>,
+}
+
+impl Section for EndpointsSection {
+    fn render(&self, out: &mut String) {
+        let eps = &self.endpoints;
+        telemetry::render(eps.iter().map(|(n, m, _)| (n.as_str(), m.as_ref())), out);
+        if eps.iter().any(|(_, _, d)| d.is_some()) {
+            telemetry::render(eps.iter().filter_map(|(n, _, d)| Some((n.as_str(), d.as_deref()?))), out);
         }
     }
+}
+
+/// A counter, rendered as `f64` (as the sender's metrics always were).
+fn float(a: &AtomicU64) -> Value {
+    Value::Float(a.load(Relaxed) as f64)
+}
+
+/// A gauge, rendered as `f64`.
+fn float_i(a: &AtomicI64) -> Value {
+    Value::Float(a.load(Relaxed) as f64)
 }
 
 #[cfg(test)]
