@@ -5,6 +5,7 @@
 
 #[path = "../tests/support/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "metrics/setup.rs"]
 mod setup;
 
 use std::hint::black_box;

@@ -101,6 +101,9 @@ pub mod telemetry;
 pub mod logging;
 pub mod admin;
 pub mod app;
+// For the fuzz targets only (`fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// The `User-Agent` trawl sends on scrapes and remote writes.
 pub const USER_AGENT: &str = concat!("trawl/", env!("CARGO_PKG_VERSION"));

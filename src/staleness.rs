@@ -305,6 +305,22 @@ mod tests {
         }
     }
 
+    /// The async forms do the same file operations, from the blocking pool.
+    #[tokio::test]
+    async fn async_forms_round_trip_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = store.path("j", &Labels::new(), "http://h:1/metrics");
+        assert_eq!(load_async(&path, &Labels::new()).await, None, "no file yet");
+        let series = [Labels::from_pairs([("__name__", "a"), ("job", "j")])];
+        save_async(&path, &sets_to_last(&series)).await.unwrap();
+        assert_eq!(load(&path, &Labels::new()), Some(sets_to_last(&series)), "what save_async wrote");
+        let got = decoded(&load_async(&path, &Labels::new()).await.unwrap());
+        assert_eq!(got, series.to_vec());
+        remove_async(&path).await;
+        assert!(!path.exists(), "removed");
+    }
+
     #[test]
     fn first_format_files_are_read_with_external_labels() {
         let dir = tempfile::tempdir().unwrap();
