@@ -178,7 +178,7 @@ fn check(path: &Path, read: std::io::Result<Vec<u8>>, external: &Labels) -> Opti
 }
 
 /// Decodes a file's bytes; `None` for anything that is not a file [`save`] wrote (a file
-/// over [`MAX_FILE_BYTES`], a CRC mismatch, an unknown magic, a damaged set). Never panics:
+/// over `MAX_FILE_BYTES` (64 MiB), a CRC mismatch, an unknown magic, a damaged set). Never panics:
 /// it reads untrusted bytes (fuzzed: `fuzz/fuzz_targets/staleness.rs`).
 pub fn decode(buf: &[u8], external: &Labels) -> Option<LastSeries> {
     if buf.len() as u64 > MAX_FILE_BYTES {

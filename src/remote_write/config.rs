@@ -62,7 +62,7 @@ pub struct TenantConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Samples queued or in flight per endpoint before [`Endpoint::send`] waits. Prometheus
+    /// Samples queued or in flight per endpoint before [`Endpoint::send`](super::Endpoint::send) waits. Prometheus
     /// counts this per shard; trawl bounds the whole endpoint, which keeps memory predictable.
     pub capacity: usize,
     /// Most concurrent senders.
@@ -254,7 +254,7 @@ impl RemoteWriteConfig {
         self.name.as_deref().unwrap_or(&self.url)
     }
 
-    /// The load-time checks. [`Endpoint::start`] runs them again for configs built in code.
+    /// The load-time checks. [`Endpoint::start`](super::Endpoint::start) runs them again for configs built in code.
     pub fn validate(&self) -> Result<(), String> {
         parse_url(&self.url)?;
         for (name, value) in &self.headers {

@@ -33,7 +33,7 @@ pub struct RemoteWriteMetrics {
     pub requests_retried_total: AtomicU64,
     /// Requests dropped after a non-retryable answer.
     pub requests_failed_total: AtomicU64,
-    /// Samples accepted by [`Endpoint::send`] and not yet sent, failed or dropped.
+    /// Samples accepted by [`Endpoint::send`](super::Endpoint::send) and not yet sent, failed or dropped.
     pub queue_length: AtomicI64,
     /// `queue_config.capacity`.
     pub queue_capacity: AtomicU64,
