@@ -28,6 +28,7 @@ fn settings() -> JobSettings {
         gzip: true,
         metric_relabel: Vec::new(),
         http: Default::default(),
+        ..JobSettings::default()
     }
 }
 

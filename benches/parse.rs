@@ -493,5 +493,199 @@ fn bench_gzip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_gzip);
+/// The same series as a protobuf page and as a text page: node-like counters and gauges (2
+/// labels), classic histograms (3 labels, 12 buckets), and, in the protobuf page only, native
+/// histograms (schema 3, ~24 buckets) with classic buckets too, as client_golang exposes them.
+fn protobuf_pages(natives: usize) -> (Vec<u8>, Vec<u8>, u64) {
+    use trawl::parse::proto::model::*;
+    let mut r = Rng(0x1234_5678_9abc_def1);
+    let mut fams = Vec::new();
+    let mut text = String::new();
+    let mut samples = 0u64;
+    for f in 0..40 {
+        let name = format!("node_metric_{f}_total");
+        family(&mut text, &name, "counter", "A node statistic.");
+        let mut metric = Vec::new();
+        for cpu in 0..8 {
+            for mode in ["idle", "user", "system", "iowait"] {
+                let v = r.below(1 << 30) as f64 / 16.0;
+                text += &format!("{name}{{cpu=\"{cpu}\",mode=\"{mode}\"}} {v}\n");
+                metric.push(Metric {
+                    label: vec![label("cpu", &cpu.to_string()), label("mode", mode)],
+                    counter: Some(Counter { value: v, ..Default::default() }),
+                    ..Default::default()
+                });
+                samples += 1;
+            }
+        }
+        fams.push(MetricFamily {
+            name,
+            help: "A node statistic.".into(),
+            r#type: 0,
+            metric,
+            ..Default::default()
+        });
+    }
+    let les = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let les_text = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0"];
+    family(&mut text, "http_request_duration_seconds", "histogram", "Latency.");
+    let mut metric = Vec::new();
+    for route in 0..40 {
+        for code in ["200", "404", "500"] {
+            let labels = format!("handler=\"/r{route}\",method=\"GET\",status_code=\"{code}\"");
+            let mut acc = 0u64;
+            let mut bucket = Vec::new();
+            for (le, le_text) in les.iter().zip(les_text) {
+                acc += r.below(500);
+                text += &format!("http_request_duration_seconds_bucket{{{labels},le=\"{le_text}\"}} {acc}\n");
+                bucket.push(Bucket { cumulative_count: acc, upper_bound: *le, ..Default::default() });
+            }
+            let sum = r.below(100_000) as f64 / 8.0;
+            text += &format!("http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {acc}\n");
+            text += &format!("http_request_duration_seconds_sum{{{labels}}} {sum}\n");
+            text += &format!("http_request_duration_seconds_count{{{labels}}} {acc}\n");
+            samples += les.len() as u64 + 3;
+            metric.push(Metric {
+                label: vec![
+                    label("handler", &format!("/r{route}")),
+                    label("method", "GET"),
+                    label("status_code", code),
+                ],
+                histogram: Some(Histogram {
+                    sample_count: acc,
+                    sample_sum: sum,
+                    bucket,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    fams.push(MetricFamily {
+        name: "http_request_duration_seconds".into(),
+        help: "Latency.".into(),
+        r#type: 4,
+        metric,
+        ..Default::default()
+    });
+    if natives > 0 {
+        let mut metric = Vec::new();
+        for i in 0..natives {
+            let deltas: Vec<i64> = (0..24).map(|k| if k == 0 { 5 } else { (k % 3) as i64 - 1 }).collect();
+            let mut abs = 0i64;
+            let total: i64 = deltas
+                .iter()
+                .map(|d| {
+                    abs += d;
+                    abs
+                })
+                .sum();
+            metric.push(Metric {
+                label: vec![label("handler", &format!("/n{i}"))],
+                histogram: Some(Histogram {
+                    sample_count: total as u64,
+                    sample_sum: 42.0,
+                    schema: 3,
+                    zero_threshold: 1e-128,
+                    positive_span: vec![BucketSpan { offset: -10, length: 24 }],
+                    positive_delta: deltas,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        fams.push(MetricFamily {
+            name: "rpc_duration_seconds".into(),
+            r#type: 4,
+            metric,
+            ..Default::default()
+        });
+    }
+    (page(&fams), text.into_bytes(), samples)
+}
+
+/// A page through the page processor (translation, parsing, relabeling verdicts, records):
+/// what a scrape costs per sample in each format.
+fn bench_protobuf(c: &mut Criterion) {
+    use std::sync::Arc;
+    use trawl::batch::Batch;
+    use trawl::labels::Labels;
+    use trawl::scrape::JobSettings;
+    use trawl::scrape::page::Page;
+    let settings = |native| JobSettings { scrape_native_histograms: native, ..JobSettings::default() };
+    let target = Labels::from_pairs([("instance", "10.1.2.3:8080"), ("job", "app")]);
+    let (proto, text, samples) = protobuf_pages(0);
+    eprintln!("protobuf page: {} bytes; text page: {} bytes; {samples} samples", proto.len(), text.len());
+    let mut g = c.benchmark_group("page_processor_same_series");
+    g.throughput(Throughput::Elements(samples));
+    for (name, body, format) in
+        [("text", &text, Format::PrometheusText), ("protobuf", &proto, Format::PrometheusProto)]
+    {
+        let mut page = Page::new(Arc::new(settings(false)), target.clone(), Arc::default());
+        let mut batch = Batch::new();
+        let mut ts = 1;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                ts += 1;
+                batch.clear();
+                page.process_page(black_box(body), format, ts, &mut batch).expect("bench pages are valid");
+                batch.len()
+            })
+        });
+    }
+    g.finish();
+
+    // The reader alone: every family, metric and histogram field walked.
+    let mut g = c.benchmark_group("protobuf_reader");
+    g.throughput(Throughput::Bytes(proto.len() as u64));
+    g.bench_function("read_all_fields", |b| {
+        b.iter(|| {
+            let mut r = trawl::parse::proto::Reader::new(black_box(&proto));
+            let mut m = trawl::parse::proto::Metric::default();
+            let mut h = trawl::parse::proto::Histogram::default();
+            let mut acc = 0usize;
+            while let Some(f) = r.next_family().expect("valid") {
+                for (msg, off) in f.metrics() {
+                    m.read(msg, off).expect("valid");
+                    acc += m.labels.len();
+                    if let Some((hm, ho)) = m.histogram {
+                        h.read(hm, ho).expect("valid");
+                        acc += h.buckets.len();
+                    }
+                }
+                r.recycle(f);
+            }
+            acc
+        })
+    });
+    g.finish();
+
+    // Native histograms: per histogram (decode, compact, validate, encode into the batch).
+    let natives = 500;
+    let (with, without) = (protobuf_pages(natives).0, proto);
+    let mut g = c.benchmark_group("native_histograms");
+    g.throughput(Throughput::Elements(natives as u64));
+    // One target per page, so neither sees series come and go between runs.
+    let mut pages = [&with, &without].map(|body| {
+        (body, Page::new(Arc::new(settings(true)), target.clone(), Arc::default()), Batch::new(), 1i64)
+    });
+    g.bench_function("page_with_500_natives_minus_page_without", |b| {
+        b.iter_custom(|iters| {
+            let mut took = [std::time::Duration::ZERO; 2];
+            for (k, (body, page, batch, ts)) in pages.iter_mut().enumerate() {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    *ts += 1;
+                    batch.clear();
+                    page.process_page(black_box(body), Format::PrometheusProto, *ts, batch).expect("valid");
+                }
+                took[k] = start.elapsed();
+            }
+            took[0].saturating_sub(took[1])
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_gzip, bench_protobuf);
 criterion_main!(benches);

@@ -66,6 +66,7 @@ fn settings(rules: Vec<RelabelConfig>) -> JobSettings {
         gzip: true,
         metric_relabel: rules,
         http: Default::default(),
+        ..JobSettings::default()
     }
 }
 

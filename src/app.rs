@@ -518,7 +518,11 @@ fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::R
     let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
-        let client = crate::http_client::from_config(&rw.http)
+        // Prometheus 3 (`DefaultRemoteWriteHTTPClientConfig`) sends remote write over HTTP/1.1
+        // unless `enable_http2: true`; scrapes and discovery default to HTTP/2 over TLS.
+        let mut http = rw.http.clone();
+        http.enable_http2.get_or_insert(false);
+        let client = crate::http_client::from_config(&http)
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
         out.push(
             Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)
@@ -582,10 +586,14 @@ async fn fan_out(
 }
 
 /// Writes samples as exposition text lines `name{labels} value timestamp_ms` (the labels as
-/// they would be sent, external labels included); staleness markers are written as `NaN` with a
+/// they would be sent, external labels included; a native histogram's value as
+/// `{count:…, sum:…, schema:…, buckets:…}`); staleness markers are written as `NaN` with a
 /// `# stale` comment, so the debug output shows them.
 pub fn write_exposition(batch: &Batch, out: &mut Vec<u8>) {
-    for s in batch.iter() {
+    let mut histograms = batch.histograms.iter().peekable();
+    for (i, s) in batch.iter().enumerate() {
+        while histograms.next_if(|(at, _)| (*at as usize) < i).is_some() {}
+        let histogram = histograms.next_if(|(at, _)| *at as usize == i).map(|(_, h)| h);
         let fields = || batch::fields(s.record).map_while(Result::ok);
         let name = fields().find(|(n, _)| *n == labels::METRIC_NAME.as_bytes()).map(|(_, v)| v);
         out.extend_from_slice(name.unwrap_or_default());
@@ -602,7 +610,20 @@ pub fn write_exposition(batch: &Batch, out: &mut Vec<u8>) {
             out.push(b'}');
         }
         out.push(b' ');
-        format_value(s.value, out);
+        match histogram.map(|h| <crate::prompb::Histogram as prost::Message>::decode(&h[..])) {
+            // A native histogram, shown as Prometheus' UI shows one.
+            Some(Ok(h)) => {
+                let count = h.count_float.unwrap_or(h.count_int.unwrap_or(0) as f64);
+                let buckets = h.positive_deltas.len().max(h.positive_counts.len())
+                    + h.negative_deltas.len().max(h.negative_counts.len());
+                out.extend_from_slice(b"{count:");
+                format_value(count, out);
+                out.extend_from_slice(b", sum:");
+                format_value(h.sum, out);
+                out.extend_from_slice(format!(", schema:{}, buckets:{buckets}}}", h.schema).as_bytes());
+            }
+            _ => format_value(s.value, out),
+        }
         out.push(b' ');
         out.extend_from_slice(itoa::Buffer::new().format(s.timestamp_ms).as_bytes());
         if is_stale_nan(s.value) {

@@ -24,9 +24,11 @@
 //! samples: Rec { off, len, series, timestamp_ms, value }   32 bytes a sample
 //! ```
 //!
-//! Metadata (TYPE/HELP/UNIT), exemplars and created timestamps travel *beside* the samples:
-//! metadata as runs (`from` index → one shared [`Metadata`], usually one run per metric family
-//! per scrape), exemplars and created timestamps as side lists indexed by sample (both rare).
+//! Metadata (TYPE/HELP/UNIT), exemplars, created timestamps and native histograms travel
+//! *beside* the samples: metadata as runs (`from` index → one shared [`Metadata`], usually one
+//! run per metric family per scrape), the others as side lists indexed by sample (all rare: a
+//! native histogram is one sample where its classic form is dozens). A sample with a histogram
+//! is sent as that histogram, not as a float.
 //!
 //! # External labels
 //!
@@ -310,6 +312,10 @@ pub struct Batch {
     /// a counter's, histogram's or summary's accumulation, from OpenMetrics `_created` lines
     /// (remote write 2.0 `Sample.start_timestamp`).
     pub created: Vec<(u32, i64)>,
+    /// Native histograms by the index of their sample, indexes increasing: the remote-write
+    /// `Histogram` message's fields 1 to 14 ([`crate::histogram::Native::encode`]); the sample's
+    /// value is then not sent, its timestamp is the histogram's.
+    pub histograms: Vec<(u32, Box<[u8]>)>,
     /// The external labels merged into the records (`None`: none were).
     external: Option<Arc<Labels>>,
 }
@@ -323,6 +329,7 @@ impl Batch {
             metadata: Vec::new(),
             exemplars: Vec::new(),
             created: Vec::new(),
+            histograms: Vec::new(),
             external: None,
         }
     }
@@ -453,6 +460,7 @@ impl Batch {
         self.metadata.clear();
         self.exemplars.clear();
         self.created.clear();
+        self.histograms.clear();
     }
 
     /// Gives back buffer capacity beyond `keep_bytes` of records (a batch reused after a very
@@ -501,7 +509,30 @@ impl Batch {
         }
     }
 
-    /// Drops the metadata, exemplars and created timestamps, keeping the samples.
+    /// Makes the last pushed sample a native histogram, `encoded` as [`Batch::histograms`] says.
+    pub fn push_histogram(&mut self, encoded: Box<[u8]>) {
+        if let Some(i) = self.samples.len().checked_sub(1) {
+            self.histograms.push((i as u32, encoded));
+        }
+    }
+
+    /// Removes the samples that are native histograms (an endpoint without
+    /// `send_native_histograms`); returns how many.
+    pub fn drop_histogram_samples(&mut self) -> usize {
+        let marked: Vec<u32> = self.histograms.iter().map(|(i, _)| *i).collect();
+        let mut next = marked.into_iter().peekable();
+        let mut i = 0u32;
+        let dropped = self.retain_map(|_| {
+            let drop = next.next_if_eq(&i).is_some();
+            i += 1;
+            if drop { Keep::Drop } else { Keep::Same }
+        });
+        self.histograms.clear();
+        dropped
+    }
+
+    /// Drops the metadata, exemplars and created timestamps, keeping the samples (and their
+    /// histograms, which are their values).
     pub fn drop_extras(&mut self) {
         self.metadata.clear();
         self.exemplars.clear();
@@ -537,7 +568,10 @@ impl Batch {
 
     /// Whether the batch carries no metadata, exemplars or created timestamps (the 1.0 case).
     fn is_plain(&self) -> bool {
-        self.metadata.is_empty() && self.exemplars.is_empty() && self.created.is_empty()
+        self.metadata.is_empty()
+            && self.exemplars.is_empty()
+            && self.created.is_empty()
+            && self.histograms.is_empty()
     }
 
     /// A batch for the same external labels, with room for `n` samples.
@@ -571,6 +605,12 @@ impl Batch {
                 out.created.push((at, ms));
             }
             cursors.created += 1;
+        }
+        while let Some((x, h)) = self.histograms.get(cursors.histogram).filter(|(x, _)| *x as usize <= i) {
+            if *x as usize == i {
+                out.histograms.push((at, h.clone()));
+            }
+            cursors.histogram += 1;
         }
     }
 
@@ -633,6 +673,7 @@ impl Batch {
         }
         self.exemplars.extend(other.exemplars.into_iter().map(|(i, e)| (i + base, e)));
         self.created.extend(other.created.into_iter().map(|(i, c)| (i + base, c)));
+        self.histograms.extend(other.histograms.into_iter().map(|(i, h)| (i + base, h)));
     }
 
     /// Removes and returns the first `n` samples (with their metadata, exemplars and created
@@ -674,6 +715,11 @@ impl Batch {
         let c = self.created.partition_point(|(i, _)| *i < at);
         front.created = self.created.drain(..c).collect();
         for (i, _) in &mut self.created {
+            *i -= at;
+        }
+        let h = self.histograms.partition_point(|(i, _)| *i < at);
+        front.histograms = self.histograms.drain(..h).collect();
+        for (i, _) in &mut self.histograms {
             *i -= at;
         }
         front
@@ -810,6 +856,12 @@ impl<'a> Slice<'a> {
         let start = self.range.start as u32;
         self.batch.created.partition_point(|(i, _)| *i < start)
     }
+
+    /// The index of the first native histogram at or after the slice's first sample.
+    pub fn first_histogram(&self) -> usize {
+        let start = self.range.start as u32;
+        self.batch.histograms.partition_point(|(i, _)| *i < start)
+    }
 }
 
 /// What [`Batch::retain_map`] does with a sample.
@@ -830,6 +882,7 @@ struct Cursors<'a> {
     current: Option<&'a Arc<Metadata>>,
     exemplar: usize,
     created: usize,
+    histogram: usize,
 }
 
 impl From<Vec<Sample>> for Batch {
@@ -922,6 +975,7 @@ mod tests {
                 .collect(),
             samples: vec![],
             exemplars: vec![],
+            histograms: vec![],
         };
         assert_eq!(record, want.encode_to_vec(), "byte-identical to prost's TimeSeries.labels");
         assert_eq!(label_value(&record, "a"), Some("é\"x".as_bytes()));

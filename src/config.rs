@@ -11,6 +11,7 @@
 pub mod common;
 pub mod dump;
 pub mod otel;
+pub mod scrape_protocols;
 mod unknown_field;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub use common::{ByteSize, Duration, HttpClientConfig, TlsConfig};
+pub use scrape_protocols::{EscapingScheme, Negotiation, ProtocolName, ScrapeProtocol, ValidationScheme};
 
 use crate::relabel::RelabelConfig;
 use crate::remote_write::RemoteWriteConfig;
@@ -122,6 +124,37 @@ pub struct GlobalConfig {
     /// Default label value length limit (0 = none).
     #[serde(default)]
     pub label_value_length_limit: u64,
+    /// Default target limit per job (0 = none).
+    #[serde(default)]
+    pub target_limit: u64,
+    /// Default number of dropped targets a job keeps for the targets API (0 = all).
+    #[serde(default)]
+    pub keep_dropped_targets: u64,
+    /// Default protocols to negotiate (unset: chosen per job, see [`scrape_protocols::resolve`]).
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ProtocolName>>,
+    /// Default for scraping native histograms (Prometheus 3.9+; false).
+    #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    /// Default for keeping classic histograms also exposed as native ones.
+    #[serde(default)]
+    pub always_scrape_classic_histograms: bool,
+    /// Default for converting classic histograms to native ones with custom buckets.
+    #[serde(default)]
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// `legacy` or `utf8` (unset: `utf8`, Prometheus 3's default).
+    #[serde(default)]
+    pub metric_name_validation_scheme: ValidationScheme,
+    /// The `escaping` asked of targets (unset: from the validation scheme).
+    #[serde(default)]
+    pub metric_name_escaping_scheme: Option<String>,
+    /// Default for writing `scrape_timeout_seconds`, `scrape_sample_limit` and
+    /// `scrape_body_size_bytes` per scrape (false).
+    #[serde(default)]
+    pub extra_scrape_metrics: Option<bool>,
+    /// Default file failed scrapes are logged to, as JSON lines (relative to the config file).
+    #[serde(default)]
+    pub scrape_failure_log_file: Option<String>,
 }
 
 impl Default for GlobalConfig {
@@ -136,6 +169,16 @@ impl Default for GlobalConfig {
             label_limit: 0,
             label_name_length_limit: 0,
             label_value_length_limit: 0,
+            target_limit: 0,
+            keep_dropped_targets: 0,
+            scrape_protocols: None,
+            scrape_native_histograms: None,
+            always_scrape_classic_histograms: false,
+            convert_classic_histograms_to_nhcb: false,
+            metric_name_validation_scheme: ValidationScheme::Unset,
+            metric_name_escaping_scheme: None,
+            extra_scrape_metrics: None,
+            scrape_failure_log_file: None,
         }
     }
 }
@@ -201,9 +244,55 @@ pub struct ScrapeConfig {
     /// A body larger than this (uncompressed) fails the scrape (0 = none).
     #[serde(default)]
     pub body_size_limit: Option<ByteSize>,
-    /// More targets than this after relabeling fails all scrapes of the job (0 = none).
+    /// More targets than this after relabeling fails all scrapes of the job in Prometheus
+    /// (0 = none, or the global value); trawl refuses a non-zero value for now.
     #[serde(default)]
     pub target_limit: u64,
+    /// At most this many dropped targets are kept for the targets API in Prometheus (0 = all, or
+    /// the global value); trawl refuses a non-zero value for now.
+    #[serde(default)]
+    pub keep_dropped_targets: u64,
+    /// Protocols to negotiate, most wanted first (default: see [`scrape_protocols::resolve`]).
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ProtocolName>>,
+    /// The protocol a response with a blank or unknown `Content-Type` is read as.
+    #[serde(default)]
+    pub fallback_scrape_protocol: Option<String>,
+    /// Scrape native histograms (default: global).
+    #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    /// Keep the classic buckets of histograms also exposed as native ones (default: global).
+    #[serde(default)]
+    pub always_scrape_classic_histograms: Option<bool>,
+    /// The Prometheus 2.x name of `always_scrape_classic_histograms`.
+    #[serde(default)]
+    pub scrape_classic_histograms: Option<bool>,
+    /// Convert classic histograms to native histograms with custom buckets (default: global).
+    #[serde(default)]
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    /// Most buckets of a native histogram; more are merged by lowering its resolution (0 = none).
+    #[serde(default)]
+    pub native_histogram_bucket_limit: u64,
+    /// Least growth factor from one bucket to the next; smaller is merged (0 = none).
+    #[serde(default)]
+    pub native_histogram_min_bucket_factor: f64,
+    /// `legacy` or `utf8` (default: global).
+    #[serde(default)]
+    pub metric_name_validation_scheme: ValidationScheme,
+    /// The `escaping` asked of targets (default: from the validation scheme, see
+    /// [`scrape_protocols::resolve`]).
+    #[serde(default)]
+    pub metric_name_escaping_scheme: Option<String>,
+    /// Write `scrape_timeout_seconds`, `scrape_sample_limit` and `scrape_body_size_bytes` per
+    /// scrape (default: global).
+    #[serde(default)]
+    pub extra_scrape_metrics: Option<bool>,
+    /// File failed scrapes are logged to, as JSON lines (default: global).
+    #[serde(default)]
+    pub scrape_failure_log_file: Option<String>,
+    /// The negotiation settings, resolved by [`load_str`].
+    #[serde(skip)]
+    pub negotiation: Option<Negotiation>,
     /// Fixed target lists.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
@@ -418,10 +507,20 @@ fn validate(cfg: &mut Config, path: &Path) -> Result<(), ConfigError> {
         Some(_) => {}
         None => g.scrape_timeout = Some(default_scrape_timeout().min(g.scrape_interval)),
     }
+    // Prometheus 3 checks external label names with the global validation scheme (UTF-8 unless
+    // `metric_name_validation_scheme: legacy`).
+    let legacy = cfg.global.metric_name_validation_scheme == ValidationScheme::Legacy;
     for name in cfg.global.external_labels.keys() {
-        if !crate::labels::is_valid_label_name(name) {
+        if name.is_empty() || (legacy && !crate::labels::is_valid_label_name(name)) {
             return Err(invalid(0, format!("{name:?} is not a valid label name in external_labels")));
         }
+    }
+    if let Some(protocols) = &cfg.global.scrape_protocols {
+        scrape_protocols::validate_global_protocols(protocols).map_err(|e| invalid(0, e))?;
+    }
+    refuse_unsupported_global(&cfg.global).map_err(|e| invalid(0, e))?;
+    if let Some(f) = &mut cfg.global.scrape_failure_log_file {
+        *f = join_dir(base, f);
     }
     for rw in &mut cfg.remote_write {
         rw.http.resolve_paths(base);
@@ -545,6 +644,7 @@ fn validate_job(
     sc.label_name_length_limit.get_or_insert(g.label_name_length_limit);
     sc.label_value_length_limit.get_or_insert(g.label_value_length_limit);
     sc.body_size_limit.get_or_insert(g.body_size_limit);
+    prometheus3_defaults(sc, g, base)?;
     // Prometheus resolves every file a config names against the config file's directory.
     let mut http = sc.http_client_config();
     http.resolve_paths(base);
@@ -580,6 +680,129 @@ fn validate_job(
         }
     }
     Ok(())
+}
+
+/// The Prometheus 3 fields of a job: defaults from `global` and the checks of
+/// `ScrapeConfig.Validate`, in its order and with its messages (see [`scrape_protocols`]).
+fn prometheus3_defaults(sc: &mut ScrapeConfig, g: &GlobalConfig, base: &Path) -> Result<(), String> {
+    let job = sc.job_name.value.clone();
+    refuse_unsupported_job(sc)?;
+    if sc.target_limit == 0 {
+        sc.target_limit = g.target_limit;
+    }
+    if sc.keep_dropped_targets == 0 {
+        sc.keep_dropped_targets = g.keep_dropped_targets;
+    }
+    match &mut sc.scrape_failure_log_file {
+        Some(f) if !f.is_empty() => *f = join_dir(base, f),
+        _ => sc.scrape_failure_log_file = g.scrape_failure_log_file.clone().filter(|f| !f.is_empty()),
+    }
+    let native = *sc.scrape_native_histograms.get_or_insert(g.scrape_native_histograms.unwrap_or(false));
+    sc.extra_scrape_metrics.get_or_insert(g.extra_scrape_metrics.unwrap_or(false));
+    let negotiation = scrape_protocols::resolve(&scrape_protocols::Written {
+        job: &job,
+        protocols: sc.scrape_protocols.as_deref(),
+        global_protocols: g.scrape_protocols.as_deref(),
+        native_histograms: native,
+        fallback: sc.fallback_scrape_protocol.as_deref(),
+        validation: sc.metric_name_validation_scheme,
+        global_validation: g.metric_name_validation_scheme,
+        escaping: sc.metric_name_escaping_scheme.as_deref(),
+        global_escaping: g.metric_name_escaping_scheme.as_deref(),
+    })?;
+    sc.negotiation = Some(negotiation);
+    sc.convert_classic_histograms_to_nhcb.get_or_insert(g.convert_classic_histograms_to_nhcb);
+    // trawl reads both spellings: Prometheus 2.45-2.55 `scrape_classic_histograms`, 3.x
+    // `always_scrape_classic_histograms`. Both at once would be ambiguous.
+    if sc.always_scrape_classic_histograms.is_some() && sc.scrape_classic_histograms.is_some() {
+        return Err(format!(
+            "job {job:?}: set always_scrape_classic_histograms or its old name scrape_classic_histograms, not both"
+        ));
+    }
+    let always = sc.always_scrape_classic_histograms.or(sc.scrape_classic_histograms);
+    sc.always_scrape_classic_histograms = Some(always.unwrap_or(g.always_scrape_classic_histograms));
+    Ok(())
+}
+
+/// Why a value is refused: a setting Prometheus acts on and trawl cannot act on yet. Loading it
+/// and doing nothing would scrape differently from Prometheus without a word, so the config is
+/// refused instead, worded as [`unknown_field::reason`] words a key trawl lacks.
+fn not_supported(field: &str, value: &str, block: &str, instead: &str) -> String {
+    format!(
+        "`{field}: {value}` is a Prometheus setting (in {block}) that trawl does not support yet; {instead} \
+         to run this config with trawl"
+    )
+}
+
+/// The values of `global` that trawl refuses (see [`not_supported`]); jobs inherit them, so
+/// they are refused where they are written.
+fn refuse_unsupported_global(g: &GlobalConfig) -> Result<(), String> {
+    let block = "global";
+    if g.convert_classic_histograms_to_nhcb {
+        return Err(not_supported(
+            "convert_classic_histograms_to_nhcb",
+            "true",
+            block,
+            "remove it or set it to false",
+        ));
+    }
+    if g.target_limit > 0 {
+        return Err(not_supported("target_limit", &g.target_limit.to_string(), block, "remove it"));
+    }
+    if g.keep_dropped_targets > 0 {
+        return Err(not_supported(
+            "keep_dropped_targets",
+            &g.keep_dropped_targets.to_string(),
+            block,
+            "remove it",
+        ));
+    }
+    if g.extra_scrape_metrics == Some(true) {
+        return Err(not_supported("extra_scrape_metrics", "true", block, "remove it or set it to false"));
+    }
+    if let Some(f) = g.scrape_failure_log_file.as_deref().filter(|f| !f.is_empty()) {
+        return Err(not_supported("scrape_failure_log_file", f, block, "remove it"));
+    }
+    Ok(())
+}
+
+/// The values of a scrape config that trawl refuses (see [`not_supported`]).
+fn refuse_unsupported_job(sc: &ScrapeConfig) -> Result<(), String> {
+    let block = format!("scrape_configs, job {:?}", sc.job());
+    if sc.convert_classic_histograms_to_nhcb == Some(true) {
+        return Err(not_supported(
+            "convert_classic_histograms_to_nhcb",
+            "true",
+            &block,
+            "remove it or set it to false",
+        ));
+    }
+    if sc.target_limit > 0 {
+        return Err(not_supported("target_limit", &sc.target_limit.to_string(), &block, "remove it"));
+    }
+    if sc.keep_dropped_targets > 0 {
+        return Err(not_supported(
+            "keep_dropped_targets",
+            &sc.keep_dropped_targets.to_string(),
+            &block,
+            "remove it",
+        ));
+    }
+    if sc.extra_scrape_metrics == Some(true) {
+        return Err(not_supported("extra_scrape_metrics", "true", &block, "remove it or set it to false"));
+    }
+    if let Some(f) = sc.scrape_failure_log_file.as_deref().filter(|f| !f.is_empty()) {
+        return Err(not_supported("scrape_failure_log_file", f, &block, "remove it"));
+    }
+    Ok(())
+}
+
+/// `config.JoinDir`: `file` made absolute against `dir` unless it already is (or is empty).
+fn join_dir(dir: &Path, file: &str) -> String {
+    if file.is_empty() || Path::new(file).is_absolute() {
+        return file.to_owned();
+    }
+    dir.join(file).to_string_lossy().into_owned()
 }
 
 /// A `${env:VAR}` whose variable is not set, expanded to nothing.
@@ -728,6 +951,96 @@ mod tests {
         let b = &cfg.scrape_configs[1];
         assert_eq!(b.timeout(), Duration::from_secs(5), "the global timeout is capped at the job's interval");
         assert_eq!((a.scheme(), a.metrics_path()), ("http", "/metrics"));
+    }
+
+    #[test]
+    fn prometheus_3_scrape_settings_default_from_global() {
+        use crate::scrape::JobSettings;
+        let cfg = load(concat!(
+            "global:\n",
+            "  scrape_native_histograms: true\n",
+            "  always_scrape_classic_histograms: true\n",
+            "scrape_configs:\n",
+            "  - job_name: inherits\n",
+            "  - job_name: own\n",
+            "    scrape_native_histograms: false\n",
+            "    scrape_classic_histograms: false\n",
+            "    fallback_scrape_protocol: PrometheusText0.0.4\n",
+            "    metric_name_validation_scheme: legacy\n",
+            "    native_histogram_bucket_limit: 160\n",
+            "    native_histogram_min_bucket_factor: 1.1\n",
+        ))
+        .unwrap();
+        let a = JobSettings::from_config(&cfg.scrape_configs[0]);
+        assert!(
+            a.scrape_native_histograms && a.always_scrape_classic_histograms && a.metric_name_validation_utf8
+        );
+        assert!(
+            a.accept.starts_with("application/vnd.google.protobuf;"),
+            "native histograms put protobuf first"
+        );
+        let b = JobSettings::from_config(&cfg.scrape_configs[1]);
+        assert!(!b.scrape_native_histograms && !b.always_scrape_classic_histograms, "the old name is read");
+        assert!(!b.metric_name_validation_utf8);
+        assert!(
+            b.accept.starts_with("application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6")
+        );
+        assert_eq!(b.fallback_scrape_protocol, Some(ScrapeProtocol::PrometheusText0_0_4));
+        assert_eq!((b.native_histogram_bucket_limit, b.native_histogram_min_bucket_factor), (160, 1.1));
+    }
+
+    #[test]
+    fn settings_trawl_cannot_act_on_are_refused() {
+        // (config, fragment of the message, why)
+        let job = |extra: &str| format!("scrape_configs:\n  - job_name: j\n    {extra}\n");
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                job("convert_classic_histograms_to_nhcb: true"),
+                "`convert_classic_histograms_to_nhcb: true` is a Prometheus setting (in scrape_configs, job \"j\") \
+                 that trawl does not support yet; remove it or set it to false",
+                "no custom-bucket histograms yet",
+            ),
+            (job("target_limit: 5"), "`target_limit: 5` is a Prometheus setting", "no target limit yet"),
+            (
+                job("keep_dropped_targets: 5"),
+                "`keep_dropped_targets: 5` is a Prometheus",
+                "all dropped targets are kept",
+            ),
+            (
+                job("extra_scrape_metrics: true"),
+                "`extra_scrape_metrics: true` is a Prometheus",
+                "no extra report series",
+            ),
+            (
+                job("scrape_failure_log_file: f.log"),
+                "`scrape_failure_log_file: f.log` is a",
+                "no failure log",
+            ),
+            (
+                "global:\n  target_limit: 1\n".into(),
+                "(in global) that trawl does not support yet",
+                "global too",
+            ),
+            (
+                "global:\n  convert_classic_histograms_to_nhcb: true\n".into(),
+                "`convert_classic_histograms_to_nhcb: true` is a Prometheus setting (in global)",
+                "global nhcb",
+            ),
+            (
+                job("always_scrape_classic_histograms: true\n    scrape_classic_histograms: true"),
+                "not both",
+                "both spellings at once",
+            ),
+        ];
+        for (text, want, why) in cases {
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{why}: {e}");
+        }
+        for ok in
+            ["convert_classic_histograms_to_nhcb: false", "target_limit: 0", "extra_scrape_metrics: false"]
+        {
+            assert!(load(&job(ok)).is_ok(), "{ok} is what trawl does");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! What this is: the request assembly of a sender shard. A [`Batch`]'s records are already the
 //! `TimeSeries.labels` fields of their series (written by the scrape loops straight from the page,
 //! see [`crate::batch`]), so a 1.0 request is, per sample, a `TimeSeries` key and length, the
-//! record copied, and one `Sample{value, timestamp}`; then snappy's raw block format (not the
+//! record copied, and one `Sample{value, timestamp}` (or, for a native histogram, its stored
+//! `Histogram` fields and timestamp); then snappy's raw block format (not the
 //! framed format, which the spec forbids), all into buffers the [`Encoder`] owns and reuses.
 //! What this is not: the HTTP side ([`crate::remote_write`]) or a general protobuf library;
 //! [`crate::prompb`] has the derived structs used to check this output.
@@ -32,6 +33,16 @@ mod field {
     pub const SAMPLE_VALUE: u32 = 1;
     /// `Sample.timestamp` (int64).
     pub const SAMPLE_TIMESTAMP: u32 = 2;
+    /// `TimeSeries.exemplars`.
+    pub const TIMESERIES_EXEMPLARS: u32 = 3;
+    /// `Exemplar.value` (double).
+    pub const EXEMPLAR_VALUE: u32 = 2;
+    /// `Exemplar.timestamp` (int64).
+    pub const EXEMPLAR_TIMESTAMP: u32 = 3;
+    /// `TimeSeries.histograms`.
+    pub const TIMESERIES_HISTOGRAMS: u32 = 4;
+    /// `Histogram.timestamp` (int64; the same number in remote write 2.0).
+    pub const HISTOGRAM_TIMESTAMP: u32 = 15;
 }
 
 /// Bytes of a field key for the field numbers used here (all below 16).
@@ -54,6 +65,11 @@ pub struct Encoder {
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
     highest_timestamp_ms: i64,
+    /// Write the batch's exemplars (`send_exemplars`); off, as in Prometheus, by default.
+    exemplars: bool,
+    /// A sample's exemplars' encoded labels, back to back, and each one's length (reused).
+    scratch: Vec<u8>,
+    lens: Vec<usize>,
 }
 
 impl Default for Encoder {
@@ -79,7 +95,16 @@ impl Encoder {
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
             highest_timestamp_ms: i64::MIN,
+            exemplars: false,
+            scratch: Vec::new(),
+            lens: Vec::new(),
         }
+    }
+
+    /// Sends the batches' exemplars as `TimeSeries.exemplars` (`send_exemplars: true`).
+    pub fn with_exemplars(mut self, on: bool) -> Self {
+        self.exemplars = on;
+        self
     }
 
     /// Encodes `batch` into one `WriteRequest` and returns the snappy-compressed body. The slice
@@ -109,23 +134,79 @@ impl Encoder {
         let buf = &mut self.proto;
         buf.clear();
         let mut highest = i64::MIN;
-        for rec in slices.iter().flat_map(|s| s.recs().iter().map(move |r| (s.batch, r))) {
-            let (batch, rec) = rec;
-            let record = batch.record_of(rec);
-            highest = highest.max(rec.timestamp_ms);
-            let sample = sample_len(rec.timestamp_ms);
-            buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
-            encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
-            push_varint((record.len() + nested_len(sample)) as u64, buf);
-            buf.extend_from_slice(record);
-            encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-            push_varint(sample as u64, buf);
-            // Both fields are always written, even at their defaults: prost would skip a
-            // value of -0.0 (it equals 0.0) and lose its sign.
-            encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-            buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-            encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-            encode_varint(rec.timestamp_ms as u64, buf);
+        let (scratch, lens) = (&mut self.scratch, &mut self.lens);
+        for s in slices {
+            let batch = s.batch;
+            let mut hist = s.first_histogram();
+            let mut exemplar = s.first_exemplar();
+            for (i, rec) in s.range.clone().zip(s.recs()) {
+                let record = batch.record_of(rec);
+                highest = highest.max(rec.timestamp_ms);
+                while batch.histograms.get(hist).is_some_and(|(at, _)| (*at as usize) < i) {
+                    hist += 1;
+                }
+                if let Some((_, h)) = batch.histograms.get(hist).filter(|(at, _)| *at as usize == i) {
+                    // `TimeSeries.histograms` in place of the sample: the stored fields 1 to 14
+                    // plus the timestamp (15).
+                    let hlen = h.len() + KEY_LEN_BYTES + encoded_len_varint(rec.timestamp_ms as u64);
+                    encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+                    push_varint((record.len() + nested_len(hlen)) as u64, buf);
+                    buf.extend_from_slice(record);
+                    encode_key(field::TIMESERIES_HISTOGRAMS, WireType::LengthDelimited, buf);
+                    push_varint(hlen as u64, buf);
+                    buf.extend_from_slice(h);
+                    encode_key(field::HISTOGRAM_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(rec.timestamp_ms as u64, buf);
+                    continue;
+                }
+                let sample = sample_len(rec.timestamp_ms);
+                // This sample's exemplars (`send_exemplars`), their labels encoded into
+                // `scratch` back to back, each run's end recorded after it.
+                scratch.clear();
+                lens.clear();
+                let mut exemplars_len = 0;
+                if self.exemplars {
+                    while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
+                        exemplar += 1;
+                    }
+                    while let Some((_, e)) = batch.exemplars.get(exemplar).filter(|(at, _)| *at as usize == i)
+                    {
+                        let from = scratch.len();
+                        crate::batch::write_labels(&e.labels, scratch);
+                        lens.push(scratch.len() - from);
+                        exemplars_len += nested_len(scratch.len() - from + sample_len(e.timestamp_ms));
+                        exemplar += 1;
+                    }
+                }
+                buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
+                encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
+                push_varint((record.len() + nested_len(sample) + exemplars_len) as u64, buf);
+                buf.extend_from_slice(record);
+                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+                push_varint(sample as u64, buf);
+                // Both fields are always written, even at their defaults: prost would skip a
+                // value of -0.0 (it equals 0.0) and lose its sign.
+                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+                buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
+                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+                encode_varint(rec.timestamp_ms as u64, buf);
+                if exemplars_len > 0 {
+                    // `Exemplar{labels = 1, value = 2, timestamp = 3}`: the labels encoded
+                    // above, then the point (the same length as a `Sample`'s two fields).
+                    let mine = &batch.exemplars[exemplar - lens.len()..exemplar];
+                    let mut from = 0;
+                    for ((_, e), &len) in mine.iter().zip(lens.iter()) {
+                        encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
+                        push_varint((len + sample_len(e.timestamp_ms)) as u64, buf);
+                        buf.extend_from_slice(&scratch[from..from + len]);
+                        from += len;
+                        encode_key(field::EXEMPLAR_VALUE, WireType::SixtyFourBit, buf);
+                        buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
+                        encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
+                        encode_varint(e.timestamp_ms as u64, buf);
+                    }
+                }
+            }
         }
         self.highest_timestamp_ms = highest;
     }
@@ -287,12 +368,47 @@ mod tests {
             labels: labels.clone(),
             samples: vec![prompb::Sample { value, timestamp }],
             exemplars: vec![],
+            histograms: vec![],
         };
         let want = prompb::WriteRequest {
             timeseries: vec![series(42.5, 1_700_000_000_000), series(1.0, -5)],
             metadata: vec![],
         };
         assert_eq!(enc.proto(), want.encode_to_vec().as_slice(), "byte-identical to prost");
+    }
+
+    #[test]
+    fn exemplars_only_with_send_exemplars() {
+        use prost::Message as _;
+        let l = Arc::new(Labels::from_pairs([("__name__", "req_total"), ("i", "1")]));
+        let mut batch = Batch::new();
+        batch.push(Sample { series: l.clone(), timestamp_ms: 10, value: 1.0 });
+        batch.push(Sample { series: l.clone(), timestamp_ms: 20, value: 2.0 });
+        for (t, v) in [(15, 0.5), (16, 0.25)] {
+            batch.push_exemplar(crate::batch::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "abc")]),
+                value: v,
+                timestamp_ms: t,
+            });
+        }
+        let mut on = Encoder::new().with_exemplars(true);
+        on.encode(&batch).unwrap();
+        let req = prompb::WriteRequest::decode(on.proto()).unwrap();
+        assert!(req.timeseries[0].exemplars.is_empty(), "the first sample has none");
+        let got: Vec<_> = req.timeseries[1]
+            .exemplars
+            .iter()
+            .map(|e| (e.labels[0].name.clone(), e.labels[0].value.clone(), e.value, e.timestamp))
+            .collect();
+        assert_eq!(
+            got,
+            [("trace_id".into(), "abc".into(), 0.5, 15), ("trace_id".into(), "abc".into(), 0.25, 16)]
+        );
+        assert_eq!(req.timeseries[1].samples[0].value, 2.0);
+        let mut off = Encoder::new();
+        off.encode(&batch).unwrap();
+        let req = prompb::WriteRequest::decode(off.proto()).unwrap();
+        assert!(req.timeseries.iter().all(|t| t.exemplars.is_empty()), "Prometheus' default: none");
     }
 
     #[test]

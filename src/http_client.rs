@@ -10,8 +10,11 @@
 //! header for one request, reading credential files each time so rotated secrets are picked up;
 //! [`validate`] makes the load-time checks Prometheus makes on the same block. Scrapes, remote
 //! write and HTTP service discovery share it.
-//! What this is not: timeouts, redirects or body limits; callers wrap requests in their own
-//! timeouts and read bodies with their own caps. HTTP/1.1 only.
+//! [`Client::request`] follows redirects as Go's `http.Client` does when `follow_redirects` is
+//! true (Prometheus' default); `enable_http2` (default true, as in prometheus/common) offers h2
+//! through ALPN on TLS connections. Plain-http connections speak HTTP/1.1, as Go's do.
+//! What this is not: timeouts or body limits; callers wrap requests in their own timeouts and
+//! read bodies with their own caps.
 
 pub mod oauth2;
 pub mod proxy;
@@ -42,7 +45,12 @@ pub struct Client {
     pooled: Pooled,
     proxy: Arc<proxy::Proxy>,
     oauth2: Option<Arc<oauth2::TokenSource>>,
+    /// `follow_redirects`: up to [`MAX_REDIRECTS`] when true; when false a 3xx is the answer.
+    follow_redirects: bool,
 }
+
+/// Go's `http.Client` gives up after this many redirects ("stopped after 10 redirects").
+pub const MAX_REDIRECTS: usize = 10;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,12 +71,96 @@ pub enum RequestError {
     /// The proxy settings refuse this request (see [`proxy::ProxyError::Cgi`]).
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
+    /// A redirect that cannot be followed: more than [`MAX_REDIRECTS`], or a `Location` that is
+    /// not a URL. Worded as Go's `url.Error` (`Get "http://…": stopped after 10 redirects`),
+    /// which is what Prometheus shows as the scrape's error.
+    #[error("{method} {url:?}: {reason}")]
+    Redirect {
+        /// The method of the request that would have been sent (Go capitalises only the first
+        /// letter: `Get`, `Post`).
+        method: String,
+        /// The URL it would have gone to.
+        url: String,
+        /// Why it was not sent.
+        reason: String,
+    },
 }
 
 impl Client {
-    /// Sends one request: adds the oauth2 token when configured, and `Proxy-Authorization` when
-    /// a plain-HTTP request goes to a proxy with credentials (Go's transport does both).
+    /// Sends one request, following redirects as Go's `http.Client` does when the client was
+    /// built with `follow_redirects` (see [`Client::send`] for what each hop gets).
+    ///
+    /// Go's rules, from `net/http/client.go` (`redirectBehavior`, `Client.do`): 301, 302 and 303
+    /// turn any method but GET and HEAD into a GET without a body; 307 and 308 repeat the
+    /// method and body; a 3xx without `Location` is the answer. Each hop carries the first
+    /// request's headers, minus `Authorization` (and cookies) when it leaves the first host and
+    /// its subdomains, plus a `Referer` (none on an https→http hop). The 11th redirect fails.
     pub async fn request(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, RequestError> {
+        if !self.follow_redirects {
+            return self.send(req).await;
+        }
+        let (first, body) = req.into_parts();
+        let first_host = first.uri.host().unwrap_or("").to_ascii_lowercase();
+        let mut method = first.method.clone();
+        let mut uri = first.uri.clone();
+        let mut body = body;
+        let mut referer: Option<String> = None;
+        let mut hops = 0;
+        loop {
+            let mut hop = hyper::Request::new(body.clone());
+            *hop.method_mut() = method.clone();
+            *hop.uri_mut() = uri.clone();
+            *hop.version_mut() = first.version;
+            *hop.headers_mut() = first.headers.clone();
+            if hops > 0 {
+                redirect_headers(hop.headers_mut(), &first_host, &uri, referer.as_deref(), &method);
+            }
+            let resp = self.send(hop).await?;
+            let status = resp.status().as_u16();
+            let (next_method, keep_body) = match status {
+                301..=303 if method == hyper::Method::GET || method == hyper::Method::HEAD => {
+                    (method.clone(), false)
+                }
+                301..=303 => (hyper::Method::GET, false),
+                307 | 308 => (method.clone(), true),
+                _ => return Ok(resp),
+            };
+            let Some(location) = resp.headers().get(hyper::header::LOCATION) else {
+                return Ok(resp);
+            };
+            let go_method = go_method(&next_method);
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            let next = resolve_reference(&uri, &location).ok_or_else(|| RequestError::Redirect {
+                method: go_method.clone(),
+                url: uri.to_string(),
+                reason: format!("failed to parse Location header {location:?}"),
+            })?;
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(RequestError::Redirect {
+                    method: go_method,
+                    url: next.to_string(),
+                    reason: format!("stopped after {MAX_REDIRECTS} redirects"),
+                });
+            }
+            // The referer is the URL just left; Go sends none when leaving https for http.
+            referer = (uri.scheme_str() != Some("https") || next.scheme_str() == Some("https"))
+                .then(|| strip_userinfo(&uri));
+            if !keep_body {
+                body = Full::new(Bytes::new());
+            }
+            method = next_method;
+            uri = next;
+        }
+    }
+
+    /// Sends one request as it is: adds the oauth2 token when configured, and
+    /// `Proxy-Authorization` when a plain-HTTP request goes to a proxy with credentials (Go's
+    /// transport does both, on every hop of a redirect too).
+    async fn send(
         &self,
         mut req: hyper::Request<Full<Bytes>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, RequestError> {
@@ -83,6 +175,147 @@ impl Client {
             req.headers_mut().insert(hyper::header::PROXY_AUTHORIZATION, auth);
         }
         Ok(self.pooled.request(req).await?)
+    }
+}
+
+/// Go's spelling of a method in a `url.Error`: `Get`, `Post`, … (`urlErrorOp`).
+fn go_method(m: &hyper::Method) -> String {
+    let s = m.as_str();
+    let mut out = s[..1.min(s.len())].to_owned();
+    out.push_str(&s[1.min(s.len())..].to_ascii_lowercase());
+    out
+}
+
+/// The headers of a redirect hop (Go's `Client.makeHeadersCopier` and `redirectBehavior`):
+/// credentials only while the hop stays on the first host or its subdomains, no body headers
+/// once the method lost its body, and the `Referer`.
+fn redirect_headers(
+    h: &mut hyper::HeaderMap,
+    first_host: &str,
+    to: &hyper::Uri,
+    referer: Option<&str>,
+    method: &hyper::Method,
+) {
+    let host = to.host().unwrap_or("").to_ascii_lowercase();
+    let same = host == first_host || host.ends_with(&format!(".{first_host}"));
+    if !same {
+        for name in ["authorization", "www-authenticate", "cookie", "cookie2"] {
+            h.remove(name);
+        }
+    }
+    if *method == hyper::Method::GET || *method == hyper::Method::HEAD {
+        h.remove(hyper::header::CONTENT_TYPE);
+        h.remove(hyper::header::CONTENT_LENGTH);
+    }
+    if let Some(r) = referer.and_then(|r| HeaderValue::from_str(r).ok()) {
+        h.insert(hyper::header::REFERER, r);
+    }
+}
+
+/// `uri` without a `user:password@` part (Go's `refererForURL`).
+fn strip_userinfo(uri: &hyper::Uri) -> String {
+    let s = uri.to_string();
+    match uri.authority().map(|a| a.as_str()) {
+        Some(a) if a.contains('@') => {
+            let host = a.rsplit_once('@').map(|(_, h)| h).unwrap_or(a);
+            s.replacen(a, host, 1)
+        }
+        _ => s,
+    }
+}
+
+/// `base.ResolveReference(location)` (RFC 3986 section 5.2), what Go does with a `Location`;
+/// the fragment is dropped, as it never goes on the wire. `None` if the result is not a URI.
+pub fn resolve_reference(base: &hyper::Uri, location: &str) -> Option<hyper::Uri> {
+    let location = location.split('#').next().unwrap_or("");
+    let scheme_end = location.find(':').filter(|&i| {
+        let s = &location[..i];
+        !s.is_empty()
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    let joined = if let Some(i) = scheme_end {
+        let (s, rest) = location.split_at(i);
+        match rest[1..].strip_prefix("//") {
+            Some(net) => {
+                let (auth, path) = split_authority(net);
+                format!("{}://{auth}{}", s.to_ascii_lowercase(), remove_dot_segments(&path))
+            }
+            None => return None, // an opaque URL (`mailto:`) is no place to scrape
+        }
+    } else if let Some(net) = location.strip_prefix("//") {
+        let (auth, path) = split_authority(net);
+        format!("{scheme}://{auth}{}", remove_dot_segments(&path))
+    } else {
+        let base_path = base.path();
+        let (path, query) = match location.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (location, None),
+        };
+        let path = if path.is_empty() {
+            base_path.to_owned()
+        } else if path.starts_with('/') {
+            remove_dot_segments(path)
+        } else {
+            let dir = base_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            remove_dot_segments(&format!("{dir}/{path}"))
+        };
+        let query = match (query, location.is_empty()) {
+            (Some(q), _) => format!("?{q}"),
+            (None, _) if path == base_path && location.is_empty() => {
+                base.query().map(|q| format!("?{q}")).unwrap_or_default()
+            }
+            (None, _) => String::new(),
+        };
+        format!("{scheme}://{authority}{path}{query}")
+    };
+    joined.parse().ok()
+}
+
+/// `host[:port]` and the rest (path and query) of a network-path reference.
+fn split_authority(net: &str) -> (&str, String) {
+    let end = net.find(['/', '?']).unwrap_or(net.len());
+    let (auth, rest) = net.split_at(end);
+    let rest = if rest.starts_with('?') { format!("/{rest}") } else { rest.to_owned() };
+    (auth, rest)
+}
+
+/// RFC 3986 `remove_dot_segments` on a path (a query after `?` is left alone).
+fn remove_dot_segments(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *seg {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut p = out.join("/");
+    if !p.starts_with('/') {
+        p.insert(0, '/');
+    }
+    match query {
+        Some(q) => format!("{p}?{q}"),
+        None => p,
     }
 }
 
@@ -162,7 +395,13 @@ pub fn from_config(cfg: &HttpClientConfig) -> Result<Client, Error> {
         }
         None => builder,
     };
-    let connector = builder.enable_http1().wrap_connector(connector);
+    // `enable_http2` (prometheus/common's default is true) offers h2 next to http/1.1 through
+    // ALPN; hyper then speaks whichever the server picks. Plain http stays HTTP/1.1, as in Go.
+    let connector = if cfg.enable_http2.unwrap_or(true) {
+        builder.enable_all_versions().wrap_connector(connector)
+    } else {
+        builder.enable_http1().wrap_connector(connector)
+    };
     let pooled = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
@@ -179,7 +418,7 @@ pub fn from_config(cfg: &HttpClientConfig) -> Result<Client, Error> {
         }
         None => None,
     };
-    Ok(Client { pooled, proxy, oauth2 })
+    Ok(Client { pooled, proxy, oauth2, follow_redirects: cfg.follow_redirects.unwrap_or(true) })
 }
 
 /// The rustls client config for a `tls_config` block, on the ring provider.
@@ -535,6 +774,30 @@ mod tests {
         };
         assert!(validate(&basic_type).is_err());
         assert!(validate(&HttpClientConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn locations_resolve_as_go_resolves_them() {
+        let base: hyper::Uri = "http://h:1/a/b/metrics?x=1".parse().unwrap();
+        // (Location, expected, why): Go's `URL.ResolveReference` (RFC 3986 5.2)
+        let cases: &[(&str, &str, &str)] = &[
+            ("http://o:2/m", "http://o:2/m", "absolute"),
+            ("HTTPS://o/m", "https://o/m", "the scheme is case-insensitive"),
+            ("//o:3/m?y", "http://o:3/m?y", "network-path keeps the scheme"),
+            ("/real", "http://h:1/real", "absolute path"),
+            ("real", "http://h:1/a/b/real", "relative path replaces the last segment"),
+            ("../real", "http://h:1/a/real", "dot segments"),
+            ("?y=2", "http://h:1/a/b/metrics?y=2", "query only"),
+            ("", "http://h:1/a/b/metrics?x=1", "empty: the same URL"),
+            ("/m#frag", "http://h:1/m", "no fragment on the wire"),
+        ];
+        for (loc, want, why) in cases {
+            let got = resolve_reference(&base, loc).map(|u| u.to_string());
+            assert_eq!(got.as_deref(), Some(*want), "{loc:?}: {why}");
+        }
+        assert_eq!(resolve_reference(&base, "mailto:x@y"), None, "an opaque URL is not followed");
+        let m = hyper::Method::POST;
+        assert_eq!(go_method(&m), "Post");
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! ```text
 //!  config ──► discovery ──► relabel (targets) ──► scrape: a loop per target
 //!  (Prometheus or                                   │ fetch: GET, gzip, body cap
-//!   collector dialect)                              │ parse: exposition tokens, zero-copy
+//!   collector dialect)                              │ parse: exposition tokens, zero-copy (text,
+//!                                                   │   OpenMetrics; a protobuf page becomes text
+//!                                                   │   lines plus side lists, scrape::protobuf;
+//!                                                   │   native histograms: histogram)
 //!                                                   │ page: series table (16 B a series), relabeling
 //!                                                   │   once per new series, the series' record
 //!                                                   │   written from the page bytes, staleness
@@ -70,8 +73,9 @@
 //!   and `disk_buffer.max_age` (see `remote_write::disk`).
 //! - Staleness: one file per target with its last series set ([`staleness`]).
 //! - One process per path: `DIR/lock` is held exclusively while trawl runs.
-//! - The disk buffer's writes, fsyncs and reads run in Tokio's blocking pool, so an outage never
-//!   stalls a runtime worker that scrapes.
+//! - The disk buffer's writes, fsyncs and reads, and the staleness files' reads, writes and
+//!   removals, run in Tokio's blocking pool, so a slow disk or an outage never stalls a runtime
+//!   worker that scrapes.
 //!
 //! # Unsafe
 //!
@@ -88,6 +92,7 @@ pub mod scrape;
 pub mod fetch;
 pub mod parse;
 pub mod labels;
+pub mod histogram;
 pub mod batch;
 pub mod remote_write;
 pub mod encode;

@@ -31,6 +31,7 @@ mod lex;
 pub mod naive;
 mod number;
 mod parser;
+pub mod proto;
 mod validate;
 
 pub use lex::{Labels, RawLabel, unescape_label_into};
@@ -46,42 +47,162 @@ pub use validate::validate_openmetrics;
 /// what it is.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// The `Accept` header trawl sends. It follows Prometheus 3's default `scrape_protocols`
-/// order (OpenMetricsText1.0.0, OpenMetricsText0.0.1, PrometheusText1.0.0,
-/// PrometheusText0.0.4) and its weights: `q` starts at `0.(N+1)`, where N = 5 is the number
-/// of protocols Prometheus knows, and drops by 0.1 per entry, with `*/*` last. The 1.0.0
-/// formats carry `escaping=allow-utf-8` because we parse the quoted-name syntax. The
-/// protobuf format is not offered: we do not parse it.
-pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
-application/openmetrics-text;version=0.0.1;q=0.5,\
-text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
-text/plain;version=0.0.4;q=0.3,\
-*/*;q=0.2";
-
-/// The two text exposition formats.
+/// The exposition formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `text/plain; version=0.0.4` (and `1.0.0`, which only adds quoted UTF-8 names).
     PrometheusText,
     /// `application/openmetrics-text; version=1.0.0` (or `0.0.1`).
     OpenMetrics,
+    /// `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+    /// encoding=delimited`: read by [`proto`], not by [`Parser`] (the page processor turns it
+    /// into text lines first, see `scrape::protobuf`).
+    PrometheusProto,
 }
 
-/// Picks the parser for a response's `Content-Type` the way Prometheus does:
-/// `application/openmetrics-text` (any version or parameters, case-insensitive) is
-/// OpenMetrics; `text/plain` and anything else, including a missing header, is the
-/// Prometheus text format. (Prometheus 3 fails a scrape with an unknown type unless
-/// `fallback_scrape_protocol` is set; falling back to text is that setting's usual value.)
-pub fn format_from_content_type(ct: Option<&str>) -> Format {
-    let Some(ct) = ct else {
-        return Format::PrometheusText;
-    };
-    let media = ct.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case("application/openmetrics-text") {
-        Format::OpenMetrics
-    } else {
-        Format::PrometheusText
+impl Format {
+    /// The format of a `fallback_scrape_protocol`.
+    pub fn of_protocol(p: crate::config::ScrapeProtocol) -> Format {
+        use crate::config::ScrapeProtocol::*;
+        match p {
+            PrometheusProto => Format::PrometheusProto,
+            PrometheusText0_0_4 | PrometheusText1_0_0 => Format::PrometheusText,
+            OpenMetricsText0_0_1 | OpenMetricsText1_0_0 => Format::OpenMetrics,
+        }
     }
+}
+
+/// Picks the parser for a response's `Content-Type` as Prometheus 3 does
+/// (`model/textparse/interface.go`, `extractMediaType`): the media type (parameters ignored, as
+/// Go's `mime.ParseMediaType` lower-cases it) must be `application/openmetrics-text`,
+/// `application/vnd.google.protobuf` or `text/plain`. A blank, unparsable or other type fails
+/// the scrape with Prometheus' message unless the job has a `fallback_scrape_protocol`, which is
+/// then used (the second value is the message Prometheus logs at debug level then).
+pub fn format_from_content_type(
+    ct: Option<&str>,
+    fallback: Option<crate::config::ScrapeProtocol>,
+) -> Result<(Format, Option<String>), String> {
+    let ct = ct.unwrap_or("");
+    let use_fallback = |no: String, yes: String| match fallback {
+        Some(f) => Ok((Format::of_protocol(f), Some(yes))),
+        None => Err(no),
+    };
+    let fb = fallback.map(|f| f.media_type()).unwrap_or("");
+    if ct.is_empty() {
+        return use_fallback(
+            "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target".into(),
+            format!("non-compliant scrape target sending blank Content-Type, using fallback_scrape_protocol {fb:?}"),
+        );
+    }
+    let media = match media_type(ct) {
+        Ok(m) => m,
+        Err(e) => {
+            return use_fallback(
+                format!("cannot parse Content-Type {ct:?} and no fallback_scrape_protocol for target\n{e}"),
+                format!(
+                    "could not parse received Content-Type {ct:?}, using fallback_scrape_protocol {fb:?}\n{e}"
+                ),
+            );
+        }
+    };
+    match media.as_str() {
+        "application/openmetrics-text" => Ok((Format::OpenMetrics, None)),
+        "application/vnd.google.protobuf" => Ok((Format::PrometheusProto, None)),
+        "text/plain" => Ok((Format::PrometheusText, None)),
+        _ => use_fallback(
+            format!(
+                "received unsupported Content-Type {ct:?} and no fallback_scrape_protocol specified for target"
+            ),
+            format!("received unsupported Content-Type {ct:?}, using fallback_scrape_protocol {fb:?}"),
+        ),
+    }
+}
+
+/// The media type of a `Content-Type` value as Go's `mime.ParseMediaType` reads it, with its
+/// errors: the part before the first `;`, trimmed and lower-cased, must be `token` or
+/// `token/token`; each parameter must be `; name = value` (a token or a quoted string), a
+/// trailing `;` allowed, and a name given twice must have the same value.
+fn media_type(v: &str) -> Result<String, &'static str> {
+    let (base, _) = v.split_once(';').unwrap_or((v, ""));
+    let media = base.trim().to_ascii_lowercase();
+    let (kind, rest) = consume_token(&media);
+    if kind.is_empty() {
+        return Err("mime: no media type");
+    }
+    if !rest.is_empty() {
+        let Some(rest) = rest.strip_prefix('/') else { return Err("mime: expected slash after first token") };
+        let (sub, rest) = consume_token(rest);
+        if sub.is_empty() {
+            return Err("mime: expected token after slash");
+        }
+        if !rest.is_empty() {
+            return Err("mime: unexpected content after media subtype");
+        }
+    }
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut v = &v[base.len()..];
+    loop {
+        v = v.trim_start_matches(char::is_whitespace);
+        if v.is_empty() {
+            break;
+        }
+        let Some((name, value, rest)) = consume_param(v) else {
+            if v.trim() == ";" {
+                break; // a trailing semicolon is not an error
+            }
+            return Err("mime: invalid media parameter");
+        };
+        match params.iter().find(|(n, _)| *n == name) {
+            Some((_, old)) if *old != value => return Err("mime: duplicate parameter name"),
+            Some(_) => {}
+            None => params.push((name, value)),
+        }
+        v = rest;
+    }
+    Ok(media)
+}
+
+/// Go's `consumeToken`: the leading run of token characters, and the rest.
+fn consume_token(v: &str) -> (&str, &str) {
+    let n = v.bytes().take_while(|&b| is_token_byte(b)).count();
+    v.split_at(n)
+}
+
+/// Go's `consumeMediaParam`: `; name = value`, the name lower-cased, the value unquoted.
+fn consume_param(v: &str) -> Option<(String, String, &str)> {
+    let rest = v.trim_start_matches(char::is_whitespace).strip_prefix(';')?;
+    let (name, rest) = consume_token(rest.trim_start_matches(char::is_whitespace));
+    if name.is_empty() {
+        return None;
+    }
+    let rest = rest.trim_start_matches(char::is_whitespace).strip_prefix('=')?;
+    let rest = rest.trim_start_matches(char::is_whitespace);
+    let (value, after) = match rest.strip_prefix('"') {
+        Some(quoted) => {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            loop {
+                match chars.next()? {
+                    (i, '"') => break (value, &quoted[i + 1..]),
+                    (_, '\\') => value.push(chars.next()?.1),
+                    (_, c) => value.push(c),
+                }
+            }
+        }
+        None => {
+            let (t, after) = consume_token(rest);
+            if t.is_empty() {
+                return None;
+            }
+            (t.to_owned(), after)
+        }
+    };
+    Some((name.to_ascii_lowercase(), value, after))
+}
+
+/// RFC 2045 token characters: printable ASCII but space and `()<>@,;:\"/[]?=`.
+fn is_token_byte(b: u8) -> bool {
+    b > b' ' && b < 0x7f && !b"()<>@,;:\\\"/[]?=".contains(&b)
 }
 
 /// Metric family type from `# TYPE`. The text format's `untyped` is [`MetricType::Unknown`].
@@ -324,6 +445,8 @@ pub enum ErrorKind {
     UnitNotSuffix,
     /// The exposition does not end with `# EOF`.
     MissingEof,
+    /// A protobuf page given to the text parser ([`proto`] reads those).
+    ProtobufNotSupported,
     /// Bytes after `# EOF` (other than one line break).
     TextAfterEof,
     // --- Strict OpenMetrics 1.0 (validate_openmetrics only) ---
@@ -413,6 +536,7 @@ impl fmt::Display for ErrorKind {
             InvalidExemplar => "invalid exemplar",
             UnitNotSuffix => "unit is not a suffix of the metric name",
             MissingEof => "missing `# EOF` at the end",
+            ProtobufNotSupported => "the text parser does not read protobuf",
             TextAfterEof => "text after `# EOF`",
             TrailingComma => "trailing comma in a label set",
             QuotedName => "quoted names are not OpenMetrics 1.0",
@@ -460,6 +584,7 @@ pub fn check(input: &[u8], format: Format) -> Result<CheckStats, ParseError> {
     match format {
         Format::OpenMetrics => validate::validate(input),
         Format::PrometheusText => check_text(input),
+        Format::PrometheusProto => Err(error_at(input, ErrorKind::ProtobufNotSupported, 0)),
     }
 }
 
@@ -506,27 +631,114 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_type() {
+    #[allow(clippy::type_complexity)] // a case table: one tuple per row reads best
+    fn content_type_like_prometheus_3() {
+        use crate::config::ScrapeProtocol as P;
         use Format::*;
-        assert_eq!(format_from_content_type(None), PrometheusText);
-        assert_eq!(format_from_content_type(Some("text/plain; version=0.0.4")), PrometheusText);
+        // (Content-Type, fallback, expected format or error, why)
+        let cases: &[(Option<&str>, Option<P>, Result<Format, &str>, &str)] = &[
+            (Some("text/plain; version=0.0.4"), None, Ok(PrometheusText), "text"),
+            (Some("text/plain;version=1.0.0;escaping=allow-utf-8"), None, Ok(PrometheusText), "text 1.0.0"),
+            (
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                None,
+                Ok(OpenMetrics),
+                "OpenMetrics",
+            ),
+            (
+                Some(" Application/OpenMetrics-Text "),
+                None,
+                Ok(OpenMetrics),
+                "case and spaces, as Go lower-cases",
+            ),
+            (
+                Some(
+                    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+                ),
+                None,
+                Ok(PrometheusProto),
+                "protobuf",
+            ),
+            (Some("text/plain;"), None, Ok(PrometheusText), "a trailing semicolon is allowed"),
+            (
+                None,
+                None,
+                Err(
+                    "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target",
+                ),
+                "no header fails without a fallback",
+            ),
+            (
+                Some(""),
+                None,
+                Err(
+                    "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target",
+                ),
+                "an empty header is blank too",
+            ),
+            (None, Some(P::PrometheusText0_0_4), Ok(PrometheusText), "blank with a fallback"),
+            (
+                Some("application/json"),
+                None,
+                Err(
+                    "received unsupported Content-Type \"application/json\" and no fallback_scrape_protocol specified for target",
+                ),
+                "unknown type",
+            ),
+            (
+                Some("application/json"),
+                Some(P::OpenMetricsText1_0_0),
+                Ok(OpenMetrics),
+                "unknown type with a fallback",
+            ),
+            (
+                Some("text/plain; version"),
+                None,
+                Err(
+                    "cannot parse Content-Type \"text/plain; version\" and no fallback_scrape_protocol for target\nmime: invalid media parameter",
+                ),
+                "a parameter without a value does not parse in Go",
+            ),
+            (
+                Some("text/plain; a=1; a=2"),
+                None,
+                Err(
+                    "cannot parse Content-Type \"text/plain; a=1; a=2\" and no fallback_scrape_protocol for target\nmime: duplicate parameter name",
+                ),
+                "a parameter twice with different values",
+            ),
+            (
+                Some("text/plain; a=1; A=1"),
+                None,
+                Ok(PrometheusText),
+                "the same parameter twice with one value is allowed",
+            ),
+            (Some("text/plain; a=\"x;y\""), None, Ok(PrometheusText), "quoted values may hold a semicolon"),
+            (
+                Some("text/plain/x"),
+                Some(P::PrometheusProto),
+                Ok(PrometheusProto),
+                "unparsable (content after the subtype), with a fallback",
+            ),
+        ];
+        for (ct, fallback, want, why) in cases {
+            let got = format_from_content_type(*ct, *fallback).map(|(f, _)| f);
+            assert_eq!(got.as_ref().map_err(String::as_str).copied(), want.map_err(|e| e), "{why}");
+        }
+        let (_, note) = format_from_content_type(Some("x/y"), Some(P::PrometheusText1_0_0)).unwrap();
         assert_eq!(
-            format_from_content_type(Some("application/openmetrics-text; version=1.0.0")),
-            OpenMetrics
+            note.as_deref(),
+            Some("received unsupported Content-Type \"x/y\", using fallback_scrape_protocol \"text/plain\""),
+            "the message Prometheus logs when it falls back"
         );
-        assert_eq!(format_from_content_type(Some(" Application/OpenMetrics-Text ")), OpenMetrics);
-        assert_eq!(format_from_content_type(Some("application/json")), PrometheusText);
-        assert_eq!(format_from_content_type(Some("")), PrometheusText);
     }
 
     #[test]
-    fn accept_header_shape() {
-        let parts: Vec<&str> = ACCEPT_HEADER.split(',').collect();
-        assert_eq!(parts.len(), 5);
-        assert!(parts[0].starts_with("application/openmetrics-text;version=1.0.0"));
-        assert!(parts[4].starts_with("*/*"));
-        let qs: Vec<&str> = parts.iter().map(|p| p.rsplit("q=").next().unwrap()).collect();
-        assert_eq!(qs, ["0.6", "0.5", "0.4", "0.3", "0.2"]);
+    fn protobuf_is_refused_by_the_text_parser() {
+        let e = check(b"\x10\x0a", Format::PrometheusProto).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ProtobufNotSupported);
+        let mut p = Parser::new(b"a 1\n", Format::PrometheusProto);
+        assert_eq!(p.next_entry().unwrap_err().kind, ErrorKind::ProtobufNotSupported, "never read as text");
     }
 
     #[test]

@@ -6,8 +6,7 @@
 //! [`v2::decode_snappy`] to turn a 2.0 body a 1.x receiver refused back into samples, re-sent as
 //! 1.0 (`remote_write::request`). What this is not: the hot-path encoder; the sender writes the
 //! wire format directly in [`crate::encode`] without building these structs.
-//! Native histograms (TimeSeries field 4) are left out: trawl does not send them, and prost skips
-//! unknown fields when decoding.
+//! [`Histogram`] serves both protocol versions (2.0 only adds `start_timestamp`, field 17).
 
 pub mod v2;
 
@@ -34,6 +33,78 @@ pub struct TimeSeries {
     /// Exemplars (trawl sends none).
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
+    /// Native histograms.
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
+}
+
+/// `prometheus.Histogram` (and `io.prometheus.write.v2.Histogram`, which adds field 17): a
+/// native histogram. The two `oneof`s are read as optional fields, so a decoder sees which kind
+/// (integer or float) was sent.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    /// `count_int`.
+    #[prost(uint64, optional, tag = "1")]
+    pub count_int: Option<u64>,
+    /// `count_float`.
+    #[prost(double, optional, tag = "2")]
+    pub count_float: Option<f64>,
+    /// Sum of observations.
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// Resolution.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    /// Width of the zero bucket.
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    /// `zero_count_int`.
+    #[prost(uint64, optional, tag = "6")]
+    pub zero_count_int: Option<u64>,
+    /// `zero_count_float`.
+    #[prost(double, optional, tag = "7")]
+    pub zero_count_float: Option<f64>,
+    /// Negative spans.
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    /// Negative bucket deltas (integer histograms).
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    /// Negative bucket counts (float histograms).
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    /// Positive spans.
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    /// Positive bucket deltas (integer histograms).
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// Positive bucket counts (float histograms).
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    /// 0 unknown, 1 yes, 2 no, 3 gauge.
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    /// Milliseconds since the epoch.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+    /// Custom bucket bounds (schema -53).
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
+    /// Remote write 2.0: when the histogram started accumulating, in ms (0: unknown).
+    #[prost(int64, tag = "17")]
+    pub start_timestamp: i64,
+}
+
+/// `prometheus.BucketSpan`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BucketSpan {
+    /// Gap to the previous span (the first span: the first index).
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Consecutive buckets.
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
 }
 
 /// `prometheus.Label`.
@@ -134,6 +205,7 @@ mod tests {
                 labels: vec![Label { name: "__name__".into(), value: "up".into() }],
                 samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
                 exemplars: vec![],
+                histograms: vec![],
             }],
             metadata: vec![],
         };

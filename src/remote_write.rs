@@ -23,9 +23,9 @@
 //! `record`, `metrics` and `config` import nothing of `remote_write`; `remote_write.rs` imports
 //! its children only. Without `--storage.path` nothing is persisted: what is queued at exit is
 //! flushed up to a deadline, then counted as dropped.
-//! What this is not: native histograms, or 1.0 metadata/exemplars (the `send_exemplars` and
-//! `metadata_config` keys are accepted so Prometheus configs load; with 1.0 nothing is sent for
-//! them, with 2.0 metadata and exemplars always travel inline).
+//! What this is not: 1.0 metadata (`metadata_config` is accepted so Prometheus configs load;
+//! 1.0 sends none, 2.0 sends it inline). Exemplars and native histograms are sent when
+//! `send_exemplars` / `send_native_histograms` say so, as Prometheus' queue manager does.
 //!
 //! # Protocol
 //!
@@ -111,6 +111,10 @@ pub struct Endpoint {
     /// exemplars and created timestamps are dropped on entry instead of travelling through
     /// the queue (carrying them cost ~4 % of trawl's CPU at 1M series, `perf/README.md`).
     samples_only: bool,
+    /// `send_exemplars` (Prometheus' default: false, for 1.0 and 2.0 alike).
+    send_exemplars: bool,
+    /// `send_native_histograms` (Prometheus' default: false; the samples are then not sent).
+    send_native_histograms: bool,
     metrics: Arc<RemoteWriteMetrics>,
     disk_metrics: Option<Arc<DiskMetrics>>,
     queue: queue::Queue,
@@ -194,15 +198,35 @@ impl Endpoint {
             disk_buffer = disk_metrics.is_some(),
             "Remote-write endpoint started."
         );
-        Ok(Endpoint { name, samples_only: !v2, metrics, disk_metrics, queue })
+        Ok(Endpoint {
+            name,
+            samples_only: !v2,
+            send_exemplars: cfg.send_exemplars,
+            send_native_histograms: cfg.send_native_histograms,
+            metrics,
+            disk_metrics,
+            queue,
+        })
     }
 
     /// Enqueues a scrape's batch. Waits when the queue is full (back-pressure on the scraper),
     /// never drops silently; returns `Err` only after shutdown began.
     pub async fn send(&self, batch: impl Into<Batch>) -> Result<(), Error> {
         let mut batch = batch.into();
+        // What Prometheus' queue manager leaves out: native histograms unless
+        // `send_native_histograms`, exemplars unless `send_exemplars` (`AppendHistograms`,
+        // `AppendExemplars` return early).
+        if !self.send_native_histograms && !batch.histograms.is_empty() {
+            batch.drop_histogram_samples();
+        }
         if self.samples_only {
+            let exemplars = std::mem::take(&mut batch.exemplars);
             batch.drop_extras();
+            if self.send_exemplars {
+                batch.exemplars = exemplars;
+            }
+        } else if !self.send_exemplars {
+            batch.exemplars.clear();
         }
         self.queue.send(batch).await.map_err(|lost| {
             if lost > 0 {

@@ -32,6 +32,7 @@ use crate::relabel::RelabelConfig;
 pub mod job;
 mod last;
 pub mod page;
+pub mod protobuf;
 mod record;
 mod series;
 pub mod target;
@@ -75,9 +76,17 @@ pub enum ScrapeError {
     /// `scrape_timeout` passed while the page was being processed.
     #[error("context deadline exceeded")]
     Timeout,
+    /// A protobuf page, or a native histogram on it, is broken or over a limit.
+    #[error("{0}")]
+    Protobuf(#[from] protobuf::ProtobufError),
     /// The memory budget refused the memory the page's samples need.
     #[error(transparent)]
     Memory(#[from] crate::budget::Refused),
+    /// The response's `Content-Type` names no format trawl reads and the job has no
+    /// `fallback_scrape_protocol` (Prometheus 3's messages, see
+    /// [`parse::format_from_content_type`]).
+    #[error("{0}")]
+    ContentType(String),
 }
 
 /// Settings shared by all targets of a job.
@@ -107,11 +116,76 @@ pub struct JobSettings {
     pub metric_relabel: Vec<RelabelConfig>,
     /// Auth and TLS for the targets.
     pub http: crate::config::HttpClientConfig,
+    /// The `Accept` header of every scrape, built from `scrape_protocols` and the escaping
+    /// scheme exactly as Prometheus 3 builds it.
+    pub accept: String,
+    /// How a response with a blank or unknown `Content-Type` is read
+    /// (`fallback_scrape_protocol`); `None` fails such a scrape.
+    pub fallback_scrape_protocol: Option<crate::config::ScrapeProtocol>,
+    /// `metric_name_validation_scheme`: `true` for `utf8` (Prometheus 3's default), `false` for
+    /// `legacy`, which fails a scrape with a series whose names are not legacy names.
+    pub metric_name_validation_utf8: bool,
+    /// `scrape_native_histograms`: ingest native histograms (when false, Prometheus reads a
+    /// histogram exposed both ways as classic, and a native-only one as classic with just the
+    /// `+Inf` bucket, count and sum).
+    pub scrape_native_histograms: bool,
+    /// `always_scrape_classic_histograms` (old name `scrape_classic_histograms`): keep the classic
+    /// buckets of a histogram also exposed as native.
+    pub always_scrape_classic_histograms: bool,
+    /// `native_histogram_bucket_limit`: more buckets than this lower the resolution until they
+    /// fit; if they never do, the scrape fails (0 = none).
+    pub native_histogram_bucket_limit: u64,
+    /// `native_histogram_min_bucket_factor`: lower the resolution until the growth factor from
+    /// one bucket to the next is at least this (0 = none).
+    pub native_histogram_min_bucket_factor: f64,
+    /// `convert_classic_histograms_to_nhcb`: always false (the config refuses `true`: trawl
+    /// does not make custom-bucket histograms yet).
+    pub convert_classic_histograms_to_nhcb: bool,
+}
+
+impl Default for JobSettings {
+    /// Prometheus' defaults for a job named `j` with no target labels' config: what tests and
+    /// benches start from.
+    fn default() -> Self {
+        let protocols = crate::config::scrape_protocols::DEFAULT_SCRAPE_PROTOCOLS;
+        JobSettings {
+            job: "j".into(),
+            honor_labels: false,
+            honor_timestamps: true,
+            track_timestamps_staleness: false,
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            body_size_limit: 0,
+            gzip: true,
+            metric_relabel: Vec::new(),
+            http: Default::default(),
+            accept: crate::config::scrape_protocols::accept_header(
+                &protocols,
+                crate::config::EscapingScheme::AllowUtf8,
+            ),
+            fallback_scrape_protocol: None,
+            metric_name_validation_utf8: true,
+            scrape_native_histograms: false,
+            always_scrape_classic_histograms: false,
+            native_histogram_bucket_limit: 0,
+            native_histogram_min_bucket_factor: 0.0,
+            convert_classic_histograms_to_nhcb: false,
+        }
+    }
 }
 
 impl JobSettings {
     /// The settings of a loaded (defaults filled) scrape config.
     pub fn from_config(sc: &ScrapeConfig) -> Self {
+        // Filled in by `config::load_str`; a config built in code gets Prometheus' defaults.
+        let negotiation = sc.negotiation.clone().unwrap_or_else(|| crate::config::Negotiation {
+            protocols: crate::config::scrape_protocols::DEFAULT_SCRAPE_PROTOCOLS.to_vec(),
+            fallback: None,
+            utf8_names: true,
+            escaping: crate::config::EscapingScheme::AllowUtf8,
+        });
         JobSettings {
             job: sc.job().to_owned(),
             honor_labels: sc.honor_labels,
@@ -125,6 +199,17 @@ impl JobSettings {
             gzip: sc.enable_compression,
             metric_relabel: sc.metric_relabel_configs.clone(),
             http: sc.http_client_config(),
+            accept: crate::config::scrape_protocols::accept_header(
+                &negotiation.protocols,
+                negotiation.escaping,
+            ),
+            fallback_scrape_protocol: negotiation.fallback,
+            metric_name_validation_utf8: negotiation.utf8_names,
+            scrape_native_histograms: sc.scrape_native_histograms.unwrap_or(false),
+            always_scrape_classic_histograms: sc.always_scrape_classic_histograms.unwrap_or(false),
+            native_histogram_bucket_limit: sc.native_histogram_bucket_limit,
+            native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor,
+            convert_classic_histograms_to_nhcb: sc.convert_classic_histograms_to_nhcb.unwrap_or(false),
         }
     }
 }

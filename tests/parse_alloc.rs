@@ -20,6 +20,7 @@ fn page(families: usize, format: Format) -> Vec<u8> {
                 let (total, ts) = match format {
                     Format::PrometheusText => ("", " 1712345678901"),
                     Format::OpenMetrics => ("_total", " 1712345678.901"),
+                    Format::PrometheusProto => unreachable!("this test writes text pages"),
                 };
                 s += &format!(
                     "node_metric_{f}{total}{{cpu=\"{cpu}\",mode=\"{mode}\",instance=\"host-{f}:9100\"}} {}.{}{ts}\n",

@@ -66,6 +66,7 @@ fn target_page() -> Page {
         gzip: true,
         metric_relabel: rules,
         http: Default::default(),
+        ..JobSettings::default()
     };
     let target =
         Labels::from_pairs([("instance", "10.1.2.3:9100"), ("job", "node"), ("pod", "node-exporter-x")]);

@@ -38,11 +38,12 @@ fn page(n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A trawl config scraping `target` every second into one endpoint.
+/// A trawl config scraping `target` every second into one endpoint that sends exemplars
+/// (`send_exemplars`, off by default as in Prometheus).
 fn config(target: &TestTarget, url: &str, extra: &str) -> String {
     format!(
         "global:\n  scrape_interval: 1s\nremote_write:\n  - url: {url}\n    protobuf_message: \
-         io.prometheus.write.v2.Request\n    queue_config:\n      batch_send_deadline: 200ms\n      \
+         io.prometheus.write.v2.Request\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 200ms\n      \
          min_backoff: 50ms\n      max_backoff: 200ms\n{extra}\
          scrape_configs:\n  - job_name: test\n    metrics_path: /m\n    static_configs:\n      - targets: ['{}']\n",
         target.host()
@@ -164,6 +165,30 @@ async fn created_lines_reach_the_receiver_with_their_own_points() {
         metric_sum(&metrics, "trawl_created_lines_unmatched_total", "scrape_job=\"test\"") >= 1.0,
         "the orphan _created line is counted"
     );
+}
+
+/// Without `send_exemplars`, no exemplar is sent, in 2.0 as in 1.0 (Prometheus' queue manager
+/// drops them in `AppendExemplars` whatever the protocol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_only_with_send_exemplars() {
+    let target = TestTarget::start().await;
+    target.route("/m", |n| (200, OPENMETRICS, page(n)));
+    let rx = Receiver::start(Mode::Both).await;
+    let cfg = config(&target, &rx.url(), "").replace("    send_exemplars: true\n", "");
+    assert!(!cfg.contains("send_exemplars"));
+    let mut trawl = Trawl::start(&cfg).await;
+    let got = rx
+        .wait_for(WAIT, |rs| {
+            rs.iter()
+                .flat_map(|r| &r.series)
+                .filter(|s| s.label("__name__") == Some("http_requests_total"))
+                .count()
+                >= 3
+        })
+        .await;
+    assert!(got, "samples arrive:\n{}", trawl.proc.log());
+    assert_eq!(trawl.interrupt(), Some(0));
+    assert!(rx.requests().iter().flat_map(|r| &r.series).all(|s| s.exemplars.is_empty()), "no exemplar sent");
 }
 
 /// A receiver that takes 2.0 but confirms no exemplars: every request is "fewer items than

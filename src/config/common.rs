@@ -436,7 +436,8 @@ pub struct HttpClientConfig {
     pub proxy: ProxyConfig,
     /// Whether to follow redirects (Prometheus' default is true).
     pub follow_redirects: Option<bool>,
-    /// Whether to enable HTTP/2 (accepted; trawl speaks HTTP/1.1).
+    /// Whether to offer HTTP/2 on TLS connections (Prometheus' default is true; remote write's
+    /// is false, as in Prometheus 3).
     pub enable_http2: Option<bool>,
 }
 
@@ -526,7 +527,7 @@ macro_rules! with_http_client_fields {
             /// `follow_redirects`.
             #[serde(default)]
             pub follow_redirects: Option<bool>,
-            /// `enable_http2` (accepted; trawl speaks HTTP/1.1).
+            /// `enable_http2`.
             #[serde(default)]
             pub enable_http2: Option<bool>,
         }

@@ -4,8 +4,8 @@
 //! [`Batch`] into reused buffers: the symbols table (interned per request, `""` first as the spec
 //! requires, so a `*_ref` of 0 means "none"), one `TimeSeries` per sample with its label refs
 //! (name/value pairs read back out of the sample's record, sorted by name), its metadata (type,
-//! HELP, UNIT refs), exemplars and created timestamp. What this is not: histograms (trawl sends
-//! none yet); [`crate::prompb::v2`] is the decode oracle.
+//! HELP, UNIT refs), exemplars and created timestamp, and a native histogram in place of the
+//! sample where the batch has one. [`crate::prompb::v2`] is the decode oracle.
 //!
 //! # Algorithm
 //!
@@ -36,6 +36,9 @@ mod field {
     pub const REQUEST_TIMESERIES: u32 = 5;
     pub const TIMESERIES_LABELS_REFS: u32 = 1;
     pub const TIMESERIES_SAMPLES: u32 = 2;
+    pub const TIMESERIES_HISTOGRAMS: u32 = 3;
+    pub const HISTOGRAM_TIMESTAMP: u32 = 15;
+    pub const HISTOGRAM_START_TIMESTAMP: u32 = 17;
     pub const TIMESERIES_EXEMPLARS: u32 = 4;
     pub const TIMESERIES_METADATA: u32 = 5;
     pub const SAMPLE_VALUE: u32 = 1;
@@ -262,6 +265,7 @@ impl Encoder {
             let (first_run, first_exemplar) = (s.first_run(), s.first_exemplar());
             let (mut run, mut metadata) = (first_run, None);
             let (mut exemplar, mut created) = (first_exemplar, s.first_created());
+            let mut hist = s.first_histogram();
             for i in s.range.clone() {
                 let rec = &batch.recs()[i];
                 let Some(&(from, to)) = labels.next() else { break };
@@ -290,8 +294,21 @@ impl Encoder {
                     )
                 };
                 let labels = &self.refs[from as usize..to as usize];
+                while batch.histograms.get(hist).is_some_and(|(at, _)| (*at as usize) < i) {
+                    hist += 1;
+                }
+                let histogram =
+                    batch.histograms.get(hist).filter(|(at, _)| *at as usize == i).map(|(_, h)| &**h);
                 // Lengths first.
-                let sample = sample_len(rec.timestamp_ms, start_ms);
+                let sample = match histogram {
+                    // The stored fields 1 to 14, the timestamp, and the start if known (field 17:
+                    // a two-byte key).
+                    Some(h) => {
+                        h.len() + sample_len(rec.timestamp_ms, start_ms) - DOUBLE_LEN_BYTES - KEY_LEN_BYTES
+                            + usize::from(start_ms != 0)
+                    }
+                    None => sample_len(rec.timestamp_ms, start_ms),
+                };
                 let mut len = packed_len(labels) + nested_len(sample);
                 if start_ms != 0 {
                     len += KEY_LEN_BYTES + encoded_len_varint(start_ms as u64);
@@ -306,16 +323,28 @@ impl Encoder {
                 encode_key(field::REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
                 encode_varint(len as u64, buf);
                 write_packed(field::TIMESERIES_LABELS_REFS, labels, buf);
-                encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
-                encode_varint(sample as u64, buf);
-                // Both fields always written, so -0.0 keeps its sign (as in 1.0).
-                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-                buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(rec.timestamp_ms as u64, buf);
-                if start_ms != 0 {
-                    encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
-                    encode_varint(start_ms as u64, buf);
+                if let Some(h) = histogram {
+                    encode_key(field::TIMESERIES_HISTOGRAMS, WireType::LengthDelimited, buf);
+                    encode_varint(sample as u64, buf);
+                    buf.extend_from_slice(h);
+                    encode_key(field::HISTOGRAM_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(rec.timestamp_ms as u64, buf);
+                    if start_ms != 0 {
+                        encode_key(field::HISTOGRAM_START_TIMESTAMP, WireType::Varint, buf);
+                        encode_varint(start_ms as u64, buf);
+                    }
+                } else {
+                    encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
+                    encode_varint(sample as u64, buf);
+                    // Both fields always written, so -0.0 keeps its sign (as in 1.0).
+                    encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+                    buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
+                    encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
+                    encode_varint(rec.timestamp_ms as u64, buf);
+                    if start_ms != 0 {
+                        encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
+                        encode_varint(start_ms as u64, buf);
+                    }
                 }
                 for k in exemplar..exemplar + mine {
                     let (ex, refs) = refs_of(k);

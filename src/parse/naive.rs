@@ -113,6 +113,9 @@ pub fn parse(input: &[u8], format: Format) -> Result<Vec<NaiveEntry>> {
     match format {
         Format::PrometheusText => parse_text(&mut c),
         Format::OpenMetrics => parse_openmetrics(&mut c),
+        Format::PrometheusProto => {
+            Err(NaiveError { offset: 0, reason: "the text parser does not read protobuf".into() })
+        }
     }
 }
 

@@ -204,12 +204,19 @@ impl<'a> Parser<'a> {
         if self.done {
             return Ok(None);
         }
+        if self.format == Format::PrometheusProto {
+            // Protobuf pages go to `proto` (the page processor gives this parser their
+            // translation as text), never here.
+            self.done = true;
+            return Err(error_at(self.input, ErrorKind::ProtobufNotSupported, 0));
+        }
         if let Some(entry) = self.try_fast_sample() {
             return Ok(Some(entry));
         }
         let r = match self.format {
             Format::PrometheusText => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
+            Format::PrometheusProto => Ok(None), // refused above
         };
         if !matches!(r, Ok(Some(_))) {
             self.done = true;

@@ -3,8 +3,7 @@
 //!
 //! What this is: the decode oracle for tests and test receivers, plus [`decode_snappy`]. What
 //! this is not: the sender's encoder ([`crate::encode::v2`] writes the wire format directly).
-//! Native histograms (`TimeSeries.histograms`, field 3) are left out: trawl sends none, and
-//! prost skips unknown fields. The start of a counter is in both places Prometheus has had it:
+//! Native histograms use [`super::Histogram`] (the same message, with `start_timestamp`). The start of a counter is in both places Prometheus has had it:
 //! `TimeSeries.created_timestamp` (field 6, up to v3.8) and `Sample.start_timestamp` (field 3,
 //! the spec since 2.0-rc.4, v3.9+, which reserves 6); trawl's encoder writes both.
 
@@ -30,6 +29,9 @@ pub struct TimeSeries {
     /// Samples, oldest first.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// Native histograms.
+    #[prost(message, repeated, tag = "3")]
+    pub histograms: Vec<super::Histogram>,
     /// Exemplars.
     #[prost(message, repeated, tag = "4")]
     pub exemplars: Vec<Exemplar>,

@@ -145,9 +145,9 @@ pub struct RemoteWriteConfig {
     pub protobuf_message: Option<String>,
     /// Split requests by tenant, taken from a label.
     pub tenant: Option<TenantConfig>,
-    /// Accepted; trawl sends no exemplars.
+    /// Whether exemplars are sent, in 1.0 and 2.0 (Prometheus' default: false).
     pub send_exemplars: bool,
-    /// Accepted; trawl sends no native histograms.
+    /// Whether native histogram samples are sent (Prometheus' default: false).
     pub send_native_histograms: bool,
     /// Accepted; trawl sends no metadata.
     pub metadata_config: MetadataConfig,

@@ -37,9 +37,10 @@ pub(crate) struct Encoders {
 }
 
 impl Encoders {
-    /// Encoders for batches whose records hold the external labels already.
+    /// Encoders for batches whose records hold the external labels already. A batch carries
+    /// exemplars only when its endpoint sends them (`Endpoint::send`), so 1.0 writes those it has.
     pub(crate) fn new() -> Self {
-        Encoders { v1: encode::Encoder::new(), v2: None }
+        Encoders { v1: encode::Encoder::new().with_exemplars(true), v2: None }
     }
 
     /// Sends the samples of `slices` as one request per tenant. `Cancelled` as soon as one

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::last::LastSeries;
+use super::protobuf::{Options, Translation};
 use super::record::{self, Base};
 use super::series::SeriesTable;
 use super::verdict::{ALIAS, DIFF, DROP, INVALID, KIND, SET, Verdicts};
@@ -100,6 +101,8 @@ pub struct Page {
     scratch: Vec<u8>,
     /// Samples and record bytes of the last batch, to size the next one.
     last_size: (usize, usize),
+    /// The last protobuf page's translation (its buffers are reused).
+    protobuf: Translation,
 }
 
 impl Page {
@@ -124,6 +127,7 @@ impl Page {
             report,
             scratch: Vec::new(),
             last_size: (0, 0),
+            protobuf: Translation::default(),
         }
     }
 
@@ -198,7 +202,41 @@ impl Page {
         format: parse::Format,
         ts: i64,
         batch: &mut Batch,
+        check: impl FnMut(&Batch) -> Result<(), ScrapeError>,
+    ) -> Result<Counts, (ScrapeError, Counts)> {
+        if format != parse::Format::PrometheusProto {
+            return self.process_text(body, format, ts, batch, check, None);
+        }
+        let mut tr = std::mem::take(&mut self.protobuf);
+        let opts = Options {
+            native: self.settings.scrape_native_histograms,
+            classic_too: self.settings.always_scrape_classic_histograms,
+        };
+        let r = match tr.translate(body, opts) {
+            Ok(()) => self.process_text(
+                &tr.text,
+                parse::Format::PrometheusText,
+                ts,
+                batch,
+                check,
+                Some((&tr, body)),
+            ),
+            Err(e) => Err((ScrapeError::Protobuf(e), Counts::default())),
+        };
+        self.protobuf = tr;
+        r
+    }
+
+    /// The sample loop over a text page; `extras` is the translation of a protobuf page (whose
+    /// text this is) and the protobuf body, for what the text lines do not carry.
+    fn process_text(
+        &mut self,
+        body: &[u8],
+        format: parse::Format,
+        ts: i64,
+        batch: &mut Batch,
         mut check: impl FnMut(&Batch) -> Result<(), ScrapeError>,
+        extras: Option<(&Translation, &[u8])>,
     ) -> Result<Counts, (ScrapeError, Counts)> {
         self.generation = self.generation.wrapping_add(1).max(1);
         let generation = self.generation;
@@ -216,6 +254,10 @@ impl Page {
         // What the staleness shortcut counts (see the module docs).
         let (mut tracked, mut from_last, mut new_tracked) = (0u32, 0u32, 0u32);
         let mut alias = false;
+        // Cursors into a protobuf translation's side lists: TYPE lines, exemplars, created
+        // timestamps, native histograms.
+        let (mut type_lines, mut ex, mut cr, mut nat) = (0usize, 0usize, 0usize, 0usize);
+        let max_schema = crate::histogram::pick_schema(settings.native_histogram_min_bucket_factor);
         loop {
             let entry = match parser.next_entry() {
                 Ok(Some(e)) => e,
@@ -230,7 +272,16 @@ impl Page {
                     continue;
                 }
                 parse::Entry::Type { name, kind } => {
-                    family.start(name).kind = kind;
+                    let f = family.start(name);
+                    f.kind = kind;
+                    if let Some((tr, pb)) = extras
+                        && let Some(info) = tr.families.get(type_lines)
+                    {
+                        f.kind = info.kind;
+                        f.unit = std::str::from_utf8(&pb[info.unit.start as usize..info.unit.end as usize])
+                            .unwrap_or("");
+                    }
+                    type_lines += 1;
                     point = None;
                     continue;
                 }
@@ -329,6 +380,42 @@ impl Page {
                     // RW 2.0: an exemplar MUST have a timestamp; the scrape time when none is given.
                     timestamp_ms: e.timestamp_ms().unwrap_or(ts),
                 });
+            }
+            if let Some((tr, _)) = extras {
+                let ord = (counts.scraped - 1) as u32;
+                let at = batch.len() - 1;
+                while tr.exemplars.get(ex).is_some_and(|(o, _)| *o < ord) {
+                    ex += 1;
+                }
+                while let Some((_, e)) = tr.exemplars.get(ex).filter(|(o, _)| *o == ord) {
+                    let mut e = e.clone();
+                    if e.timestamp_ms == i64::MIN {
+                        e.timestamp_ms = ts;
+                    }
+                    batch.push_exemplar(e);
+                    ex += 1;
+                }
+                while tr.created.get(cr).is_some_and(|(o, _)| *o < ord) {
+                    cr += 1;
+                }
+                if let Some(&(_, ms)) = tr.created.get(cr).filter(|(o, _)| *o == ord) {
+                    batch.set_created(at, ms);
+                }
+                while tr.natives.get(nat).is_some_and(|(o, _)| *o < ord) {
+                    nat += 1;
+                }
+                if let Some((_, n)) = tr.natives.get(nat).filter(|(o, _)| *o == ord) {
+                    // Prometheus' appender chain for a kept histogram: schema cap, bucket
+                    // limit, validation; an error fails the scrape.
+                    let mut n = n.clone();
+                    let fail =
+                        |e: crate::histogram::HistogramError| (ScrapeError::Protobuf(e.into()), counts);
+                    n.limit(max_schema, settings.native_histogram_bucket_limit).map_err(fail)?;
+                    n.validate().map_err(fail)?;
+                    let mut out = Vec::with_capacity(64 + 12 * n.buckets());
+                    n.encode(&mut out);
+                    batch.push_histogram(out.into_boxed_slice());
+                }
             }
         }
         // Forget series not seen for two scrapes, so the table follows churn instead of growing.

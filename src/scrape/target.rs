@@ -284,7 +284,22 @@ impl TargetLoop {
             }
         };
         self.metrics.bytes_scraped.fetch_add(resp.wire_bytes, Relaxed);
-        let format = parse::format_from_content_type(resp.content_type.as_deref());
+        let format = match parse::format_from_content_type(
+            resp.content_type.as_deref(),
+            self.settings.fallback_scrape_protocol,
+        ) {
+            Ok((format, fallback)) => {
+                if let Some(note) = fallback {
+                    // Prometheus logs this at debug level too, and scrapes on.
+                    tracing::debug!(job = %self.settings.job, target = %self.target.url, "{note}");
+                }
+                format
+            }
+            Err(e) => {
+                bufs.give_back();
+                return Err(fail(ScrapeError::ContentType(e)));
+            }
+        };
         let body_bytes = bufs.body().len() as u64;
         let limit = req.body_limit;
         let page = &mut self.page;
@@ -326,7 +341,8 @@ impl TargetLoop {
         };
         Ok(fetch::Request {
             uri,
-            accept: hyper::header::HeaderValue::from_static(parse::ACCEPT_HEADER),
+            accept: hyper::header::HeaderValue::from_str(&self.settings.accept)
+                .map_err(|e| FetchError::Http(format!("Accept header: {e}")))?,
             gzip: self.settings.gzip,
             timeout: self.target.timeout.get(),
             body_limit,

@@ -31,6 +31,7 @@ fn settings(honor_labels: bool, sample_limit: u64) -> JobSettings {
         gzip: true,
         metric_relabel: Vec::new(),
         http: Default::default(),
+        ..JobSettings::default()
     }
 }
 
@@ -665,5 +666,299 @@ proptest! {
             );
             prop_assert_eq!(got, want_dedup, "bytes, scrape {}", ts);
         }
+    }
+}
+
+mod protobuf_pages {
+    //! Protobuf pages through the page processor: the series Prometheus' protobuf parser gives,
+    //! and native histograms as remote write sends them.
+    use super::*;
+    use crate::encode::Encoder;
+    use crate::parse::proto::model::page as pb_page;
+    use crate::parse::proto::model::*;
+    use prost::Message as _;
+
+    fn ts(ms: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 })
+    }
+
+    fn families() -> Vec<MetricFamily> {
+        let native = Histogram {
+            sample_count: 7,
+            sample_sum: 12.5,
+            schema: 3,
+            zero_threshold: 1e-3,
+            zero_count: 1,
+            positive_span: vec![BucketSpan { offset: 0, length: 2 }, BucketSpan { offset: 2, length: 1 }],
+            positive_delta: vec![2, -1, 1], // 2, 1, 2
+            negative_span: vec![BucketSpan { offset: -1, length: 1 }],
+            negative_delta: vec![1],
+            bucket: vec![
+                Bucket { cumulative_count: 3, upper_bound: 1.0, ..Default::default() },
+                Bucket { cumulative_count: 7, upper_bound: 10.0, ..Default::default() },
+            ],
+            exemplars: vec![Exemplar {
+                label: vec![label("trace_id", "t1")],
+                value: 1.1,
+                timestamp: ts(1_500),
+            }],
+            start_timestamp: ts(900),
+            ..Default::default()
+        };
+        vec![
+            MetricFamily {
+                name: "req_total".into(),
+                help: "Requests.".into(),
+                r#type: 0,
+                metric: vec![Metric {
+                    label: vec![label("code", "200")],
+                    counter: Some(Counter {
+                        value: 5.0,
+                        exemplar: Some(Exemplar {
+                            label: vec![label("trace_id", "x")],
+                            value: 1.0,
+                            timestamp: None,
+                        }),
+                        start_timestamp: ts(1_000),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            MetricFamily {
+                name: "temp".into(),
+                r#type: 1,
+                unit: "celsius".into(),
+                metric: vec![Metric {
+                    gauge: Some(Gauge { value: -3.5 }),
+                    timestamp_ms: 4_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            MetricFamily {
+                name: "rpc".into(),
+                r#type: 2,
+                metric: vec![Metric {
+                    summary: Some(Summary {
+                        sample_count: 4,
+                        sample_sum: 2.0,
+                        quantile: vec![
+                            Quantile { quantile: 0.5, value: 0.4 },
+                            Quantile { quantile: 0.99, value: 0.9 },
+                        ],
+                        start_timestamp: None,
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            MetricFamily {
+                name: "lat".into(),
+                r#type: 4,
+                metric: vec![Metric {
+                    label: vec![label("path", "/")],
+                    histogram: Some(native),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            MetricFamily { name: "empty".into(), r#type: 1, ..Default::default() },
+        ]
+    }
+
+    fn settings(native: bool, classic_too: bool, limit: u64) -> JobSettings {
+        JobSettings {
+            scrape_native_histograms: native,
+            always_scrape_classic_histograms: classic_too,
+            native_histogram_bucket_limit: limit,
+            ..super::settings(false, 0)
+        }
+    }
+
+    fn run(s: JobSettings, body: &[u8]) -> Result<Batch, String> {
+        let mut l = Page::new(Arc::new(s), target_labels(), Arc::default());
+        let mut b = Batch::new();
+        l.process_page(body, parse::Format::PrometheusProto, 2_000, &mut b)
+            .map_err(|(e, _)| e.to_string())?;
+        Ok(b)
+    }
+
+    fn names(b: &Batch) -> Vec<String> {
+        b.iter()
+            .map(|s| {
+                let l = s.labels();
+                let extra: Vec<String> = l
+                    .iter()
+                    .filter(|x| matches!(&*x.name, "le" | "quantile"))
+                    .map(|x| format!("{}={}", x.name, x.value))
+                    .collect();
+                format!(
+                    "{}{}",
+                    l.get("__name__").unwrap_or(""),
+                    if extra.is_empty() { String::new() } else { format!("{{{}}}", extra.join(",")) }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn series_as_prometheus_names_them() {
+        let body = pb_page(&families());
+        // Native on, classic kept too: the histogram first, then its classic series.
+        let b = run(settings(true, true, 0), &body).unwrap();
+        assert_eq!(
+            names(&b),
+            [
+                "req_total",
+                "temp",
+                "rpc_count",
+                "rpc_sum",
+                "rpc{quantile=0.5}",
+                "rpc{quantile=0.99}",
+                "lat",
+                "lat_count",
+                "lat_sum",
+                "lat_bucket{le=1.0}",
+                "lat_bucket{le=10.0}",
+                "lat_bucket{le=+Inf}",
+            ]
+        );
+        assert_eq!(b.histograms.len(), 1);
+        assert_eq!(b.histograms[0].0, 6, "the native histogram is the `lat` sample");
+        // Native off: classic only.
+        let b = run(settings(false, false, 0), &body).unwrap();
+        assert_eq!(
+            names(&b)[6..],
+            ["lat_count", "lat_sum", "lat_bucket{le=1.0}", "lat_bucket{le=10.0}", "lat_bucket{le=+Inf}"]
+        );
+        assert!(b.histograms.is_empty());
+        // Native on, classic not kept.
+        let b = run(settings(true, false, 0), &body).unwrap();
+        assert_eq!(names(&b).len(), 7);
+    }
+
+    #[test]
+    fn values_timestamps_metadata_exemplars_and_starts() {
+        let b = run(settings(true, false, 0), &pb_page(&families())).unwrap();
+        let v: Vec<(f64, i64)> = b.iter().map(|s| (s.value, s.timestamp_ms)).collect();
+        assert_eq!(v[0], (5.0, 2_000));
+        assert_eq!(v[1], (-3.5, 4_000), "the metric's own timestamp");
+        assert_eq!(v[2..6].iter().map(|x| x.0).collect::<Vec<_>>(), [4.0, 2.0, 0.4, 0.9]);
+        let meta: Vec<_> =
+            b.metadata_iter().map(|m| m.map(|m| (m.kind, m.help.clone(), m.unit.clone()))).collect();
+        assert_eq!(meta[0], Some((parse::MetricType::Counter, "Requests.".into(), String::new())));
+        assert_eq!(meta[1], Some((parse::MetricType::Gauge, String::new(), "celsius".into())));
+        assert_eq!(meta[6].as_ref().map(|m| m.0), Some(parse::MetricType::Histogram));
+        assert_eq!(b.exemplars.len(), 2);
+        assert_eq!(
+            (b.exemplars[0].0, b.exemplars[0].1.timestamp_ms),
+            (0, 2_000),
+            "no timestamp: the scrape's"
+        );
+        assert_eq!((b.exemplars[1].0, b.exemplars[1].1.timestamp_ms), (6, 1_500));
+        assert_eq!(b.created, vec![(0, 1_000), (6, 900)]);
+    }
+
+    #[test]
+    fn native_histogram_reaches_remote_write() {
+        let b = run(settings(true, false, 0), &pb_page(&families())).unwrap();
+        let mut enc = Encoder::new();
+        enc.encode(&b).unwrap();
+        let req = crate::prompb::WriteRequest::decode(enc.proto()).unwrap();
+        let ts = req.timeseries.iter().find(|t| !t.histograms.is_empty()).unwrap();
+        assert!(ts.samples.is_empty(), "sent as a histogram, not a float");
+        let h = &ts.histograms[0];
+        assert_eq!((h.count_int, h.sum, h.schema, h.zero_count_int), (Some(7), 12.5, 3, Some(1)));
+        assert_eq!(h.timestamp, 2_000);
+        let spans: Vec<_> = h.positive_spans.iter().map(|s| (s.offset, s.length)).collect();
+        assert_eq!(spans, [(0, 2), (2, 1)]);
+        assert_eq!(h.positive_deltas, [2, -1, 1]);
+        assert_eq!(h.negative_deltas, [1]);
+        let mut v2 = crate::encode::v2::Encoder::new();
+        v2.encode(&b).unwrap();
+        let req = crate::prompb::v2::Request::decode(v2.proto()).unwrap();
+        let ts = req.timeseries.iter().find(|t| !t.histograms.is_empty()).unwrap();
+        assert_eq!(ts.histograms[0].start_timestamp, 900);
+        assert_eq!(ts.histograms[0].positive_deltas, [2, -1, 1]);
+        assert_eq!(ts.exemplars.len(), 1);
+        // An endpoint without `send_native_histograms` leaves the histogram sample out.
+        let mut b = b;
+        let n = b.len();
+        assert_eq!(b.drop_histogram_samples(), 1);
+        assert_eq!(b.len(), n - 1);
+        assert!(b.histograms.is_empty() && !names(&b).contains(&"lat".to_owned()));
+        assert_eq!(b.exemplars.len(), 1, "the counter's exemplar stays with its sample");
+        assert_eq!(b.exemplars[0].0, 0);
+    }
+
+    #[test]
+    fn limits_and_invalid_histograms_fail_the_scrape() {
+        let body = pb_page(&families());
+        // 4 buckets (positive 0, 1, 4; negative -1), limit 3: schema 3 → 2 (0, 1, 2 | 0) → 1
+        // (0, 1 | 0). Indexes 0 and 1 never merge, so a limit of 2 cannot be met.
+        let b = run(settings(true, false, 3), &body).unwrap();
+        let mut enc = Encoder::new();
+        enc.encode(&b).unwrap();
+        let req = crate::prompb::WriteRequest::decode(enc.proto()).unwrap();
+        let h = &req.timeseries.iter().find(|t| !t.histograms.is_empty()).unwrap().histograms[0];
+        assert_eq!((h.schema, h.positive_deltas.len(), h.negative_deltas.len()), (1, 2, 1), "{h:?}");
+        assert_eq!(run(settings(true, false, 2), &body).unwrap_err(), "histogram bucket limit exceeded");
+        // Inconsistent spans.
+        let mut f = families();
+        f[3].metric[0].histogram.as_mut().unwrap().positive_delta.pop();
+        assert_eq!(
+            run(settings(true, false, 0), &pb_page(&f)).unwrap_err(),
+            "histogram \"lat\": positive side: spans require 3 buckets, have 2"
+        );
+        // The count does not match the buckets.
+        let mut f = families();
+        f[3].metric[0].histogram.as_mut().unwrap().sample_count = 99;
+        assert!(run(settings(true, false, 0), &pb_page(&f)).unwrap_err().contains("Count field is 99"));
+        // Dropped by relabeling: not appended, so not validated (Prometheus).
+        let mut s = settings(true, false, 0);
+        s.metric_relabel =
+            serde_saphyr::from_str("[{source_labels: [__name__], regex: lat, action: drop}]").unwrap();
+        assert!(run(s, &pb_page(&f)).is_ok());
+    }
+
+    #[test]
+    fn staleness_marks_vanished_histograms_with_a_float_stale_marker() {
+        let mut l = Page::new(Arc::new(settings(true, false, 0)), target_labels(), Arc::default());
+        let mut b = Batch::new();
+        l.process_page(&pb_page(&families()), parse::Format::PrometheusProto, 1_000, &mut b).unwrap();
+        let mut f = families();
+        f.remove(3);
+        let mut b = Batch::new();
+        l.process_page(&pb_page(&f), parse::Format::PrometheusProto, 2_000, &mut b).unwrap();
+        let stale: Vec<_> = b
+            .iter()
+            .filter(|s| is_stale_nan(s.value))
+            .map(|s| s.labels().get("__name__").unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(stale, ["lat"]);
+        assert!(b.histograms.is_empty(), "a stale marker is a float sample");
+    }
+
+    #[test]
+    fn utf8_names_and_odd_values_survive_the_text_lines() {
+        let f = vec![MetricFamily {
+            name: "my.metric".into(),
+            help: "multi\nline \\ help".into(),
+            r#type: 1,
+            metric: vec![Metric {
+                label: vec![label("läbel", "a \"quoted\"\nvalue\\"), label("ok", "")],
+                gauge: Some(Gauge { value: 1e-300 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        let b = run(settings(false, false, 0), &pb_page(&f)).unwrap();
+        let l = b.get(0).labels();
+        assert_eq!(l.get("__name__"), Some("my.metric"));
+        assert_eq!(l.get("läbel"), Some("a \"quoted\"\nvalue\\"));
+        assert_eq!(b.get(0).value, 1e-300);
+        let meta = b.metadata_iter().next().flatten().unwrap();
+        assert_eq!(meta.help, "multi\nline \\ help");
     }
 }

@@ -225,6 +225,18 @@ pub(super) fn build(exposed: Labels, settings: &JobSettings, target: &Labels) ->
     let Some(name) = l.get(labels::METRIC_NAME).map(str::to_owned) else {
         return Built::Invalid("__name__ label is mandatory".into());
     };
+    // `metric_name_validation_scheme: legacy` fails the scrape on a name outside the legacy
+    // character sets, after relabeling (which may have fixed it), as Prometheus 3 does.
+    if !settings.metric_name_validation_utf8
+        && !l.iter().all(|lb| {
+            labels::is_valid_label_name(&lb.name)
+                && (lb.name.as_str() != labels::METRIC_NAME || labels::is_valid_metric_name(&lb.value))
+        })
+    {
+        return Built::Invalid(
+            format!("invalid metric name or label names: {}", go_labels_string(&l)).into(),
+        );
+    }
     let st = settings;
     if st.label_limit > 0 && l.len() as u64 > st.label_limit {
         return Built::Invalid(ScrapeError::LabelLimit(name, l.len(), st.label_limit).to_string().into());
@@ -240,4 +252,28 @@ pub(super) fn build(exposed: Labels, settings: &JobSettings, target: &Labels) ->
         }
     }
     Built::Keep(l)
+}
+
+/// Go's `labels.Labels.String()`: names outside the legacy set quoted, values quoted. (Go's
+/// `strconv.Quote` also escapes non-printable characters as `\x..`/`\u....`; this escapes only
+/// `\`, `"` and newline, as the text format does.)
+fn go_labels_string(l: &Labels) -> String {
+    let mut out = String::from("{");
+    for (i, lb) in l.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if labels::is_valid_label_name(&lb.name) {
+            out.push_str(&lb.name);
+        } else {
+            out.push('"');
+            out.push_str(&labels::escape_value(&lb.name));
+            out.push('"');
+        }
+        out.push_str("=\"");
+        out.push_str(&labels::escape_value(&lb.value));
+        out.push('"');
+    }
+    out.push('}');
+    out
 }

@@ -179,6 +179,12 @@ impl Prometheus {
 
     /// Starts Prometheus with `config` (plus the remote-write receiver).
     pub async fn start_with_config(config: &str) -> Option<Prometheus> {
+        Self::start_with_config_and_flags(config, &[]).await
+    }
+
+    /// As [`Prometheus::start_with_config`], with more flags (e.g.
+    /// `--enable-feature=native-histograms`).
+    pub async fn start_with_config_and_flags(config: &str, flags: &[&str]) -> Option<Prometheus> {
         let bin = require_binary("prometheus")?;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
@@ -190,6 +196,7 @@ impl Prometheus {
             "--web.enable-remote-write-receiver".to_string(),
             "--log.level=warn".to_string(),
         ];
+        let args: Vec<String> = args.into_iter().chain(flags.iter().map(|f| f.to_string())).collect();
         let proc = Proc::start("prometheus", &bin, &args, dir.path());
         let p = Prometheus { proc, port, _dir: dir };
         let ready = eventually(Duration::from_secs(30), async || {
