@@ -29,21 +29,21 @@ use crate::config::Config;
 use crate::scrape::TargetsView;
 use crate::telemetry::Metrics;
 
-/// Renders extra metric text (the remote-write endpoints' counters).
-pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+/// A reload request, as `POST /-/reload` and SIGHUP send it to [`crate::app`]; a sender in it
+/// gets the outcome (`None` for SIGHUP, which has no one to answer). Declared here, by the
+/// side that sends it over HTTP, so that `admin` does not depend on `app`.
+pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
 /// What the web server reads.
 pub struct State {
     /// trawl's own counters.
     pub metrics: Arc<Metrics>,
-    /// Counters rendered by other stages.
-    pub extra: ExtraMetrics,
     /// The targets of every job.
     pub targets: TargetsView,
     /// Set once the config is loaded and scrape loops are started.
     pub ready: AtomicBool,
     /// Where `POST /-/reload` asks for a reload; `None` without `--web.enable-lifecycle`.
-    pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
     /// The config running now (replaced by each successful reload).
     pub config: Mutex<Arc<Config>>,
     /// The command-line flags and their values, for `/api/v1/status/flags`.
@@ -132,11 +132,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             param("scrapePool").as_deref(),
             param("labels").as_deref(),
         )),
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(&(state.extra)()),
-        ),
+        "/metrics" => {
+            text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
+        }
         "/-/healthy" => text(StatusCode::OK, PLAIN, "trawl is Healthy.\n".into()),
         "/-/ready" => {
             if state.ready.load(Ordering::Relaxed) {

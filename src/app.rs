@@ -1,5 +1,5 @@
-//! Wiring: builds the stages from a [`Config`], owns the channels, spawns every long-lived task
-//! and shuts them down in order (stop scrapes → drain the hand-off → flush remote write).
+//! Wiring: builds the stages from a [`Config`], owns the channels, spawns the top-level tasks
+//! (the stages spawn their own, see the crate docs' `# Tasks`) and shuts them down in order (stop scrapes → drain the hand-off → flush remote write).
 //!
 //! What this is: the only module that knows all the others. What this is not: policy; each
 //! stage's behaviour lives in its own module.
@@ -12,16 +12,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin;
+use crate::admin::{self, ReloadRequest};
 use crate::batch::{self, Batch, is_stale_nan};
 use crate::budget::MemoryBudget;
 use crate::config::{self, Config, DebugOutput, ScrapeConfig};
 use crate::discovery;
 use crate::labels::{self, Labels};
-use crate::remote_write::{Endpoint, RemoteWriteMetrics};
+use crate::remote_write::{Endpoint, EndpointsSection};
 use crate::scrape::{self, TargetsView};
 use crate::telemetry::Metrics;
 
@@ -56,10 +56,6 @@ pub struct Options {
     pub log_level: Option<crate::logging::Level>,
 }
 
-/// A reload request; a sender in it gets the outcome (`None` for SIGHUP, which has no one to
-/// answer).
-pub type ReloadRequest = Option<oneshot::Sender<Result<(), String>>>;
-
 /// Where batches go: the remote-write endpoints and what is printed. Replaced as a whole when a
 /// reload changes it; the fan-out reads the current one per batch.
 struct Sinks {
@@ -82,16 +78,11 @@ struct Job {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Names and counters of the remote-write endpoints (and of their disk buffers), for `/metrics`.
-type EndpointMetrics = Vec<(String, Arc<RemoteWriteMetrics>, Option<Arc<crate::remote_write::DiskMetrics>>)>;
-
 /// Everything a config decides, and how to change it in place.
 struct Pipeline {
     cfg: Config,
     jobs: BTreeMap<String, Job>,
     sinks: watch::Sender<Arc<Sinks>>,
-    /// Names and counters of the current endpoints, for `/metrics`.
-    rw_metrics: Arc<Mutex<EndpointMetrics>>,
     /// Endpoints a reload replaced, flushing in the background.
     retired: Vec<tokio::task::JoinHandle<()>>,
     out: mpsc::Sender<Batch>,
@@ -145,24 +136,12 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         output: cfg.debug_output,
         paused: false,
     };
-    let rw_metrics = Arc::new(Mutex::new(endpoint_metrics(&sinks.endpoints)));
+    metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&sinks.endpoints));
     let (sinks_tx, sinks_rx) = watch::channel(Arc::new(sinks));
     let targets: TargetsView = TargetsView::default();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let extra_metrics = rw_metrics.clone();
     let state = Arc::new(admin::State {
         metrics: metrics.clone(),
-        extra: Arc::new(move || {
-            let eps = extra_metrics.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let mut s = String::new();
-            RemoteWriteMetrics::render_all(eps.iter().map(|(n, m, _)| (n.as_str(), m.as_ref())), &mut s);
-            let disks: Vec<_> =
-                eps.iter().filter_map(|(n, _, d)| Some((n.as_str(), d.as_deref()?))).collect();
-            if !disks.is_empty() {
-                crate::remote_write::DiskMetrics::render_all(&disks, &mut s);
-            }
-            s
-        }),
         targets: targets.clone(),
         ready: false.into(),
         reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
@@ -180,7 +159,6 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         cfg: Config::default(),
         jobs: BTreeMap::new(),
         sinks: sinks_tx,
-        rw_metrics,
         retired: Vec::new(),
         out: out_tx,
         targets,
@@ -285,10 +263,7 @@ fn applied(state: &admin::State, cfg: &Config, log_level: Option<&crate::logging
 fn record_reload(metrics: &Metrics, ok: bool) {
     metrics.config_last_reload_successful.store(i64::from(ok), Ordering::Relaxed);
     if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::now_ms() / 1000;
         metrics.config_last_reload_success_timestamp_seconds.store(now, Ordering::Relaxed);
     }
 }
@@ -426,7 +401,7 @@ impl Pipeline {
 
         // Sinks.
         if let Some(endpoints) = new_endpoints {
-            *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&endpoints);
+            self.metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&endpoints));
             let old = self.sinks.send_replace(Arc::new(Sinks {
                 endpoints: Arc::new(endpoints),
                 output: cfg.debug_output,
@@ -454,7 +429,7 @@ impl Pipeline {
                     // Put the old endpoints back (their data is on disk) and refuse the change.
                     let old = start_endpoints(&self.cfg, self.storage.as_deref())
                         .map_err(|e2| e2.context("restarting the previous remote_write endpoints"))?;
-                    *self.rw_metrics.lock().unwrap_or_else(|p| p.into_inner()) = endpoint_metrics(&old);
+                    self.metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&old));
                     self.sinks.send_replace(Arc::new(Sinks {
                         endpoints: Arc::new(old),
                         output: self.cfg.debug_output,
@@ -463,7 +438,7 @@ impl Pipeline {
                     return Err(e);
                 }
             };
-            *self.rw_metrics.lock().unwrap_or_else(|e| e.into_inner()) = endpoint_metrics(&started);
+            self.metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&started));
             self.sinks.send_replace(Arc::new(Sinks {
                 endpoints: Arc::new(started),
                 output: cfg.debug_output,
@@ -495,8 +470,16 @@ async fn retire(mut old: Arc<Vec<Endpoint>>) {
     }
 }
 
-fn endpoint_metrics(endpoints: &[Endpoint]) -> EndpointMetrics {
-    endpoints.iter().map(|e| (e.name().to_owned(), e.metrics().clone(), e.disk_metrics().cloned())).collect()
+/// The `/metrics` section of the remote-write endpoints, replaced when they are.
+const REMOTE_WRITE_SECTION: &str = "remote_write";
+
+/// Names and counters of the remote-write endpoints (and of their disk buffers), for `/metrics`.
+fn endpoint_metrics(endpoints: &[Endpoint]) -> Arc<EndpointsSection> {
+    let endpoints = endpoints
+        .iter()
+        .map(|e| (e.name().to_owned(), e.metrics().clone(), e.disk_metrics().cloned()))
+        .collect();
+    Arc::new(EndpointsSection { endpoints })
 }
 
 /// Takes an exclusive lock on `DIR/lock` for `--storage.path=DIR`. Two trawl processes on one

@@ -34,10 +34,17 @@
 //!
 //! # Tasks
 //!
-//! [`app`] spawns the long-lived tasks it owns: the fan-out, one manager per job
-//! ([`scrape::run_job`]), the budget sampler and the web server ([`admin`]). The stages spawn
-//! their own: a job's manager spawns a scrape loop per target, [`discovery`] its watch tasks,
-//! and each remote-write endpoint its shard, resharding and replay tasks.
+//! Long-lived tasks are spawned in five places, each owning what it spawns (a cancellation
+//! token or a channel it closes ends them):
+//!
+//! - [`app`]: the fan-out, one manager per job ([`scrape::run_job`]), the budget sampler, the
+//!   SIGHUP forwarder and the web server ([`admin`]);
+//! - [`scrape`]: a job's manager, one scrape loop per target;
+//! - [`discovery`]: per job, one task per provider (file, HTTP, Kubernetes) and the task that
+//!   merges them; the Kubernetes provider one watch task per watched resource and one that builds
+//!   targets from them (`discovery::kubernetes`);
+//! - [`remote_write`]: per endpoint, its queue's shards, resharding loop and disk replay;
+//! - [`admin`]: one task per HTTP connection.
 //!
 //! # Memory bounds
 //!
@@ -66,8 +73,9 @@
 //!   and `disk_buffer.max_age` (see `remote_write::disk`).
 //! - Staleness: one file per target with its last series set ([`staleness`]).
 //! - One process per path: `DIR/lock` is held exclusively while trawl runs.
-//! - The disk buffer's writes, fsyncs and reads run in Tokio's blocking pool, so an outage never
-//!   stalls a runtime worker that scrapes.
+//! - The disk buffer's writes, fsyncs and reads, and the staleness files' reads, writes and
+//!   removals, run in Tokio's blocking pool, so a slow disk or an outage never stalls a runtime
+//!   worker that scrapes.
 //!
 //! # Unsafe
 //!
@@ -77,16 +85,18 @@
 pub mod config;
 pub mod discovery;
 pub mod relabel;
-// Data plane, in the order a page goes through it.
+// Data plane, in the order a page goes through it: scraped (fetched, parsed, its series
+// labelled), handed off in batches, queued per endpoint, encoded into the protobuf messages,
+// and POSTed.
 pub mod scrape;
 pub mod fetch;
 pub mod parse;
 pub mod labels;
 pub mod histogram;
 pub mod batch;
+pub mod remote_write;
 pub mod encode;
 pub mod prompb;
-pub mod remote_write;
 // Around it.
 pub mod staleness;
 pub mod budget;
@@ -96,6 +106,15 @@ pub mod telemetry;
 pub mod logging;
 pub mod admin;
 pub mod app;
+// For the fuzz targets only (`fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// The `User-Agent` trawl sends on scrapes and remote writes.
 pub const USER_AGENT: &str = concat!("trawl/", env!("CARGO_PKG_VERSION"));
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it). The one wall-clock
+/// reading of the self-metrics' timestamps and the remote-write age limits.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

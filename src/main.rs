@@ -11,8 +11,9 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEn
 use mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
-// mimalloc v2 (not the crate's default v3, which has a thread-init crash; see crates.md): it
-// keeps freed memory per thread and fragments less than glibc malloc under pod churn. Built
+// mimalloc v2 (not the crate's default v3: its bundled v3.3.2 crashes with SIGSEGV during
+// thread heap init, mimalloc_rust issue #168, fix still open): it keeps freed memory per thread
+// and fragments less than glibc malloc under pod churn. Built
 // without transparent huge pages (`no_thp`): with them, a 2 MiB page is resident as soon as one
 // byte of it is, ~25 MiB of trawl's RSS at 1M series (perf/README.md).
 #[global_allocator]

@@ -1,9 +1,11 @@
 //! Remote-write 1.0 protobuf messages (`prometheus.WriteRequest`, from Prometheus'
 //! `prompb/remote.proto` and `prompb/types.proto`), hand-written with `prost` derives.
 //!
-//! What this is: the decode oracle for tests and for test receivers, plus [`decode_snappy`], the
-//! capped snappy + protobuf decode a receiver needs. What this is not: the hot-path encoder; the
-//! sender writes the wire format directly in [`crate::encode`] without building these structs.
+//! What this is: the decoded form of a request, and [`decode_snappy`], the capped snappy +
+//! protobuf decode. Tests and test receivers use it as the decode oracle; production uses
+//! [`v2::decode_snappy`] to turn a 2.0 body a 1.x receiver refused back into samples, re-sent as
+//! 1.0 (`remote_write::request`). What this is not: the hot-path encoder; the sender writes the
+//! wire format directly in [`crate::encode`] without building these structs.
 //! [`Histogram`] serves both protocol versions (2.0 only adds `start_timestamp`, field 17).
 
 pub mod v2;

@@ -19,7 +19,10 @@
 //! the old one, so a reader sees the old set or the new one, never half; not fsynced (a power
 //! loss can bring back an older set: extra markers for series that are already stale,
 //! harmless). A file that fails any check is ignored with an ERROR log. The file is read and
-//! written by the scrape loop: a few KB, once per change of a target's series set.
+//! written for the scrape loop (a few KB, once per change of a target's series set) in Tokio's
+//! blocking pool ([`load_async`], [`save_async`], [`remove_async`]), so a slow disk never
+//! stalls a runtime worker that scrapes; [`load`], [`save`] and [`remove`] are the same
+//! operations for callers that may block.
 
 use std::path::{Path, PathBuf};
 
@@ -73,33 +76,100 @@ impl Store {
     }
 }
 
-/// Writes `series` to `path` atomically.
+/// Writes `series` to `path` atomically. Blocks: from a runtime worker use [`save_async`].
 pub fn save(path: &Path, series: &LastSeries) -> Result<(), Error> {
-    let err = |source| Error { path: path.to_owned(), source };
+    write_file(path, &encode(series))
+}
+
+/// [`save`] with the file written in Tokio's blocking pool; the series are encoded on the
+/// caller's thread (CPU only). Returns once the file is in place, so two saves of one target
+/// never race on its temporary file.
+pub async fn save_async(path: &Path, series: &LastSeries) -> Result<(), Error> {
+    let buf = encode(series);
+    let owned = path.to_owned();
+    off_runtime(move || write_file(&owned, &buf))
+        .await
+        .unwrap_or_else(|| Err(Error { path: path.to_owned(), source: shutting_down() }))
+}
+
+/// Reads what [`save`] wrote; `None` when there is no file or it is damaged (logged). A file in
+/// the first format gets `external` merged into its label sets. Blocks: from a runtime worker
+/// use [`load_async`].
+pub fn load(path: &Path, external: &Labels) -> Option<LastSeries> {
+    check(path, read_file(path), external)
+}
+
+/// [`load`] with the file read in Tokio's blocking pool (decoded on the caller's thread).
+pub async fn load_async(path: &Path, external: &Labels) -> Option<LastSeries> {
+    let owned = path.to_owned();
+    let read = off_runtime(move || read_file(&owned)).await.unwrap_or_else(|| Err(shutting_down()));
+    check(path, read, external)
+}
+
+/// Removes a target's file (the target went away and its series were stale-marked). Blocks:
+/// from a runtime worker use [`remove_async`].
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// [`remove`] in Tokio's blocking pool.
+pub async fn remove_async(path: &Path) {
+    let owned = path.to_owned();
+    off_runtime(move || remove(&owned)).await;
+}
+
+/// Runs `f` in Tokio's blocking pool, as the disk buffer does its I/O: opening, reading,
+/// writing and renaming files block the thread (milliseconds on a slow or busy disk), and on a
+/// runtime worker that stalls every scrape scheduled on it. `None` when the runtime is shutting
+/// down and did not run `f`.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
+fn shutting_down() -> std::io::Error {
+    std::io::Error::other("the runtime is shutting down")
+}
+
+/// The file's bytes for `series`: magic, the compressed set, CRC.
+pub(crate) fn encode(series: &LastSeries) -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 + series.heap_bytes());
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&series.to_bytes());
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Writes `buf` to a temporary file and renames it over `path`.
+fn write_file(path: &Path, buf: &[u8]) -> Result<(), Error> {
+    let err = |source| Error { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &buf).map_err(err)?;
+    std::fs::write(&tmp, buf).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// Reads what [`save`] wrote; `None` when there is no file or it is damaged (logged). A file in
-/// the first format gets `external` merged into its label sets.
-pub fn load(path: &Path, external: &Labels) -> Option<LastSeries> {
+/// Reads at most [`MAX_FILE_BYTES`] + 1 bytes of `path` (one more tells a file over the cap).
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut buf = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf));
-    match read {
-        Ok(_) => {}
+    std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf))?;
+    Ok(buf)
+}
+
+/// What [`load`] makes of a read: the set, or `None` (no file, or damage, logged).
+fn check(path: &Path, read: std::io::Result<Vec<u8>>, external: &Labels) -> Option<LastSeries> {
+    let buf = match read {
+        Ok(buf) => buf,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "Cannot read a target's last series; no stale markers for what vanished while trawl was down.");
             return None;
         }
-    }
+    };
     let decoded = decode(&buf, external);
     if decoded.is_none() {
         tracing::error!(path = %path.display(), "A target's last-series file is damaged; ignoring it.");
@@ -107,12 +177,10 @@ pub fn load(path: &Path, external: &Labels) -> Option<LastSeries> {
     decoded
 }
 
-/// Removes a target's file (the target went away and its series were stale-marked).
-pub fn remove(path: &Path) {
-    let _ = std::fs::remove_file(path);
-}
-
-fn decode(buf: &[u8], external: &Labels) -> Option<LastSeries> {
+/// Decodes a file's bytes; `None` for anything that is not a file [`save`] wrote (a file
+/// over `MAX_FILE_BYTES` (64 MiB), a CRC mismatch, an unknown magic, a damaged set). Never panics:
+/// it reads untrusted bytes (fuzzed: `fuzz/fuzz_targets/staleness.rs`).
+pub fn decode(buf: &[u8], external: &Labels) -> Option<LastSeries> {
     if buf.len() as u64 > MAX_FILE_BYTES {
         return None;
     }
@@ -235,6 +303,22 @@ mod tests {
             std::fs::write(&path, bytes).unwrap();
             assert_eq!(load(&path, &Labels::new()), None, "{why}");
         }
+    }
+
+    /// The async forms do the same file operations, from the blocking pool.
+    #[tokio::test]
+    async fn async_forms_round_trip_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = store.path("j", &Labels::new(), "http://h:1/metrics");
+        assert_eq!(load_async(&path, &Labels::new()).await, None, "no file yet");
+        let series = [Labels::from_pairs([("__name__", "a"), ("job", "j")])];
+        save_async(&path, &sets_to_last(&series)).await.unwrap();
+        assert_eq!(load(&path, &Labels::new()), Some(sets_to_last(&series)), "what save_async wrote");
+        let got = decoded(&load_async(&path, &Labels::new()).await.unwrap());
+        assert_eq!(got, series.to_vec());
+        remove_async(&path).await;
+        assert!(!path.exists(), "removed");
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! the API server, so a `spec.nodeName=<node>` field selector means only that node's pods are
 //! sent and held: memory follows the node, not the cluster.
 
-mod targets;
+pub(crate) mod targets;
 mod watch;
 
 use std::collections::BTreeMap;

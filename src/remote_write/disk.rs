@@ -3,22 +3,19 @@
 //!
 //! What this is: append-only segment files of records, each record one request body exactly as
 //! it would have been POSTed (already snappy-compressed protobuf, so replay is a read and a POST,
-//! no re-encoding), a persisted read cursor, the caps (`disk_buffer.max_bytes`,
-//! `disk_buffer.max_age`) that drop the *oldest* data, and the replay loop. Like vmagent's
-//! persistent queue, and unlike Prometheus (whose WAL holds scraped samples, not requests, and
-//! whose agent forgets its backlog on restart).
-//! What this is not: the in-memory queue ([`super::queue`] decides when a batch goes to disk) or
-//! the HTTP side ([`super::retry`]).
+//! no re-encoding), a persisted read cursor, and the caps (`disk_buffer.max_bytes`,
+//! `disk_buffer.max_age`) that drop the *oldest* data. Like vmagent's persistent queue, and
+//! unlike Prometheus (whose WAL holds scraped samples, not requests, and whose agent forgets its
+//! backlog on restart).
+//! What this is not: the replay loop or the decision when a batch goes to disk (both
+//! [`super::queue`]), the record's bytes ([`super::record`]), or anything HTTP: this is pure
+//! storage, tested without a receiver.
 //!
 //! # Layout
 //!
 //! `<storage.path>/remote_write/<16 hex digits of xxh3(url, name)>/` holds `endpoint` (the URL and
 //! name, for humans only), `cursor` and `<20-digit id>.seg` segments. A segment is a sequence of
-//!
-//! ```text
-//! magic "TRWL" | len: u32 LE | crc32(len ‖ payload): u32 LE | payload[len]
-//! payload = samples: u32 LE | newest timestamp (ms): i64 LE | request body
-//! ```
+//! records in [`super::record`]'s format (magic, length, CRC, metadata, envelope).
 //!
 //! The magic lets the reader resynchronise after damage: a record that fails any check (magic,
 //! length cap, CRC, short read) is skipped by searching for the next magic whose record checks
@@ -47,30 +44,20 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration as StdDuration, SystemTime};
+use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::retry::{Outcome, Target};
-use crate::config::common::{ByteSize, Duration};
+use super::config::DiskBufferConfig;
+use super::metrics::DiskMetrics;
+use super::record::{Read, RecordMeta, encode_record, read_record, resync};
+use crate::now_ms;
 
-/// Record marker; also what the reader searches for to resynchronise after damage.
-const MAGIC: [u8; 4] = *b"TRWL";
-/// Magic, length and CRC, in bytes.
-const HEADER_BYTES: usize = 12;
-/// Samples count and newest timestamp at the start of a payload, in bytes.
-const META_BYTES: usize = 12;
-/// Largest payload accepted when reading, in bytes (64 MiB). A request is a few hundred KiB at
-/// most (`max_samples_per_send` samples); a larger length is damage, not data.
-const MAX_PAYLOAD_BYTES: u32 = 64 << 20;
 /// Largest segment before rotation, in bytes (16 MiB), when `max_bytes` does not ask for less.
 const SEGMENT_MAX_BYTES: u64 = 16 << 20;
 /// Smallest segment before rotation, in bytes (4 KiB), however small `max_bytes` is.
@@ -80,31 +67,10 @@ const SEGMENT_MIN_BYTES: u64 = 4 << 10;
 const SEGMENTS_PER_CAP: u64 = 8;
 /// Longest a written record waits for `fsync` (see the module docs on durability).
 pub const FSYNC_INTERVAL: StdDuration = StdDuration::from_secs(1);
-/// How often the replayer applies `max_age` while it has nothing to send.
-const AGE_CHECK_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// Suffix of segment files.
 const SEGMENT_SUFFIX: &str = ".seg";
 /// Name of the cursor file.
 const CURSOR_FILE: &str = "cursor";
-
-/// `disk_buffer` in a `remote_write` entry: the caps of the on-disk buffer, used only when trawl
-/// runs with `--storage.path`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiskBufferConfig {
-    /// Most bytes on disk for this endpoint (vmagent: `-remoteWrite.maxDiskUsagePerURL`); the
-    /// oldest segments are dropped beyond it. `0`: no limit.
-    pub max_bytes: ByteSize,
-    /// Records whose newest sample is older than this are dropped instead of sent. `0`: no
-    /// limit. Receivers refuse very old samples anyway (Prometheus: older than its head block).
-    pub max_age: Duration,
-}
-
-impl Default for DiskBufferConfig {
-    fn default() -> Self {
-        DiskBufferConfig { max_bytes: ByteSize(1 << 30), max_age: Duration::from_secs(0) }
-    }
-}
 
 /// A disk buffer failure. Not retryable as such: the buffer is unusable for this record (disk
 /// full, read-only, gone), and the queue falls back to holding the batch in memory.
@@ -119,221 +85,6 @@ pub struct DiskError {
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
     move |source| DiskError { path: path.to_owned(), source }
-}
-
-/// The buffer's own metrics, per endpoint.
-#[derive(Debug, Default)]
-pub struct DiskMetrics {
-    /// Bytes of segment files.
-    pub bytes: AtomicI64,
-    /// Records written and not yet delivered or dropped.
-    pub records_pending: AtomicI64,
-    /// Samples in those records.
-    pub samples_pending: AtomicI64,
-    /// Samples written to disk.
-    pub written_samples_total: AtomicU64,
-    /// Samples read back from disk and accepted by the receiver.
-    pub replayed_samples_total: AtomicU64,
-    /// Samples dropped because `max_bytes` was reached.
-    pub dropped_max_bytes_total: AtomicU64,
-    /// Samples dropped because they were older than `max_age`.
-    pub dropped_max_age_total: AtomicU64,
-    /// Damaged or truncated records skipped.
-    pub corrupt_records_total: AtomicU64,
-}
-
-impl DiskMetrics {
-    /// Renders every endpoint's buffer metrics with each family's HELP and TYPE once.
-    pub fn render_all<'a>(endpoints: &[(&'a str, &'a DiskMetrics)], out: &mut String) {
-        use std::fmt::Write as _;
-        type Values = fn(&DiskMetrics) -> Vec<(&'static str, f64)>;
-        let families: [(&str, &str, &str, Values); 7] = [
-            ("disk_bytes", "gauge", "Bytes of the on-disk buffer's segment files.", |m| {
-                vec![("", m.bytes.load(Relaxed) as f64)]
-            }),
-            ("disk_records_pending", "gauge", "Requests on disk not yet delivered.", |m| {
-                vec![("", m.records_pending.load(Relaxed) as f64)]
-            }),
-            ("disk_samples_pending", "gauge", "Samples on disk not yet delivered.", |m| {
-                vec![("", m.samples_pending.load(Relaxed) as f64)]
-            }),
-            ("disk_written_samples_total", "counter", "Samples written to the on-disk buffer.", |m| {
-                vec![("", m.written_samples_total.load(Relaxed) as f64)]
-            }),
-            (
-                "disk_replayed_samples_total",
-                "counter",
-                "Samples replayed from disk and accepted by the receiver.",
-                |m| vec![("", m.replayed_samples_total.load(Relaxed) as f64)],
-            ),
-            (
-                "disk_dropped_samples_total",
-                "counter",
-                "Samples dropped from disk by a cap, by reason.",
-                |m| {
-                    vec![
-                        ("reason=\"max_bytes\"", m.dropped_max_bytes_total.load(Relaxed) as f64),
-                        ("reason=\"max_age\"", m.dropped_max_age_total.load(Relaxed) as f64),
-                    ]
-                },
-            ),
-            ("disk_corrupt_records_total", "counter", "Damaged or truncated on-disk records skipped.", |m| {
-                vec![("", m.corrupt_records_total.load(Relaxed) as f64)]
-            }),
-        ];
-        for (name, kind, help, values) in families {
-            let _ = writeln!(out, "# HELP trawl_remote_write_{name} {help}");
-            let _ = writeln!(out, "# TYPE trawl_remote_write_{name} {kind}");
-            for (endpoint, m) in endpoints {
-                let endpoint = crate::labels::escape_value(endpoint);
-                for (extra, v) in values(m) {
-                    let sep = if extra.is_empty() { "" } else { "," };
-                    let _ =
-                        writeln!(out, "trawl_remote_write_{name}{{endpoint=\"{endpoint}\"{sep}{extra}}} {v}");
-                }
-            }
-        }
-    }
-}
-
-// === Record format ===
-
-/// What a record says about its request besides the body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RecordMeta {
-    /// Samples in the request.
-    pub samples: u32,
-    /// Newest sample timestamp in the request, in ms since the epoch.
-    pub newest_ms: i64,
-}
-
-/// Appends one encoded record to `out`.
-fn encode_record(meta: RecordMeta, body: &[u8], out: &mut Vec<u8>) {
-    let len = (META_BYTES + body.len()) as u32;
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&len.to_le_bytes());
-    let crc_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let payload_at = out.len();
-    out.extend_from_slice(&meta.samples.to_le_bytes());
-    out.extend_from_slice(&meta.newest_ms.to_le_bytes());
-    out.extend_from_slice(body);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&len.to_le_bytes());
-    h.update(&out[payload_at..]);
-    out[crc_at..payload_at].copy_from_slice(&h.finalize().to_le_bytes());
-}
-
-/// The outcome of reading at one offset.
-#[derive(Debug, PartialEq)]
-enum Read {
-    /// A valid record, and the offset after it.
-    Record { meta: RecordMeta, body: Bytes, next: u64 },
-    /// Nothing more at this offset (end of the data).
-    End,
-    /// Something other than a valid record starts here.
-    Corrupt(&'static str),
-}
-
-/// Reads positionally from a segment; `len` is the file's length when the read started.
-trait Source {
-    fn len(&self) -> u64;
-    /// Fills `buf` from `offset`; false if the data ends first.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<bool>;
-}
-
-impl Source for (&File, u64) {
-    fn len(&self) -> u64 {
-        self.1
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
-        if offset + buf.len() as u64 > self.1 {
-            return Ok(false);
-        }
-        match self.0.read_exact_at(buf, offset) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl Source for &[u8] {
-    fn len(&self) -> u64 {
-        <[u8]>::len(self) as u64
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
-        let Some(src) = usize::try_from(offset).ok().and_then(|o| self.get(o..o.checked_add(buf.len())?))
-        else {
-            return Ok(false);
-        };
-        buf.copy_from_slice(src);
-        Ok(true)
-    }
-}
-
-fn read_record(src: &impl Source, offset: u64) -> std::io::Result<Read> {
-    if offset >= src.len() {
-        return Ok(Read::End);
-    }
-    let mut header = [0u8; HEADER_BYTES];
-    if !src.read_at(&mut header, offset)? {
-        return Ok(Read::Corrupt("truncated record header"));
-    }
-    let [m0, m1, m2, m3, l0, l1, l2, l3, c0, c1, c2, c3] = header;
-    if [m0, m1, m2, m3] != MAGIC {
-        return Ok(Read::Corrupt("bad record magic"));
-    }
-    let len = u32::from_le_bytes([l0, l1, l2, l3]);
-    if len > MAX_PAYLOAD_BYTES || (len as usize) < META_BYTES {
-        return Ok(Read::Corrupt("record length out of range"));
-    }
-    let mut payload = vec![0u8; len as usize];
-    if !src.read_at(&mut payload, offset + HEADER_BYTES as u64)? {
-        return Ok(Read::Corrupt("truncated record"));
-    }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[l0, l1, l2, l3]);
-    h.update(&payload);
-    if h.finalize() != u32::from_le_bytes([c0, c1, c2, c3]) {
-        return Ok(Read::Corrupt("record checksum mismatch"));
-    }
-    let (meta, body) = payload.split_at(META_BYTES);
-    let mut samples = [0u8; 4];
-    samples.copy_from_slice(&meta[..4]);
-    let mut newest = [0u8; 8];
-    newest.copy_from_slice(&meta[4..]);
-    let meta = RecordMeta { samples: u32::from_le_bytes(samples), newest_ms: i64::from_le_bytes(newest) };
-    let body = Bytes::copy_from_slice(body);
-    Ok(Read::Record { meta, body, next: offset + HEADER_BYTES as u64 + len as u64 })
-}
-
-/// After damage at `offset`: the offset of the next valid record, or `None` if none follows.
-/// Searches for the magic from `offset + 1`, reading in blocks; every candidate is checked in
-/// full, so a stray "TRWL" inside a body is skipped too.
-fn resync(src: &impl Source, offset: u64) -> std::io::Result<Option<u64>> {
-    const BLOCK: usize = 64 << 10;
-    let mut at = offset + 1;
-    let mut buf = vec![0u8; BLOCK + MAGIC.len() - 1];
-    while at < src.len() {
-        let n = ((src.len() - at) as usize).min(buf.len());
-        if !src.read_at(&mut buf[..n], at)? {
-            return Ok(None);
-        }
-        let mut from = 0;
-        while let Some(i) = memchr::memmem::find(&buf[from..n], &MAGIC) {
-            let candidate = at + (from + i) as u64;
-            if let Read::Record { .. } = read_record(src, candidate)? {
-                return Ok(Some(candidate));
-            }
-            from += i + 1;
-        }
-        if n < buf.len() {
-            return Ok(None);
-        }
-        at += (n - (MAGIC.len() - 1)) as u64;
-    }
-    Ok(None)
 }
 
 // === The buffer ===
@@ -412,10 +163,6 @@ pub(crate) fn endpoint_dir(root: &Path, url: &str, name: Option<&str>) -> PathBu
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn read_cursor(dir: &Path) -> Option<Pos> {
@@ -563,6 +310,12 @@ impl DiskQueue {
     /// This buffer's metrics.
     pub(crate) fn metrics(&self) -> &Arc<DiskMetrics> {
         &self.metrics
+    }
+
+    /// Completes after the next append (or at once if one happened since the last call): the
+    /// replayer waits on it when the buffer is empty.
+    pub(crate) async fn appended(&self) {
+        self.notify.notified().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -895,47 +648,11 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
     }
 }
 
-/// Sends the buffer's records in order, one at a time, until `stop`. A record is acknowledged
-/// (and its space reclaimed) once the receiver accepted or refused it for good.
-pub(crate) async fn replay(disk: Arc<DiskQueue>, target: &Target, stop: CancellationToken) {
-    let ack = async |pos: Pos, delivered: bool| {
-        off_runtime(&disk, move |d| d.ack(pos, delivered)).await;
-    };
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Some(next) = off_runtime(&disk, DiskQueue::next).await else { return };
-        match next {
-            Some((pos, meta, record)) => {
-                let Some(body) = super::request::from_envelope(record, meta.samples as usize, meta.newest_ms)
-                else {
-                    tracing::error!(endpoint = %target.name, samples = meta.samples, "A disk-buffer record is not a request; skipped.");
-                    disk.metrics().corrupt_records_total.fetch_add(1, Relaxed);
-                    ack(pos, false).await;
-                    continue;
-                };
-                match super::request::send_body(target, body, &stop).await {
-                    Outcome::Sent => ack(pos, true).await,
-                    Outcome::Failed | Outcome::Unsupported => ack(pos, false).await,
-                    Outcome::Cancelled => return,
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = disk.notify.notified() => {}
-                    _ = tokio::time::sleep(AGE_CHECK_INTERVAL) => {}
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::record::{HEADER_BYTES, META_BYTES};
     use super::*;
-    use proptest::prelude::*;
+    use crate::config::common::{ByteSize, Duration};
 
     fn meta(samples: u32, newest_ms: i64) -> RecordMeta {
         RecordMeta { samples, newest_ms }
@@ -954,116 +671,6 @@ mod tests {
             q.ack(pos, true);
         }
         out
-    }
-
-    fn records(n: usize) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for i in 0..n {
-            encode_record(meta(i as u32, i as i64 * 1000), format!("body-{i}").as_bytes(), &mut buf);
-        }
-        buf
-    }
-
-    fn read_all(buf: &[u8]) -> (Vec<RecordMeta>, usize) {
-        let (mut out, mut corrupt, mut at) = (Vec::new(), 0, 0u64);
-        loop {
-            match read_record(&buf, at).unwrap() {
-                Read::Record { meta, next, .. } => {
-                    out.push(meta);
-                    at = next;
-                }
-                Read::End => return (out, corrupt),
-                Read::Corrupt(_) => {
-                    corrupt += 1;
-                    match resync(&buf, at).unwrap() {
-                        Some(o) => at = o,
-                        None => return (out, corrupt),
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn record_round_trip() {
-        let mut buf = Vec::new();
-        encode_record(meta(7, -3), b"hello", &mut buf);
-        assert_eq!(buf.len(), HEADER_BYTES + META_BYTES + 5);
-        let got = read_record(&buf.as_slice(), 0).unwrap();
-        assert_eq!(
-            got,
-            Read::Record { meta: meta(7, -3), body: Bytes::from_static(b"hello"), next: buf.len() as u64 }
-        );
-        assert_eq!(read_record(&buf.as_slice(), buf.len() as u64).unwrap(), Read::End);
-    }
-
-    #[test]
-    fn damage_is_detected_and_skipped() {
-        let clean = records(3);
-        let first = HEADER_BYTES + META_BYTES + "body-0".len();
-        // (byte to flip, records still readable, why)
-        let cases: &[(usize, usize, &str)] = &[
-            (0, 2, "bad magic in the first record: the other two survive"),
-            (5, 2, "a length byte: CRC (over the length too) or range check fails"),
-            (9, 2, "a CRC byte"),
-            (HEADER_BYTES + 1, 2, "a samples byte"),
-            (first - 1, 2, "the last body byte of the first record"),
-            (first + HEADER_BYTES + 2, 2, "inside the second record"),
-            (clean.len() - 1, 2, "the last byte of the file"),
-        ];
-        for &(at, want, why) in cases {
-            let mut buf = clean.clone();
-            buf[at] ^= 0x5a;
-            let (ok, corrupt) = read_all(&buf);
-            assert_eq!(ok.len(), want, "{why}");
-            assert_eq!(corrupt, 1, "{why}: counted once");
-        }
-    }
-
-    #[test]
-    fn garbage_never_panics_or_hangs() {
-        // (input, why)
-        let cases: &[(&[u8], &str)] = &[
-            (b"", "empty"),
-            (b"TRWL", "magic only"),
-            (b"TRWL\xff\xff\xff\xff\0\0\0\0", "huge length"),
-            (b"TRWL\x00\x00\x00\x00\0\0\0\0", "length below the metadata size"),
-            (b"TRWLTRWLTRWLTRWL", "magics all the way"),
-        ];
-        for (input, why) in cases {
-            let (ok, _) = read_all(input);
-            assert!(ok.is_empty(), "{why}");
-        }
-    }
-
-    proptest! {
-        /// Truncating the file anywhere inside the last record keeps every earlier record and
-        /// reports the tail once (what a SIGKILL during a write can leave).
-        #[test]
-        fn truncation_inside_the_last_record(n in 1usize..5, cut in 0usize..1000) {
-            let full = records(n);
-            let last_start = records(n - 1).len();
-            let cut = last_start + cut % (full.len() - last_start);
-            let (ok, corrupt) = read_all(&full[..cut]);
-            prop_assert_eq!(ok.len(), n - 1);
-            prop_assert_eq!(corrupt, usize::from(cut > last_start));
-        }
-
-        /// Arbitrary bytes: no panic, and every step moves forward (read_all terminates).
-        #[test]
-        fn arbitrary_bytes_are_safe(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = read_all(&bytes);
-        }
-    }
-
-    #[test]
-    fn truncation_at_every_offset_of_the_last_record() {
-        let full = records(3);
-        let last_start = records(2).len();
-        for cut in last_start..full.len() {
-            let (ok, _) = read_all(&full[..cut]);
-            assert_eq!(ok.len(), 2, "cut at {cut}");
-        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `send` wait), routing to shards by a stable hash of the series labels, the shard tasks that
 //! batch (up to `max_samples_per_send`, or `batch_send_deadline` after the first queued sample),
 //! apply `write_relabel_configs` (cached per series), encode and send, and the resharding loop.
-//! What this is not: HTTP or retry policy ([`super::retry`]), or the wire format
+//! It also runs the disk buffer's replayer (records read back from [`super::disk`], sent in
+//! order). What this is not: HTTP or retry policy ([`super::retry`]), or the wire format
 //! ([`crate::encode`]).
 //!
 //! # Ordering
@@ -26,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -34,9 +35,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::disk::{self, DiskQueue, RecordMeta};
+use super::disk::{self, DiskQueue, Pos};
+use super::metrics::RemoteWriteMetrics;
+use super::record::{self, Body, RecordMeta};
 use super::request::{self, Encoders};
-use super::retry::{Body, Outcome, Target};
+use super::retry::{Outcome, Receiver};
 use crate::batch::{Batch, Keep, Slice};
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -59,7 +62,7 @@ const RELABEL_CACHE_GENERATION: Duration = Duration::from_secs(10 * 60);
 /// What a queue needs; built by [`super::Endpoint::start`] from a checked config.
 pub(crate) struct Settings {
     /// Where and how to POST.
-    pub target: Target,
+    pub receiver: Receiver,
     /// Labels merged into every series (the series' own labels win).
     pub external: Arc<Labels>,
     /// `write_relabel_configs`; they see the external labels, as in Prometheus.
@@ -112,13 +115,13 @@ impl Shared {
     /// Samples that left the queue (sent, refused or dropped): make room for new ones.
     fn resolve(&self, n: usize) {
         if n > 0 {
-            self.settings.target.metrics.queue_length.fetch_sub(n as i64, Relaxed);
+            self.settings.receiver.metrics.queue_length.fetch_sub(n as i64, Relaxed);
             self.permits.add_permits(n);
         }
     }
 
-    fn metrics(&self) -> &super::RemoteWriteMetrics {
-        &self.settings.target.metrics
+    fn metrics(&self) -> &RemoteWriteMetrics {
+        &self.settings.receiver.metrics
     }
 }
 
@@ -183,7 +186,7 @@ pub(crate) struct Queue {
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
-            .field("target", &self.shared.settings.target)
+            .field("receiver", &self.shared.settings.receiver)
             .field("capacity", &self.shared.settings.capacity)
             .finish_non_exhaustive()
     }
@@ -206,7 +209,7 @@ impl Queue {
         let replay_stop = CancellationToken::new();
         let replayer = shared.settings.disk.clone().map(|d| {
             let (shared, stop) = (shared.clone(), replay_stop.clone());
-            tokio::spawn(async move { disk::replay(d, &shared.settings.target, stop).await })
+            tokio::spawn(async move { replay(d, &shared.settings.receiver, stop).await })
         });
         Queue { shared, router, resharder, resharder_stop, replayer, replay_stop }
     }
@@ -375,7 +378,7 @@ async fn run_shard(shared: Arc<Shared>, id: usize, mut rx: mpsc::UnboundedReceiv
         {
             let n = pending.len().min(max);
             if !send_batch(&shared, &mut encoder, &pending.front(n)).await {
-                tracing::debug!(endpoint = %s.target.name, shard = id, "Remote-write shard stopped.");
+                tracing::debug!(endpoint = %s.receiver.name, shard = id, "Remote-write shard stopped.");
                 return;
             }
             pending.consume(n);
@@ -438,7 +441,7 @@ async fn send_batch(shared: &Shared, encoder: &mut Encoders, slices: &[Slice<'_>
     let s = &shared.settings;
     let count: usize = slices.iter().map(|s| s.range.len()).sum();
     if !s.sample_age_limit.is_zero() {
-        let oldest_ms = now_ms().saturating_sub(s.sample_age_limit.as_millis() as i64);
+        let oldest_ms = crate::now_ms().saturating_sub(s.sample_age_limit.as_millis() as i64);
         // Samples older than `sample_age_limit` are dropped; only then is a copy made.
         if slices.iter().any(|sl| sl.recs().iter().any(|r| r.timestamp_ms < oldest_ms)) {
             let fresh = Batch::from_slices(slices, |sample| sample.timestamp_ms >= oldest_ms);
@@ -459,10 +462,10 @@ async fn send_slices(shared: &Shared, encoder: &mut Encoders, slices: &[Slice<'_
     let s = &shared.settings;
     let started = Instant::now();
     let outcome = match &s.disk {
-        None => encoder.send(&s.target, slices, &shared.hard).await,
+        None => encoder.send(&s.receiver, slices, &shared.hard).await,
         Some(disk) => {
             let mut outcome = Outcome::Sent;
-            for body in encoder.bodies(&s.target, slices) {
+            for body in encoder.bodies(&s.receiver, slices) {
                 match send_or_spill(shared, disk, body).await {
                     Outcome::Cancelled => {
                         outcome = Outcome::Cancelled;
@@ -498,7 +501,7 @@ async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Ou
     let spilled = |r: Option<Result<(), disk::DiskError>>| match r {
         Some(Ok(())) => true,
         Some(Err(e)) => {
-            tracing::error!(endpoint = %s.target.name, error = %e, "Cannot write to the disk buffer; holding the batch in memory.");
+            tracing::error!(endpoint = %s.receiver.name, error = %e, "Cannot write to the disk buffer; holding the batch in memory.");
             false
         }
         None => false, // shutting down: the memory path sends or hands it back
@@ -507,35 +510,70 @@ async fn send_or_spill(shared: &Shared, disk: &Arc<DiskQueue>, body: Body) -> Ou
     // blocking pool (which checks again under the lock: the replay may have drained the disk).
     // The disk record (a copy of the body) is made only for a request that goes to disk.
     if disk.has_pending() {
-        let record = request::envelope(&body);
+        let record = record::envelope(&body);
         match disk::off_runtime(disk, move |d| d.append_if_pending(meta, &record)).await {
             Some(Ok(true)) => return Outcome::Sent,
             Some(Ok(false)) => {}
             other => {
                 spilled(other.map(|r| r.map(|_| ())));
-                return request::send_body(&s.target, body, &shared.hard).await;
+                return request::send_body(&s.receiver, body, &shared.hard).await;
             }
         }
     }
     let direct = tokio::time::timeout(
         s.batch_send_deadline,
-        request::send_body(&s.target, body.clone(), &shared.hard),
+        request::send_body(&s.receiver, body.clone(), &shared.hard),
     );
     match direct.await {
         Ok(o @ (Outcome::Sent | Outcome::Failed | Outcome::Unsupported)) => o,
         Ok(Outcome::Cancelled) | Err(_) => {
-            let record = request::envelope(&body);
+            let record = record::envelope(&body);
             if spilled(disk::off_runtime(disk, move |d| d.append(meta, &record)).await) {
                 Outcome::Sent
             } else {
-                request::send_body(&s.target, body, &shared.hard).await
+                request::send_body(&s.receiver, body, &shared.hard).await
             }
         }
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// How often the replayer applies `max_age` while it has nothing to send.
+const AGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The disk buffer's replayer: sends its records in order, one at a time, until `stop`. A record is acknowledged
+/// (and its space reclaimed) once the receiver accepted or refused it for good.
+async fn replay(disk: Arc<DiskQueue>, receiver: &Receiver, stop: CancellationToken) {
+    let ack = async |pos: Pos, delivered: bool| {
+        disk::off_runtime(&disk, move |d| d.ack(pos, delivered)).await;
+    };
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let Some(next) = disk::off_runtime(&disk, DiskQueue::next).await else { return };
+        match next {
+            Some((pos, meta, record)) => {
+                let Some(body) = record::from_envelope(record, meta.samples as usize, meta.newest_ms) else {
+                    tracing::error!(endpoint = %receiver.name, samples = meta.samples, "A disk-buffer record is not a request; skipped.");
+                    disk.metrics().corrupt_records_total.fetch_add(1, Relaxed);
+                    ack(pos, false).await;
+                    continue;
+                };
+                match request::send_body(receiver, body, &stop).await {
+                    Outcome::Sent => ack(pos, true).await,
+                    Outcome::Failed | Outcome::Unsupported => ack(pos, false).await,
+                    Outcome::Cancelled => return,
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = disk.appended() => {}
+                    _ = tokio::time::sleep(AGE_CHECK_INTERVAL) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Relabel outcomes per series under `write_relabel_configs`, keyed by a hash of the series'
@@ -670,7 +708,7 @@ async fn reshard_loop(shared: Arc<Shared>, router: Arc<RwLock<ShardSet>>, stop: 
         };
         let current = router.read().await.senders.len();
         let desired = desired_shards(&inputs, current, s.min_shards, s.max_shards);
-        tracing::debug!(endpoint = %s.target.name, ?inputs, current, desired, "Remote-write shard estimate.");
+        tracing::debug!(endpoint = %s.receiver.name, ?inputs, current, desired, "Remote-write shard estimate.");
         if desired == current || current == 0 {
             continue;
         }
@@ -678,13 +716,13 @@ async fn reshard_loop(shared: Arc<Shared>, router: Arc<RwLock<ShardSet>>, stop: 
         let last = st.last_send_ms.load(Relaxed);
         let now = (Instant::now() - shared.started).as_millis() as u64;
         if last == 0 || now.saturating_sub(last) > 2 * s.batch_send_deadline.as_millis() as u64 {
-            tracing::warn!(endpoint = %s.target.name, current, desired, "Skipping remote-write resharding: no request has completed recently.");
+            tracing::warn!(endpoint = %s.receiver.name, current, desired, "Skipping remote-write resharding: no request has completed recently.");
             continue;
         }
         if stop.is_cancelled() {
             return; // shutting down: the shards are about to be flushed anyway
         }
-        tracing::info!(endpoint = %s.target.name, from = current, to = desired, "Remote-write resharding.");
+        tracing::info!(endpoint = %s.receiver.name, from = current, to = desired, "Remote-write resharding.");
         reshard(&shared, &router, desired).await;
     }
 }
@@ -803,8 +841,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resharding_keeps_every_series_in_order() {
         let (url, got) = receiver().await;
-        let metrics = Arc::new(super::super::RemoteWriteMetrics::default());
-        let target = Target {
+        let metrics = Arc::new(RemoteWriteMetrics::default());
+        let receiver = Receiver {
             name: "test".into(),
             uri: url.parse().unwrap(),
             headers: Vec::new(),
@@ -818,7 +856,7 @@ mod tests {
             metrics: metrics.clone(),
         };
         let queue = Queue::start(Settings {
-            target,
+            receiver,
             external: Arc::new(Labels::new()),
             relabel: Vec::new(),
             capacity: 200,

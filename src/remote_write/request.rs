@@ -23,8 +23,9 @@ use bytes::Bytes;
 use hyper::header::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
-use super::TenantConfig;
-use super::retry::{Body, Outcome, Proto, Target};
+use super::config::TenantConfig;
+use super::record::{Body, Proto};
+use super::retry::{Outcome, Receiver};
 use crate::batch::{self, Batch, Slice};
 use crate::encode::{self, EncodeError};
 use crate::labels::Labels;
@@ -47,13 +48,13 @@ impl Encoders {
     /// counted).
     pub(crate) async fn send(
         &mut self,
-        target: &Target,
+        receiver: &Receiver,
         slices: &[Slice<'_>],
         stop: &CancellationToken,
     ) -> Outcome {
         let mut outcome = Outcome::Sent;
-        for body in self.bodies(target, slices) {
-            match send_body(target, body, stop).await {
+        for body in self.bodies(receiver, slices) {
+            match send_body(receiver, body, stop).await {
                 Outcome::Cancelled => return Outcome::Cancelled,
                 Outcome::Failed => outcome = Outcome::Failed,
                 Outcome::Sent | Outcome::Unsupported => {}
@@ -64,10 +65,10 @@ impl Encoders {
 
     /// The samples of `slices` as request bodies, one per tenant, in the protocol the endpoint
     /// speaks now. Samples without a tenant (and no default) are dropped and counted here.
-    pub(crate) fn bodies(&mut self, target: &Target, slices: &[Slice<'_>]) -> Vec<Body> {
-        let proto = if target.metrics.protocol_v2.load(Relaxed) { Proto::V2 } else { Proto::V1 };
-        let Some(cfg) = &target.tenant else {
-            return self.encode(target, slices, proto, None).into_iter().collect();
+    pub(crate) fn bodies(&mut self, receiver: &Receiver, slices: &[Slice<'_>]) -> Vec<Body> {
+        let proto = if receiver.metrics.protocol_v2.load(Relaxed) { Proto::V2 } else { Proto::V1 };
+        let Some(cfg) = &receiver.tenant else {
+            return self.encode(receiver, slices, proto, None).into_iter().collect();
         };
         let (parts, tenants) = split_by_tenant(Batch::from_slices(slices, |_| true), cfg);
         let mut out = Vec::with_capacity(parts.len());
@@ -77,11 +78,11 @@ impl Encoders {
             }
             let Some(tenant) = tenant else {
                 let n = part.len() as u64;
-                target.metrics.samples_dropped_no_tenant_total.fetch_add(n, Relaxed);
-                tracing::warn!(endpoint = %target.name, samples = n, label = %cfg.label, "Remote-write samples without a tenant label were dropped.");
+                receiver.metrics.samples_dropped_no_tenant_total.fetch_add(n, Relaxed);
+                tracing::warn!(endpoint = %receiver.name, samples = n, label = %cfg.label, "Remote-write samples without a tenant label were dropped.");
                 continue;
             };
-            out.extend(self.encode(target, &[part.whole()], proto, Some(tenant)));
+            out.extend(self.encode(receiver, &[part.whole()], proto, Some(tenant)));
         }
         out
     }
@@ -90,7 +91,7 @@ impl Encoders {
     /// same samples would fail the same way again).
     fn encode(
         &mut self,
-        target: &Target,
+        receiver: &Receiver,
         slices: &[Slice<'_>],
         proto: Proto,
         tenant: Option<HeaderValue>,
@@ -120,8 +121,8 @@ impl Encoders {
                 Some(Body { bytes, proto, samples, exemplars, highest_ms, tenant })
             }
             Err(e) => {
-                tracing::error!(endpoint = %target.name, samples, error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
-                target.metrics.samples_failed_total.fetch_add(samples as u64, Relaxed);
+                tracing::error!(endpoint = %receiver.name, samples, error = %e, "Remote-write batch could not be encoded; its samples are dropped.");
+                receiver.metrics.samples_failed_total.fetch_add(samples as u64, Relaxed);
                 None
             }
         }
@@ -131,17 +132,17 @@ impl Encoders {
 /// Sends one request body. A 2.0 body the receiver turns down switches the endpoint to 1.0
 /// for good (one WARN) and is converted and sent again as 1.0, so nothing is lost; that also
 /// covers 2.0 bodies written to the disk buffer before the receiver was known to be old.
-pub(crate) async fn send_body(target: &Target, body: Body, stop: &CancellationToken) -> Outcome {
-    match target.send(&body, stop).await {
+pub(crate) async fn send_body(receiver: &Receiver, body: Body, stop: &CancellationToken) -> Outcome {
+    match receiver.send(&body, stop).await {
         Outcome::Unsupported if body.proto == Proto::V2 => {
-            if target.metrics.protocol_v2.swap(false, Relaxed) {
+            if receiver.metrics.protocol_v2.swap(false, Relaxed) {
                 tracing::warn!(
-                    endpoint = %target.name,
+                    endpoint = %receiver.name,
                     "Remote-write receiver does not accept remote write 2.0; falling back to 1.0 (prometheus.WriteRequest) for this endpoint."
                 );
             }
-            let Some(v1) = to_v1(target, &body) else { return Outcome::Failed };
-            match target.send(&v1, stop).await {
+            let Some(v1) = to_v1(receiver, &body) else { return Outcome::Failed };
+            match receiver.send(&v1, stop).await {
                 Outcome::Unsupported => Outcome::Failed,
                 other => other,
             }
@@ -157,12 +158,12 @@ const MAX_CONVERT_BYTES: usize = 256 << 20;
 
 /// The same samples as a 1.0 body (metadata and exemplars have no place in 1.0 and are left
 /// out). `None`, logged and counted, if the body does not decode.
-fn to_v1(target: &Target, body: &Body) -> Option<Body> {
+fn to_v1(receiver: &Receiver, body: &Body) -> Option<Body> {
     let req = match crate::prompb::v2::decode_snappy(&body.bytes, MAX_CONVERT_BYTES) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(endpoint = %target.name, error = %e, samples = body.samples, "A 2.0 request could not be converted to 1.0; its samples are dropped.");
-            target.metrics.samples_failed_total.fetch_add(body.samples as u64, Relaxed);
+            tracing::error!(endpoint = %receiver.name, error = %e, samples = body.samples, "A 2.0 request could not be converted to 1.0; its samples are dropped.");
+            receiver.metrics.samples_failed_total.fetch_add(body.samples as u64, Relaxed);
             return None;
         }
     };
@@ -186,51 +187,11 @@ fn to_v1(target: &Target, body: &Body) -> Option<Body> {
             tenant: body.tenant.clone(),
         }),
         Err(e) => {
-            tracing::error!(endpoint = %target.name, error = %e, "A converted 1.0 request could not be encoded; its samples are dropped.");
-            target.metrics.samples_failed_total.fetch_add(body.samples as u64, Relaxed);
+            tracing::error!(endpoint = %receiver.name, error = %e, "A converted 1.0 request could not be encoded; its samples are dropped.");
+            receiver.metrics.samples_failed_total.fetch_add(body.samples as u64, Relaxed);
             None
         }
     }
-}
-
-/// A body as the disk buffer stores it: `[proto: u8 (1|2)][exemplars: u32 LE][tenant length:
-/// u16 LE][tenant][wire body]`, so a replayed request is sent exactly as it would have been.
-pub(crate) fn envelope(body: &Body) -> Vec<u8> {
-    let tenant = body.tenant.as_ref().map(HeaderValue::as_bytes).unwrap_or_default();
-    let tenant = &tenant[..tenant.len().min(u16::MAX as usize)];
-    let mut out = Vec::with_capacity(7 + tenant.len() + body.bytes.len());
-    out.push(match body.proto {
-        Proto::V1 => 1,
-        Proto::V2 => 2,
-    });
-    out.extend_from_slice(&(body.exemplars as u32).to_le_bytes());
-    out.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
-    out.extend_from_slice(tenant);
-    out.extend_from_slice(&body.bytes);
-    out
-}
-
-/// Reads an [`envelope`] back; `None` if it is not one (a damaged record that passed its CRC).
-pub(crate) fn from_envelope(mut raw: Bytes, samples: usize, highest_ms: i64) -> Option<Body> {
-    if raw.len() < 7 {
-        return None;
-    }
-    let proto = match raw[0] {
-        1 => Proto::V1,
-        2 => Proto::V2,
-        _ => return None,
-    };
-    let exemplars = u32::from_le_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize;
-    let tenant_len = u16::from_le_bytes([raw[5], raw[6]]) as usize;
-    if raw.len() < 7 + tenant_len {
-        return None;
-    }
-    let tenant = match tenant_len {
-        0 => None,
-        n => Some(HeaderValue::from_bytes(&raw[7..7 + n]).ok()?),
-    };
-    let bytes = raw.split_off(7 + tenant_len);
-    Some(Body { bytes, proto, samples, exemplars, highest_ms, tenant })
 }
 
 /// Splits `batch` by tenant: the parts, and each part's `X-Scope-OrgID` (`None`: no tenant,
@@ -278,35 +239,6 @@ mod tests {
 
     fn s(pairs: &[(&str, &str)], t: i64) -> Sample {
         Sample { series: Arc::new(Labels::from_pairs(pairs.iter().copied())), timestamp_ms: t, value: 0.0 }
-    }
-
-    #[test]
-    fn envelope_round_trips_and_rejects_junk() {
-        let body = |proto, tenant: Option<&str>| Body {
-            bytes: Bytes::from_static(b"wire"),
-            proto,
-            samples: 3,
-            exemplars: 2,
-            highest_ms: 7,
-            tenant: tenant.map(|t| HeaderValue::from_str(t).unwrap()),
-        };
-        for b in [body(Proto::V1, None), body(Proto::V2, Some("team-a"))] {
-            let back = from_envelope(Bytes::from(envelope(&b)), 3, 7).expect("reads back");
-            assert_eq!(
-                (back.bytes, back.proto, back.exemplars, back.tenant),
-                (b.bytes.clone(), b.proto, b.exemplars, b.tenant.clone())
-            );
-        }
-        // (bytes, why)
-        let junk: &[(&[u8], &str)] = &[
-            (b"", "empty"),
-            (b"\x03\0\0\0\0\0\0wire", "unknown protocol byte"),
-            (b"\x01\0\0\0\0\x09\0ab", "tenant longer than the record"),
-            (b"\x01\0\0\0", "shorter than the header"),
-        ];
-        for (raw, why) in junk {
-            assert!(from_envelope(Bytes::copy_from_slice(raw), 1, 1).is_none(), "{why}");
-        }
     }
 
     #[test]

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::StatusCode;
 use hyper::header::{self, HeaderName, HeaderValue};
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 
-use super::RemoteWriteMetrics;
+use super::config::{TenantConfig, header as rw_header};
+use super::metrics::RemoteWriteMetrics;
+use super::record::{Body, Proto};
 use crate::config::common::HttpClientConfig;
 use crate::http_client::{self, Client};
 
@@ -36,8 +37,9 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 /// (each is at least 0.8 × the last).
 const JITTER_FRACTION: f64 = 0.2;
 
-/// Everything needed to POST to one endpoint.
-pub(crate) struct Target {
+/// The receiver of one endpoint (the remote-write server, never a scrape target): everything
+/// needed to POST to it.
+pub(crate) struct Receiver {
     /// Endpoint name for logs.
     pub name: String,
     /// Where to POST.
@@ -57,14 +59,14 @@ pub(crate) struct Target {
     /// Whether 429 is retried.
     pub retry_on_http_429: bool,
     /// Split requests by tenant (read by [`super::request`]).
-    pub tenant: Option<super::TenantConfig>,
+    pub tenant: Option<TenantConfig>,
     /// Where outcomes are counted.
     pub metrics: Arc<RemoteWriteMetrics>,
 }
 
-impl std::fmt::Debug for Target {
+impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("name", &self.name).field("uri", &self.uri).finish_non_exhaustive()
+        f.debug_struct("Receiver").field("name", &self.name).field("uri", &self.uri).finish_non_exhaustive()
     }
 }
 
@@ -76,51 +78,6 @@ pub(crate) struct Auth {
     pub http: HttpClientConfig,
     /// Signs every request when set (`sigv4`).
     pub sigv4: Option<crate::sigv4::Signer>,
-}
-
-/// The wire protocol of one request body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Proto {
-    /// `prometheus.WriteRequest`, remote write 1.0.
-    V1,
-    /// `io.prometheus.write.v2.Request`, remote write 2.0.
-    V2,
-}
-
-impl Proto {
-    /// The `Content-Type` (RW 2.0 §"Content-Type": the `proto` parameter names the message;
-    /// 1.0 receivers expect the bare type).
-    fn content_type(self) -> &'static str {
-        match self {
-            Proto::V1 => "application/x-protobuf",
-            Proto::V2 => "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        }
-    }
-
-    /// `X-Prometheus-Remote-Write-Version` (0.1.0 MUST toward 1.x receivers).
-    fn version(self) -> &'static str {
-        match self {
-            Proto::V1 => "0.1.0",
-            Proto::V2 => "2.0.0",
-        }
-    }
-}
-
-/// One request body and what it holds.
-#[derive(Clone, Debug)]
-pub(crate) struct Body {
-    /// The snappy-compressed protobuf.
-    pub bytes: Bytes,
-    /// Its protocol.
-    pub proto: Proto,
-    /// Samples in it.
-    pub samples: usize,
-    /// Exemplars in it.
-    pub exemplars: usize,
-    /// Its newest sample timestamp, in ms.
-    pub highest_ms: i64,
-    /// `X-Scope-OrgID` for this request, if the endpoint splits by tenant.
-    pub tenant: Option<HeaderValue>,
 }
 
 /// The `X-Prometheus-Remote-Write-*-Written` headers of a 2xx answer (RW 2.0 §"Response").
@@ -138,9 +95,9 @@ impl Written {
     fn from_headers(h: &hyper::HeaderMap) -> Written {
         let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
         Written {
-            samples: get(super::header::SAMPLES_WRITTEN),
-            histograms: get(super::header::HISTOGRAMS_WRITTEN),
-            exemplars: get(super::header::EXEMPLARS_WRITTEN),
+            samples: get(rw_header::SAMPLES_WRITTEN),
+            histograms: get(rw_header::HISTOGRAMS_WRITTEN),
+            exemplars: get(rw_header::EXEMPLARS_WRITTEN),
         }
     }
 
@@ -185,7 +142,7 @@ pub(crate) enum TryError {
     },
 }
 
-impl Target {
+impl Receiver {
     /// Sends `body` until it is accepted, refused, found unsupported, or `stop` is cancelled.
     /// Counts every outcome but [`Outcome::Unsupported`] in the metrics.
     pub(crate) async fn send(&self, body: &Body, stop: &CancellationToken) -> Outcome {
@@ -318,13 +275,13 @@ impl Target {
         let mut builder = hyper::Request::post(self.uri.clone())
             .header(header::CONTENT_ENCODING, "snappy")
             .header(header::CONTENT_TYPE, body.proto.content_type())
-            .header(super::header::VERSION, body.proto.version())
+            .header(rw_header::VERSION, body.proto.version())
             .header(header::USER_AGENT, crate::USER_AGENT);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
         if let Some(tenant) = &body.tenant {
-            builder = builder.header(super::header::ORG_ID, tenant);
+            builder = builder.header(rw_header::ORG_ID, tenant);
         }
         // A credentials file that can't be read may be mid-rotation: retry, as Prometheus does
         // for any error of its HTTP round trip.

@@ -217,7 +217,7 @@ pub async fn run_job(
             .with_budget(budget.clone());
             let lp = match &staleness {
                 Some(store) => {
-                    lp.remember_series(store.path(sc.job(), &active.target.labels, &active.target.url))
+                    lp.remember_series(store.path(sc.job(), &active.target.labels, &active.target.url)).await
                 }
                 None => lp,
             };

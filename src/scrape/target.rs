@@ -85,8 +85,8 @@ impl TargetLoop {
 
     /// Keeps the last series set in `path`, and stale-marks at the first scrape what a previous
     /// run's last scrape had and this page does not.
-    pub fn remember_series(mut self, path: std::path::PathBuf) -> Self {
-        if let Some(last) = crate::staleness::load(&path, self.page.external()) {
+    pub async fn remember_series(mut self, path: std::path::PathBuf) -> Self {
+        if let Some(last) = crate::staleness::load_async(&path, self.page.external()).await {
             self.page.remember(last);
         }
         // The first scrape always saves.
@@ -95,11 +95,11 @@ impl TargetLoop {
     }
 
     /// After a scrape: saves the set when it changed (or on the first scrape).
-    fn persist_series(&mut self, changed: bool) {
+    async fn persist_series(&mut self, changed: bool) {
         let Some((path, first)) = &mut self.persist else { return };
         if *first || changed {
             *first = false;
-            if let Err(e) = crate::staleness::save(path, self.page.last()) {
+            if let Err(e) = crate::staleness::save_async(path, self.page.last()).await {
                 tracing::warn!(target = %self.target.url, error = %e, "Cannot save the target's series for staleness after a restart.");
             }
         }
@@ -187,7 +187,7 @@ impl TargetLoop {
         let n = self.page.end_of_run(stale_at, &mut batch);
         self.metrics.stale_markers.fetch_add(n as u64, Relaxed);
         if let Some((path, _)) = &self.persist {
-            crate::staleness::remove(path); // every series is stale-marked now
+            crate::staleness::remove_async(path).await; // every series is stale-marked now
         }
         let _ = self.out.send(batch).await;
     }
@@ -225,7 +225,7 @@ impl TargetLoop {
                 (Counts { series_changed: marked > 0, stale_markers: marked, ..c }, Some(e))
             }
         };
-        self.persist_series(counts.series_changed);
+        self.persist_series(counts.series_changed).await;
         let up = if err.is_none() { 1.0 } else { 0.0 };
         self.page.push_report(
             &mut batch,
