@@ -240,7 +240,11 @@ struct RawKubernetesSdConfig {
 impl TryFrom<RawKubernetesSdConfig> for KubernetesSdConfig {
     type Error = String;
 
-    fn try_from(r: RawKubernetesSdConfig) -> Result<Self, String> {
+    fn try_from(mut r: RawKubernetesSdConfig) -> Result<Self, String> {
+        // Prometheus tests these for "" (`c.KubeConfig != ""`, an empty URL), so an empty value
+        // is unset, as its own config dump writes them.
+        r.kubeconfig_file = r.kubeconfig_file.filter(|p| !p.as_os_str().is_empty());
+        r.api_server = r.api_server.filter(|u| !u.is_empty());
         let Some(role) = r.role.as_deref() else {
             return Err("role missing (one of: pod, service, endpoints, endpointslice, node, ingress)".into());
         };
@@ -517,6 +521,16 @@ mod tests {
         assert_eq!(c.role, Role::Pod);
         assert_eq!(c.selector(Role::Pod).and_then(|s| s.field.as_deref()), Some("spec.nodeName=node-a"));
         assert_eq!(c.selector(Role::Pod).and_then(|s| s.label.as_deref()), None);
+    }
+
+    #[test]
+    fn empty_kubeconfig_file_and_api_server_are_unset() {
+        // Prometheus' own config dump writes them as "" (found by the config fuzz target: a
+        // dumped config with `api_server` did not load again).
+        let c = parse("role: pod\napi_server: http://a\nkubeconfig_file: ''\n").unwrap();
+        assert_eq!(c.kubeconfig_file, None);
+        let c = parse("role: pod\napi_server: ''\nkubeconfig_file: /k\n").unwrap();
+        assert_eq!(c.api_server, None);
     }
 
     #[test]

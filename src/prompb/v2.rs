@@ -1,9 +1,12 @@
 //! Remote-write 2.0 protobuf messages (`io.prometheus.write.v2.Request`), hand-written with
 //! `prost` derives from Prometheus' `prompb/io/prometheus/write/v2/types.proto`.
 //!
-//! What this is: the decode oracle for tests and test receivers, plus [`decode_snappy`]. What
-//! this is not: the sender's encoder ([`crate::encode::v2`] writes the wire format directly).
-//! Native histograms use [`super::Histogram`] (the same message, with `start_timestamp`). The start of a counter is in both places Prometheus has had it:
+//! What this is: the decode oracle for tests and test receivers, plus [`decode_snappy`], which
+//! production uses too (a 2.0 request body buffered on disk is read back to resend it as 1.0 when
+//! the receiver turns out to be older, `remote_write::request`). What this is not: the sender's
+//! encoder ([`crate::encode::v2`] writes the wire format directly). Native histograms use
+//! [`super::Histogram`] (the same message, with `start_timestamp`). The start of a counter is in
+//! both places Prometheus has had it:
 //! `TimeSeries.created_timestamp` (field 6, up to v3.8) and `Sample.start_timestamp` (field 3,
 //! the spec since 2.0-rc.4, v3.9+, which reserves 6); trawl's encoder writes both.
 

@@ -156,8 +156,9 @@ pub(crate) async fn send_body(receiver: &Receiver, body: Body, stop: &Cancellati
 /// Largest decompressed 2.0 body [`to_v1`] reads (a request is a few MB at most).
 const MAX_CONVERT_BYTES: usize = 256 << 20;
 
-/// The same samples as a 1.0 body (metadata and exemplars have no place in 1.0 and are left
-/// out). `None`, logged and counted, if the body does not decode.
+/// The same samples, exemplars and native histograms as a 1.0 body (metadata and start
+/// timestamps have no place in 1.0 and are left out). `None`, logged and counted, if the body
+/// does not decode.
 fn to_v1(receiver: &Receiver, body: &Body) -> Option<Body> {
     let req = match crate::prompb::v2::decode_snappy(&body.bytes, MAX_CONVERT_BYTES) {
         Ok(r) => r,
@@ -167,22 +168,14 @@ fn to_v1(receiver: &Receiver, body: &Body) -> Option<Body> {
             return None;
         }
     };
-    let symbol = |i: u32| req.symbols.get(i as usize).map(String::as_str).unwrap_or_default();
-    // External labels are already in the 2.0 body.
-    let mut samples = Batch::with_capacity(body.samples, 0);
-    for ts in &req.timeseries {
-        let labels = Labels::from_pairs(ts.labels_refs.chunks_exact(2).map(|p| (symbol(p[0]), symbol(p[1]))));
-        for s in &ts.samples {
-            samples.push_labels(&labels, s.timestamp, s.value);
-        }
-    }
-    let mut enc = encode::Encoder::new();
+    let samples = v1_batch(&req, body.samples);
+    let mut enc = encode::Encoder::new().with_exemplars(true);
     match enc.encode(&samples) {
         Ok(bytes) => Some(Body {
             bytes: Bytes::copy_from_slice(bytes),
             proto: Proto::V1,
             samples: samples.len(),
-            exemplars: 0,
+            exemplars: samples.exemplars.len(),
             highest_ms: body.highest_ms,
             tenant: body.tenant.clone(),
         }),
@@ -231,6 +224,43 @@ fn split_by_tenant(batch: Batch, cfg: &TenantConfig) -> (Vec<Batch>, Vec<Option<
     (parts, headers)
 }
 
+/// The samples, exemplars and native histograms of a decoded 2.0 request, as a batch for the
+/// 1.0 encoder.
+fn v1_batch(req: &crate::prompb::v2::Request, capacity: usize) -> Batch {
+    let symbol = |i: u32| req.symbols.get(i as usize).map(String::as_str).unwrap_or_default();
+    // External labels are already in the 2.0 body.
+    let mut samples = Batch::with_capacity(capacity, 0);
+    for ts in &req.timeseries {
+        let labels = Labels::from_pairs(ts.labels_refs.chunks_exact(2).map(|p| (symbol(p[0]), symbol(p[1]))));
+        for s in &ts.samples {
+            samples.push_labels(&labels, s.timestamp, s.value);
+        }
+        // Exemplars are in a 2.0 body only when the endpoint sends them (`send_exemplars`),
+        // and 1.0 carries them too; they go with the series' last sample.
+        if !ts.samples.is_empty() {
+            for e in &ts.exemplars {
+                samples.push_exemplar(batch::Exemplar {
+                    labels: Labels::from_pairs(
+                        e.labels_refs.chunks_exact(2).map(|p| (symbol(p[0]), symbol(p[1]))),
+                    ),
+                    value: e.value,
+                    timestamp_ms: e.timestamp,
+                });
+            }
+        }
+        // Native histograms have the same message in 1.0, less the 2.0 start timestamp; the
+        // batch stores fields 1 to 16 without the timestamp, which the encoder adds.
+        for h in &ts.histograms {
+            let mut h = h.clone();
+            let t = std::mem::take(&mut h.timestamp);
+            h.start_timestamp = 0;
+            samples.push_labels(&labels, t, 0.0);
+            samples.push_histogram(prost::Message::encode_to_vec(&h).into_boxed_slice());
+        }
+    }
+    samples
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +269,39 @@ mod tests {
 
     fn s(pairs: &[(&str, &str)], t: i64) -> Sample {
         Sample { series: Arc::new(Labels::from_pairs(pairs.iter().copied())), timestamp_ms: t, value: 0.0 }
+    }
+
+    #[test]
+    fn v2_bodies_become_v1_with_histograms_and_exemplars() {
+        use prost::Message as _;
+        let mut batch: Batch = vec![s(&[("__name__", "a")], 5)].into();
+        batch.push_exemplar(batch::Exemplar {
+            labels: Labels::from_pairs([("trace_id", "t")]),
+            value: 2.0,
+            timestamp_ms: 4,
+        });
+        let h = crate::prompb::Histogram {
+            count_int: Some(3),
+            sum: 1.5,
+            schema: 2,
+            zero_count_int: Some(1),
+            positive_spans: vec![crate::prompb::BucketSpan { offset: 1, length: 2 }],
+            positive_deltas: vec![1, 0],
+            ..Default::default()
+        };
+        batch.push(s(&[("__name__", "h")], 6));
+        batch.push_histogram(h.encode_to_vec().into_boxed_slice());
+        let mut v2 = encode::v2::Encoder::new();
+        v2.encode(&batch).unwrap();
+        let req = crate::prompb::v2::Request::decode(v2.proto()).unwrap();
+        let mut v1 = encode::Encoder::new().with_exemplars(true);
+        v1.encode(&v1_batch(&req, 2)).unwrap();
+        let got = crate::prompb::WriteRequest::decode(v1.proto()).unwrap();
+        assert_eq!(got.timeseries[0].samples.len(), 1);
+        assert_eq!(got.timeseries[0].exemplars.len(), 1);
+        let back = &got.timeseries[1].histograms[0];
+        assert_eq!(back.timestamp, 6);
+        assert_eq!(crate::prompb::Histogram { timestamp: 0, ..back.clone() }, h, "the same histogram");
     }
 
     #[test]
