@@ -15,21 +15,7 @@ use trawl::parse::Format;
 use trawl::scrape::{JobSettings, Page};
 
 fn settings() -> JobSettings {
-    JobSettings {
-        job: "node".into(),
-        honor_labels: false,
-        honor_timestamps: true,
-        track_timestamps_staleness: false,
-        sample_limit: 0,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        body_size_limit: 0,
-        gzip: true,
-        metric_relabel: Vec::new(),
-        http: Default::default(),
-        ..JobSettings::default()
-    }
+    JobSettings { job: "node".into(), ..JobSettings::default() }
 }
 
 fn target_page() -> Page {

@@ -53,21 +53,7 @@ fn page(n: usize) -> String {
 }
 
 fn settings(rules: Vec<RelabelConfig>) -> JobSettings {
-    JobSettings {
-        job: "app".into(),
-        honor_labels: false,
-        honor_timestamps: true,
-        track_timestamps_staleness: false,
-        sample_limit: 0,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        body_size_limit: 0,
-        gzip: true,
-        metric_relabel: rules,
-        http: Default::default(),
-        ..JobSettings::default()
-    }
+    JobSettings { job: "app".into(), metric_relabel: rules, ..JobSettings::default() }
 }
 
 fn target_page(rules: Vec<RelabelConfig>) -> Page {

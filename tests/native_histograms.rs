@@ -15,21 +15,26 @@
 
 mod support;
 
-#[path = "support/client_model.rs"]
-mod client_model;
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use client_model::*;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use support::{Prometheus, Trawl, eventually};
+use trawl::parse::proto::model::{page as encode_delimited, *};
+
+/// `io.prometheus.client.MetricType`.
+#[derive(Clone, Copy)]
+enum MetricType {
+    Counter = 0,
+    Summary = 2,
+    Histogram = 4,
+}
 
 /// How long a test waits for something that should happen within a few scrapes.
 const WAIT: Duration = Duration::from_secs(40);
@@ -82,6 +87,7 @@ fn family(name: &str, kind: MetricType, metric: Metric) -> MetricFamily {
         help: format!("{name} help"),
         r#type: kind as i32,
         metric: vec![metric],
+        ..Default::default()
     }
 }
 
@@ -93,7 +99,7 @@ fn protobuf_page() -> Vec<u8> {
         family(
             "requests_total",
             MetricType::Counter,
-            Metric { counter: Some(Counter { value: 17.0 }), ..Default::default() },
+            Metric { counter: Some(Counter { value: 17.0, ..Default::default() }), ..Default::default() },
         ),
         family(
             "rpc_duration_seconds",
@@ -106,6 +112,7 @@ fn protobuf_page() -> Vec<u8> {
                         Quantile { quantile: 0.5, value: 0.4 },
                         Quantile { quantile: 0.9, value: 0.8 },
                     ],
+                    ..Default::default()
                 }),
                 ..Default::default()
             },

@@ -53,21 +53,7 @@ fn target_page() -> Page {
          - {source_labels: [mode], target_label: cpu_mode}\n",
     )
     .expect("rules");
-    let settings = JobSettings {
-        job: "node".into(),
-        honor_labels: false,
-        honor_timestamps: true,
-        track_timestamps_staleness: false,
-        sample_limit: 0,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        body_size_limit: 0,
-        gzip: true,
-        metric_relabel: rules,
-        http: Default::default(),
-        ..JobSettings::default()
-    };
+    let settings = JobSettings { job: "node".into(), metric_relabel: rules, ..JobSettings::default() };
     let target =
         Labels::from_pairs([("instance", "10.1.2.3:9100"), ("job", "node"), ("pod", "node-exporter-x")]);
     Page::new(Arc::new(settings), target, Arc::new(Labels::from_pairs([("cluster", "c1")])))

@@ -741,13 +741,8 @@ pub mod model {
         pub exemplar: Option<Exemplar>,
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BucketSpan {
-        #[prost(sint32, tag = "1")]
-        pub offset: i32,
-        #[prost(uint32, tag = "2")]
-        pub length: u32,
-    }
+    /// The same message as remote write's (`offset` sint32 = 1, `length` uint32 = 2).
+    pub use crate::prompb::BucketSpan;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {

@@ -18,21 +18,7 @@ use crate::parse;
 use crate::relabel::{RelabelConfig, ScrapeTarget};
 
 fn settings(honor_labels: bool, sample_limit: u64) -> JobSettings {
-    JobSettings {
-        job: "j".into(),
-        honor_labels,
-        honor_timestamps: true,
-        track_timestamps_staleness: false,
-        sample_limit,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        body_size_limit: 0,
-        gzip: true,
-        metric_relabel: Vec::new(),
-        http: Default::default(),
-        ..JobSettings::default()
-    }
+    JobSettings { honor_labels, sample_limit, ..JobSettings::default() }
 }
 
 fn target_labels() -> Labels {
