@@ -267,6 +267,12 @@ pub fn parse_limit(flag: &str) -> Result<Option<u64>, BudgetError> {
         "auto" => {
             Ok(cgroup_limit(Path::new("/sys/fs/cgroup")).map(|l| (l as f64 * AUTO_CGROUP_FRACTION) as u64))
         }
+        // A bare number of bytes is fine here (trawl's own flag); a size with a unit is read
+        // as the config's sizes are.
+        s if s.bytes().all(|c| c.is_ascii_digit()) => s
+            .parse::<u64>()
+            .map(|b| Some(b).filter(|b| *b > 0))
+            .map_err(|_| BudgetError(format!("not a size: {s:?}"))),
         s => crate::config::ByteSize::parse(s).map(|b| Some(b.0).filter(|b| *b > 0)).map_err(BudgetError),
     }
 }

@@ -148,26 +148,51 @@ impl<'de> Deserialize<'de> for Duration {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
-    /// Parses `<number><unit>` where unit is B, KB, MB, GB, TB, PB, EB (powers of 1024, as
-    /// Prometheus' `units.Base2Bytes` reads them) or the same with `iB`.
+    /// Parses a size as Prometheus' `units.ParseBase2Bytes` does: `0`, or one or more
+    /// `<number><unit>` parts (`10MiB`, `1.5GB`, `1KiB476B`, as the config dump writes sizes),
+    /// with the units of one family: `B KiB MiB GiB TiB PiB EiB`, or `B KB MB GB TB PB EB` (both
+    /// powers of 1024). A number without a unit is an error, as in Prometheus ("units: unknown
+    /// unit  in 1500").
     pub fn parse(s: &str) -> Result<Self, String> {
+        const IEC: [(&str, u32); 7] =
+            [("B", 0), ("KiB", 10), ("MiB", 20), ("GiB", 30), ("TiB", 40), ("PiB", 50), ("EiB", 60)];
+        const OLD: [(&str, u32); 7] =
+            [("B", 0), ("KB", 10), ("MB", 20), ("GB", 30), ("TB", 40), ("PB", 50), ("EB", 60)];
         let s = s.trim();
-        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!("not a valid size: {s:?}"));
+        if s == "0" {
+            return Ok(ByteSize(0));
         }
-        let n: u64 = s[..digits].parse().map_err(|_| format!("not a valid size: {s:?}"))?;
-        let mult: u64 = match &s[digits..] {
-            "" | "B" => 1,
-            "KB" | "KiB" | "K" | "k" | "kB" => 1 << 10,
-            "MB" | "MiB" | "M" => 1 << 20,
-            "GB" | "GiB" | "G" => 1 << 30,
-            "TB" | "TiB" | "T" => 1 << 40,
-            "PB" | "PiB" | "P" => 1 << 50,
-            "EB" | "EiB" | "E" => 1 << 60,
-            _ => return Err(format!("not a valid size: {s:?}")),
-        };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size out of range: {s:?}"))
+        // Prometheus tries the IEC family, then the old one, and reports the second's error.
+        Self::parse_with(s, &IEC).or_else(|_| Self::parse_with(s, &OLD)).map(ByteSize)
+    }
+
+    /// `units.ParseUnit` with one unit table.
+    fn parse_with(orig: &str, units: &[(&str, u32)]) -> Result<u64, String> {
+        let invalid = || format!("units: invalid {orig}");
+        if orig.is_empty() {
+            return Err(invalid());
+        }
+        let mut rest = orig;
+        let mut total = 0f64;
+        while !rest.is_empty() {
+            let num = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+            let (number, tail) = rest.split_at(num);
+            if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+                return Err(invalid());
+            }
+            let value: f64 = number.parse().map_err(|_| invalid())?;
+            let unit_len = tail.bytes().take_while(|c| !(c.is_ascii_digit() || *c == b'.')).count();
+            let (unit, next) = tail.split_at(unit_len);
+            let Some(&(_, shift)) = units.iter().find(|(u, _)| *u == unit) else {
+                return Err(format!("units: unknown unit {unit} in {orig}"));
+            };
+            total += value * (1u64 << shift) as f64;
+            rest = next;
+        }
+        if total > i64::MAX as f64 {
+            return Err("units: overflow parsing unit".into());
+        }
+        Ok(total as u64)
     }
 }
 
@@ -179,10 +204,13 @@ impl<'de> Deserialize<'de> for ByteSize {
             N(u64),
             S(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
-        }
+        // Prometheus reads the YAML value as text, so a bare number is `1500`, which needs a
+        // unit (only `0` does not).
+        let text = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        ByteSize::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -632,10 +660,29 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(ByteSize::parse("10MB").unwrap().0, 10 << 20);
-        assert_eq!(ByteSize::parse("512KiB").unwrap().0, 512 << 10);
-        assert_eq!(ByteSize::parse("0").unwrap().0, 0);
-        assert!(ByteSize::parse("ten").is_err());
+    fn sizes_as_prometheus_reads_them() {
+        // (text, bytes or the error, why); checked against `promtool check config` (2.42).
+        let cases: &[(&str, Result<u64, &str>, &str)] = &[
+            ("10MB", Ok(10 << 20), "MB is 1024^2"),
+            ("512KiB", Ok(512 << 10), "binary unit"),
+            ("0", Ok(0), "zero needs no unit"),
+            ("1500B", Ok(1500), "bytes"),
+            ("1KiB476B", Ok(1500), "parts, as the dump writes them"),
+            ("1.5GiB", Ok(3 << 29), "a fraction"),
+            ("1500", Err("units: unknown unit  in 1500"), "a number needs a unit (promtool: FAILED)"),
+            ("10M", Err("units: unknown unit M in 10M"), "no short forms"),
+            ("1KB1MiB", Err("units: unknown unit MiB in 1KB1MiB"), "one family of units"),
+            ("ten", Err("units: invalid ten"), "not a number"),
+        ];
+        for (text, want, why) in cases {
+            let got = ByteSize::parse(text).map(|b| b.0);
+            assert_eq!(got.as_ref().map(|n| *n).map_err(String::as_str), *want, "{why}");
+        }
+        for n in [0u64, 1, 1500, 10 << 20, (1 << 30) + 7] {
+            assert_eq!(ByteSize::parse(&ByteSize(n).to_string()).unwrap().0, n, "the dump's text reads back");
+        }
+        // A YAML number is read as its text: only 0 has no unit.
+        assert!(serde_saphyr::from_str::<ByteSize>("1500").is_err());
+        assert_eq!(serde_saphyr::from_str::<ByteSize>("0").unwrap().0, 0);
     }
 }
