@@ -593,25 +593,12 @@ impl Batch {
         let at = out.samples.len() as u32;
         let tracked = r.tracked();
         out.push_with(r.series, tracked, r.timestamp_ms, r.value, |b| b.extend_from_slice(record));
-        while self.exemplars.get(cursors.exemplar).is_some_and(|(x, _)| (*x as usize) < i) {
-            cursors.exemplar += 1;
-        }
-        while let Some((_, e)) = self.exemplars.get(cursors.exemplar).filter(|(x, _)| *x as usize == i) {
-            out.exemplars.push((at, e.clone()));
-            cursors.exemplar += 1;
-        }
-        while let Some(&(x, ms)) = self.created.get(cursors.created).filter(|(x, _)| *x as usize <= i) {
-            if x as usize == i {
-                out.created.push((at, ms));
-            }
-            cursors.created += 1;
-        }
-        while let Some((x, h)) = self.histograms.get(cursors.histogram).filter(|(x, _)| *x as usize <= i) {
-            if *x as usize == i {
-                out.histograms.push((at, h.clone()));
-            }
-            cursors.histogram += 1;
-        }
+        let mine = side_entries(&self.exemplars, &mut cursors.exemplar, i);
+        out.exemplars.extend(mine.iter().map(|(_, e)| (at, e.clone())));
+        let mine = side_entries(&self.created, &mut cursors.created, i);
+        out.created.extend(mine.iter().map(|&(_, ms)| (at, ms)));
+        let mine = side_entries(&self.histograms, &mut cursors.histogram, i);
+        out.histograms.extend(mine.iter().map(|(_, h)| (at, h.clone())));
     }
 
     /// Splits into `parts` batches by `part_of(sample)`, keeping order, metadata and exemplars.
@@ -751,6 +738,21 @@ impl Batch {
         self.external = Some(external.clone());
         self
     }
+}
+
+/// The entries of a side list (exemplars, created timestamps, histograms: sorted by sample
+/// index) that belong to sample `i`, for a walk in sample order: `cursor` moves past the entries
+/// of earlier samples and past those returned.
+#[inline]
+pub fn side_entries<'a, T>(list: &'a [(u32, T)], cursor: &mut usize, i: usize) -> &'a [(u32, T)] {
+    while list.get(*cursor).is_some_and(|(at, _)| (*at as usize) < i) {
+        *cursor += 1;
+    }
+    let start = *cursor;
+    while list.get(*cursor).is_some_and(|(at, _)| *at as usize == i) {
+        *cursor += 1;
+    }
+    &list[start..*cursor]
 }
 
 /// Batches kept for reuse by [`Batch::take`]: a scrape's batch is a page's worth of records

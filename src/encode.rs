@@ -18,7 +18,7 @@
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use crate::batch::{Batch, Slice, push_varint};
+use crate::batch::{Batch, Slice, push_varint, side_entries};
 use crate::labels::{Label, Labels};
 
 pub mod v2;
@@ -142,10 +142,7 @@ impl Encoder {
             for (i, rec) in s.range.clone().zip(s.recs()) {
                 let record = batch.record_of(rec);
                 highest = highest.max(rec.timestamp_ms);
-                while batch.histograms.get(hist).is_some_and(|(at, _)| (*at as usize) < i) {
-                    hist += 1;
-                }
-                if let Some((_, h)) = batch.histograms.get(hist).filter(|(at, _)| *at as usize == i) {
+                if let Some((_, h)) = side_entries(&batch.histograms, &mut hist, i).first() {
                     // `TimeSeries.histograms` in place of the sample: the stored fields 1 to 14
                     // plus the timestamp (15).
                     let hlen = h.len() + KEY_LEN_BYTES + encoded_len_varint(rec.timestamp_ms as u64);
@@ -165,18 +162,13 @@ impl Encoder {
                 scratch.clear();
                 lens.clear();
                 let mut exemplars_len = 0;
-                if self.exemplars {
-                    while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
-                        exemplar += 1;
-                    }
-                    while let Some((_, e)) = batch.exemplars.get(exemplar).filter(|(at, _)| *at as usize == i)
-                    {
-                        let from = scratch.len();
-                        crate::batch::write_labels(&e.labels, scratch);
-                        lens.push(scratch.len() - from);
-                        exemplars_len += nested_len(scratch.len() - from + sample_len(e.timestamp_ms));
-                        exemplar += 1;
-                    }
+                let mine =
+                    if self.exemplars { side_entries(&batch.exemplars, &mut exemplar, i) } else { &[] };
+                for (_, e) in mine {
+                    let from = scratch.len();
+                    crate::batch::write_labels(&e.labels, scratch);
+                    lens.push(scratch.len() - from);
+                    exemplars_len += nested_len(scratch.len() - from + sample_len(e.timestamp_ms));
                 }
                 buf.reserve(record.len() + 2 * KEY_LEN_BYTES + 2 * 5 + sample);
                 encode_key(field::WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, buf);
@@ -184,27 +176,22 @@ impl Encoder {
                 buf.extend_from_slice(record);
                 encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
                 push_varint(sample as u64, buf);
-                // Both fields are always written, even at their defaults: prost would skip a
-                // value of -0.0 (it equals 0.0) and lose its sign.
-                encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-                buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-                encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-                encode_varint(rec.timestamp_ms as u64, buf);
-                if exemplars_len > 0 {
-                    // `Exemplar{labels = 1, value = 2, timestamp = 3}`: the labels encoded
-                    // above, then the point (the same length as a `Sample`'s two fields).
-                    let mine = &batch.exemplars[exemplar - lens.len()..exemplar];
-                    let mut from = 0;
-                    for ((_, e), &len) in mine.iter().zip(lens.iter()) {
-                        encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
-                        push_varint((len + sample_len(e.timestamp_ms)) as u64, buf);
-                        buf.extend_from_slice(&scratch[from..from + len]);
-                        from += len;
-                        encode_key(field::EXEMPLAR_VALUE, WireType::SixtyFourBit, buf);
-                        buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
-                        encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
-                        encode_varint(e.timestamp_ms as u64, buf);
-                    }
+                write_point(field::SAMPLE_VALUE, rec.value, field::SAMPLE_TIMESTAMP, rec.timestamp_ms, buf);
+                // `Exemplar{labels = 1, value = 2, timestamp = 3}`: the labels encoded above,
+                // then the point (the same length as a `Sample`'s two fields).
+                let mut from = 0;
+                for ((_, e), &len) in mine.iter().zip(lens.iter()) {
+                    encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
+                    push_varint((len + sample_len(e.timestamp_ms)) as u64, buf);
+                    buf.extend_from_slice(&scratch[from..from + len]);
+                    from += len;
+                    write_point(
+                        field::EXEMPLAR_VALUE,
+                        e.value,
+                        field::EXEMPLAR_TIMESTAMP,
+                        e.timestamp_ms,
+                        buf,
+                    );
                 }
             }
         }
@@ -227,6 +214,23 @@ pub(crate) fn compress<'a>(
     }
     let n = snappy.compress(input, &mut out[..need])?;
     Ok(&out[..n])
+}
+
+/// Writes a point: a `double` field and an `int64` timestamp field (a `Sample` or an `Exemplar`,
+/// in 1.0 and 2.0). Both are always written, even at their defaults: prost would skip a value
+/// of -0.0 (it equals 0.0) and lose its sign.
+#[inline]
+pub(crate) fn write_point(
+    value_field: u32,
+    value: f64,
+    timestamp_field: u32,
+    timestamp_ms: i64,
+    buf: &mut Vec<u8>,
+) {
+    encode_key(value_field, WireType::SixtyFourBit, buf);
+    buf.extend_from_slice(&value.to_bits().to_le_bytes());
+    encode_key(timestamp_field, WireType::Varint, buf);
+    encode_varint(timestamp_ms as u64, buf);
 }
 
 /// Length of a length-delimited field whose payload is `len` bytes.

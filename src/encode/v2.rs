@@ -25,8 +25,8 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::{DOUBLE_LEN_BYTES, EncodeError, KEY_LEN_BYTES, nested_len};
-use crate::batch::{self, Batch, Metadata, Slice};
+use super::{DOUBLE_LEN_BYTES, EncodeError, KEY_LEN_BYTES, nested_len, write_point};
+use crate::batch::{self, Batch, Metadata, Slice, side_entries};
 use crate::parse::MetricType;
 
 /// Field numbers of `io.prometheus.write.v2.Request` and the messages inside it
@@ -282,10 +282,11 @@ impl Encoder {
                     }
                     created += 1;
                 }
-                while batch.exemplars.get(exemplar).is_some_and(|(at, _)| (*at as usize) < i) {
-                    exemplar += 1;
-                }
-                let mine = batch.exemplars[exemplar..].iter().take_while(|(at, _)| *at as usize == i).count();
+                // This sample's exemplars are `first..exemplar` of the batch's.
+                let first = {
+                    let mine = side_entries(&batch.exemplars, &mut exemplar, i).len();
+                    exemplar - mine
+                };
                 let refs_of = |k: usize| {
                     let e = &self.exemplars[exemplar_base + k - first_exemplar];
                     (
@@ -294,11 +295,7 @@ impl Encoder {
                     )
                 };
                 let labels = &self.refs[from as usize..to as usize];
-                while batch.histograms.get(hist).is_some_and(|(at, _)| (*at as usize) < i) {
-                    hist += 1;
-                }
-                let histogram =
-                    batch.histograms.get(hist).filter(|(at, _)| *at as usize == i).map(|(_, h)| &**h);
+                let histogram = side_entries(&batch.histograms, &mut hist, i).first().map(|(_, h)| &**h);
                 // Lengths first.
                 let sample = match histogram {
                     // The stored fields 1 to 14, the timestamp, and the start if known (field 17:
@@ -313,7 +310,7 @@ impl Encoder {
                 if start_ms != 0 {
                     len += KEY_LEN_BYTES + encoded_len_varint(start_ms as u64);
                 }
-                for k in exemplar..exemplar + mine {
+                for k in first..exemplar {
                     let (ex, refs) = refs_of(k);
                     len += nested_len(exemplar_len(refs, ex.timestamp_ms));
                 }
@@ -336,27 +333,31 @@ impl Encoder {
                 } else {
                     encode_key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited, buf);
                     encode_varint(sample as u64, buf);
-                    // Both fields always written, so -0.0 keeps its sign (as in 1.0).
-                    encode_key(field::SAMPLE_VALUE, WireType::SixtyFourBit, buf);
-                    buf.extend_from_slice(&rec.value.to_bits().to_le_bytes());
-                    encode_key(field::SAMPLE_TIMESTAMP, WireType::Varint, buf);
-                    encode_varint(rec.timestamp_ms as u64, buf);
+                    write_point(
+                        field::SAMPLE_VALUE,
+                        rec.value,
+                        field::SAMPLE_TIMESTAMP,
+                        rec.timestamp_ms,
+                        buf,
+                    );
                     if start_ms != 0 {
                         encode_key(field::SAMPLE_START_TIMESTAMP, WireType::Varint, buf);
                         encode_varint(start_ms as u64, buf);
                     }
                 }
-                for k in exemplar..exemplar + mine {
+                for k in first..exemplar {
                     let (ex, refs) = refs_of(k);
                     encode_key(field::TIMESERIES_EXEMPLARS, WireType::LengthDelimited, buf);
                     encode_varint(exemplar_len(refs, ex.timestamp_ms) as u64, buf);
                     write_packed(field::EXEMPLAR_LABELS_REFS, refs, buf);
-                    encode_key(field::EXEMPLAR_VALUE, WireType::SixtyFourBit, buf);
-                    buf.extend_from_slice(&ex.value.to_bits().to_le_bytes());
-                    encode_key(field::EXEMPLAR_TIMESTAMP, WireType::Varint, buf);
-                    encode_varint(ex.timestamp_ms as u64, buf);
+                    write_point(
+                        field::EXEMPLAR_VALUE,
+                        ex.value,
+                        field::EXEMPLAR_TIMESTAMP,
+                        ex.timestamp_ms,
+                        buf,
+                    );
                 }
-                exemplar += mine;
                 if let Some(m) = metadata {
                     encode_key(field::TIMESERIES_METADATA, WireType::LengthDelimited, buf);
                     encode_varint(metadata_len(m) as u64, buf);

@@ -33,7 +33,7 @@ use super::record::{self, Base};
 use super::series::SeriesTable;
 use super::verdict::{ALIAS, DIFF, DROP, INVALID, KIND, SET, Verdicts};
 use super::{JobSettings, ScrapeError};
-use crate::batch::{Batch, Exemplar, Keep, Metadata, STALE_NAN};
+use crate::batch::{Batch, Exemplar, Keep, Metadata, STALE_NAN, side_entries};
 use crate::labels::{self, Labels, eq_bytes};
 use crate::parse::{self, Parser};
 
@@ -382,29 +382,20 @@ impl Page {
                 });
             }
             if let Some((tr, _)) = extras {
-                let ord = (counts.scraped - 1) as u32;
+                // The side lists are keyed by the sample's ordinal on the page.
+                let ord = (counts.scraped - 1) as usize;
                 let at = batch.len() - 1;
-                while tr.exemplars.get(ex).is_some_and(|(o, _)| *o < ord) {
-                    ex += 1;
-                }
-                while let Some((_, e)) = tr.exemplars.get(ex).filter(|(o, _)| *o == ord) {
+                for (_, e) in side_entries(&tr.exemplars, &mut ex, ord) {
                     let mut e = e.clone();
                     if e.timestamp_ms == i64::MIN {
                         e.timestamp_ms = ts;
                     }
                     batch.push_exemplar(e);
-                    ex += 1;
                 }
-                while tr.created.get(cr).is_some_and(|(o, _)| *o < ord) {
-                    cr += 1;
-                }
-                if let Some(&(_, ms)) = tr.created.get(cr).filter(|(o, _)| *o == ord) {
+                if let Some(&(_, ms)) = side_entries(&tr.created, &mut cr, ord).first() {
                     batch.set_created(at, ms);
                 }
-                while tr.natives.get(nat).is_some_and(|(o, _)| *o < ord) {
-                    nat += 1;
-                }
-                if let Some((_, n)) = tr.natives.get(nat).filter(|(o, _)| *o == ord) {
+                if let Some((_, n)) = side_entries(&tr.natives, &mut nat, ord).first() {
                     // Prometheus' appender chain for a kept histogram: schema cap, bucket
                     // limit, validation; an error fails the scrape.
                     let mut n = n.clone();
