@@ -519,16 +519,14 @@ impl Batch {
     /// Removes the samples that are native histograms (an endpoint without
     /// `send_native_histograms`); returns how many.
     pub fn drop_histogram_samples(&mut self) -> usize {
-        let marked: Vec<u32> = self.histograms.iter().map(|(i, _)| *i).collect();
-        let mut next = marked.into_iter().peekable();
-        let mut i = 0u32;
-        let dropped = self.retain_map(|_| {
-            let drop = next.next_if_eq(&i).is_some();
+        // Taken out first: the kept samples have none, and the walk reads the indexes.
+        let histograms = std::mem::take(&mut self.histograms);
+        let (mut cursor, mut i) = (0, 0);
+        self.retain_map(|_| {
+            let drop = !side_entries(&histograms, &mut cursor, i).is_empty();
             i += 1;
             if drop { Keep::Drop } else { Keep::Same }
-        });
-        self.histograms.clear();
-        dropped
+        })
     }
 
     /// Drops the metadata, exemplars and created timestamps, keeping the samples (and their

@@ -264,7 +264,7 @@ impl Translation {
         ts: i64,
     ) {
         let t = &mut self.text;
-        let legacy = is_valid_metric_name(name) && is_valid_label_name_or_metric(suffix);
+        let legacy = is_valid_metric_name(name) && is_legacy_suffix(suffix);
         if legacy {
             t.extend_from_slice(name.as_bytes());
             t.extend_from_slice(suffix.as_bytes());
@@ -309,7 +309,8 @@ enum Value {
     F(f64),
 }
 
-fn is_valid_label_name_or_metric(suffix: &str) -> bool {
+/// Whether `suffix` (`_count`, `_bucket`, …) keeps a legacy metric name legacy.
+fn is_legacy_suffix(suffix: &str) -> bool {
     suffix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
