@@ -19,8 +19,8 @@
 //!                                   batch: records + points, bounded hand-off (channel)
 //!                                                   │ fan-out: every endpoint gets every sample
 //!                                                   ▼
-//!                      remote_write: queue → shard → request (tenant split, RW 2.0 or 1.0:
-//!                                    records copied or interned, snappy) → POST, retry,
+//!                      remote_write: queue → shard → request (tenant split; 1.0: the
+//!                                    batch frames as they lie; 2.0: interned; snappy) → POST, retry,
 //!                                    backoff; disk buffer when the receiver lags
 //!                      (no remote_write configured: printed to stdout as exposition text)
 //! ```

@@ -296,7 +296,7 @@ mod tests {
         let req = crate::prompb::v2::Request::decode(v2.proto()).unwrap();
         let mut v1 = encode::Encoder::new().with_exemplars(true);
         v1.encode(&v1_batch(&req, 2)).unwrap();
-        let got = crate::prompb::WriteRequest::decode(v1.proto()).unwrap();
+        let got = crate::prompb::WriteRequest::decode(v1.proto().as_slice()).unwrap();
         assert_eq!(got.timeseries[0].samples.len(), 1);
         assert_eq!(got.timeseries[0].exemplars.len(), 1);
         let back = &got.timeseries[1].histograms[0];

@@ -224,13 +224,20 @@ pub(super) fn order(labels: &PageLabels<'_>, order: &mut Order) {
         return;
     }
     let mut keys = [0u64; INLINE_LABELS];
-    let mut sorted = true;
+    let (mut sorted, mut empty) = (true, false);
     for (i, l) in labels.iter().enumerate() {
         keys[i] = prefix_key(l.0);
         order.small[i] = i as u16;
         sorted &= i == 0 || keys[i - 1] < keys[i];
+        empty |= l.1.is_empty();
     }
     let idx = &mut order.small[..n];
+    if sorted && !empty {
+        // Strictly increasing first words: the names are distinct, so the builder rules keep
+        // all of them (`dedup`, which compares whole names, was ~4 % of the pipeline bench).
+        order.len = n;
+        return;
+    }
     if !sorted {
         let after = |x: u16, y: u16| {
             let (a, b) = (keys[x as usize], keys[y as usize]);
@@ -246,6 +253,14 @@ pub(super) fn order(labels: &PageLabels<'_>, order: &mut Order) {
                 idx.swap(j - 1, j);
                 j -= 1;
             }
+        }
+        let distinct = |w: &[u16]| {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            keys[a] < keys[b] || !crate::labels::eq_bytes(labels[a].0, labels[b].0)
+        };
+        if !empty && idx.windows(2).all(distinct) {
+            order.len = n;
+            return;
         }
     }
     order.len = dedup(labels, idx);

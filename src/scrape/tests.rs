@@ -540,6 +540,41 @@ proptest! {
         }
     }
 
+    /// The write order of a line's labels against the naive rules (a stable sort by name, of a
+    /// repeated name the last, no empty values), over names that share their first 8 bytes,
+    /// repeat, or come sorted already (the shortcuts that skip the dedup walk).
+    #[test]
+    fn label_order_matches_the_naive_rules(
+        labels in prop::collection::vec(
+            (
+                prop::sample::select(vec!["a", "b", "label_app_name", "label_app_instance", "label_apple", "label_ap", "zz"]),
+                prop::sample::select(vec!["", "1", "x"]),
+            ),
+            0..20,
+        ),
+        sorted in any::<bool>(),
+    ) {
+        let mut labels = labels;
+        if sorted {
+            labels.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let page: super::record::PageLabels<'_> =
+            labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+        let mut order = super::record::Order::new();
+        super::record::order(&page, &mut order);
+        let got: Vec<(&str, &str)> = order.as_slice().iter().map(|&i| labels[i as usize]).collect();
+        let mut want: Vec<(&str, &str)> = Vec::new();
+        let mut stable = labels.clone();
+        stable.sort_by(|a, b| a.0.cmp(b.0));
+        for (i, l) in stable.iter().enumerate() {
+            if stable.get(i + 1).is_some_and(|n| n.0 == l.0) || l.1.is_empty() {
+                continue;
+            }
+            want.push(*l);
+        }
+        prop_assert_eq!(got, want);
+    }
+
     /// `SeriesTable` against its reference model, a hash map evicting what two scrapes did not
     /// use: the same hits, misses and evictions over pages that repeat, reorder, drop, add and
     /// duplicate series.
@@ -851,7 +886,7 @@ mod protobuf_pages {
         let b = run(settings(true, false, 0), &pb_page(&families())).unwrap();
         let mut enc = Encoder::new();
         enc.encode(&b).unwrap();
-        let req = crate::prompb::WriteRequest::decode(enc.proto()).unwrap();
+        let req = crate::prompb::WriteRequest::decode(enc.proto().as_slice()).unwrap();
         let ts = req.timeseries.iter().find(|t| !t.histograms.is_empty()).unwrap();
         assert!(ts.samples.is_empty(), "sent as a histogram, not a float");
         let h = &ts.histograms[0];
@@ -886,7 +921,7 @@ mod protobuf_pages {
         let b = run(settings(true, false, 3), &body).unwrap();
         let mut enc = Encoder::new();
         enc.encode(&b).unwrap();
-        let req = crate::prompb::WriteRequest::decode(enc.proto()).unwrap();
+        let req = crate::prompb::WriteRequest::decode(enc.proto().as_slice()).unwrap();
         let h = &req.timeseries.iter().find(|t| !t.histograms.is_empty()).unwrap().histograms[0];
         assert_eq!((h.schema, h.positive_deltas.len(), h.negative_deltas.len()), (1, 2, 1), "{h:?}");
         assert_eq!(run(settings(true, false, 2), &body).unwrap_err(), "histogram bucket limit exceeded");
