@@ -149,6 +149,22 @@ const fn len_key(field: u32) -> u8 {
 #[inline]
 pub fn write_label_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     const _: () = assert!(field::TIMESERIES_LABELS < 16 && field::LABEL_VALUE < 16);
+    let inner = name.len() + value.len() + 4;
+    if inner < 0x80 {
+        // Every length one byte (nearly all labels): the keys and lengths as two fixed-size
+        // writes, not six pushes that each check the capacity.
+        out.reserve(inner + 2);
+        out.extend_from_slice(&[
+            len_key(field::TIMESERIES_LABELS),
+            inner as u8,
+            len_key(field::LABEL_NAME),
+            name.len() as u8,
+        ]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&[len_key(field::LABEL_VALUE), value.len() as u8]);
+        out.extend_from_slice(value);
+        return;
+    }
     out.reserve(label_field_len(name.len(), value.len()));
     out.push(len_key(field::TIMESERIES_LABELS));
     push_varint(label_message_len(name.len(), value.len()) as u64, out);

@@ -524,15 +524,24 @@ impl Page {
     /// (its name is the family name, or that plus a suffix such as `_total` or `_bucket`), as
     /// Prometheus' scrape cache looks metadata up by family.
     /// Borrowed from `family`, so a steady scrape touches no reference count per sample.
-    fn family_metadata<'f>(
+    fn family_metadata<'f, 'p>(
         &mut self,
-        family: &'f mut Family<'_>,
-        s: &parse::Sample<'_>,
+        family: &'f mut Family<'p>,
+        s: &parse::Sample<'p>,
         generation: u32,
     ) -> Option<&'f Arc<Metadata>> {
         let name = family.name?;
-        if !belongs_to_family(&s.name(), name) {
-            return None;
+        // Consecutive samples mostly share their name (a histogram's buckets): one compare
+        // with the last member's name instead of the suffix walk (~160 instructions a sample on
+        // the histogram page, callgrind).
+        let (raw, escaped) = s.raw_name();
+        if escaped || !family.member.is_some_and(|m| eq_bytes(m.as_bytes(), raw.as_bytes())) {
+            if !belongs_to_family(&s.name(), name) {
+                return None;
+            }
+            if !escaped {
+                family.member = Some(raw);
+            }
         }
         if family.resolved.is_some() {
             return family.resolved.as_ref();
@@ -611,11 +620,20 @@ struct Family<'a> {
     unit: &'a str,
     /// Its shared metadata, once a sample of it was kept.
     resolved: Option<Arc<Metadata>>,
+    /// The name of the last sample found to belong to it (as written, unescaped).
+    member: Option<&'a str>,
 }
 
 impl Default for Family<'_> {
     fn default() -> Self {
-        Family { name: None, kind: parse::MetricType::Unknown, help: "".into(), unit: "", resolved: None }
+        Family {
+            name: None,
+            kind: parse::MetricType::Unknown,
+            help: "".into(),
+            unit: "",
+            resolved: None,
+            member: None,
+        }
     }
 }
 
