@@ -131,14 +131,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> anyhow::Result<(
         Some(root) => Some(Arc::new(crate::staleness::Store::open(root)?)),
         None => None,
     };
+    let targets: TargetsView = TargetsView::default();
     let sinks = Sinks {
-        endpoints: Arc::new(start_endpoints(&cfg, opts.storage_path.as_deref())?),
+        endpoints: Arc::new(start_endpoints(&cfg, opts.storage_path.as_deref(), &targets)?),
         output: cfg.debug_output,
         paused: false,
     };
     metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&sinks.endpoints));
     let (sinks_tx, sinks_rx) = watch::channel(Arc::new(sinks));
-    let targets: TargetsView = TargetsView::default();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(admin::State {
         metrics: metrics.clone(),
@@ -330,8 +330,11 @@ impl Pipeline {
         let external_changed = cfg.global.external_labels != self.cfg.global.external_labels;
         let sinks_changed = cfg.remote_write != self.cfg.remote_write || external_changed;
         let external = external_labels(&cfg);
-        let new_endpoints =
-            if sinks_changed && self.storage.is_none() { Some(start_endpoints(&cfg, None)?) } else { None };
+        let new_endpoints = if sinks_changed && self.storage.is_none() {
+            Some(start_endpoints(&cfg, None, &self.targets)?)
+        } else {
+            None
+        };
 
         // Jobs.
         let wanted: std::collections::BTreeSet<&str> = cfg.scrape_configs.iter().map(|sc| sc.job()).collect();
@@ -423,11 +426,11 @@ impl Pipeline {
             let old_endpoints = old.endpoints.clone();
             drop(old);
             retire(old_endpoints).await;
-            let started = match start_endpoints(&cfg, self.storage.as_deref()) {
+            let started = match start_endpoints(&cfg, self.storage.as_deref(), &self.targets) {
                 Ok(e) => e,
                 Err(e) => {
                     // Put the old endpoints back (their data is on disk) and refuse the change.
-                    let old = start_endpoints(&self.cfg, self.storage.as_deref())
+                    let old = start_endpoints(&self.cfg, self.storage.as_deref(), &self.targets)
                         .map_err(|e2| e2.context("restarting the previous remote_write endpoints"))?;
                     self.metrics.set_section(REMOTE_WRITE_SECTION, endpoint_metrics(&old));
                     self.sinks.send_replace(Arc::new(Sinks {
@@ -514,7 +517,28 @@ fn external_labels(cfg: &Config) -> Arc<Labels> {
     Arc::new(Labels::from_pairs(cfg.global.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
 }
 
-fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::Result<Vec<Endpoint>> {
+/// The metric families of all active targets, for remote write 1.0 metadata (Prometheus'
+/// metadata watcher reads `TargetsActive()` the same way).
+fn metadata_source(targets: &TargetsView) -> crate::remote_write::MetadataSource {
+    let targets = targets.clone();
+    Arc::new(move || {
+        let pools = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = Vec::new();
+        for p in pools.values() {
+            for t in &p.active {
+                let families = t.status.lock().unwrap_or_else(|e| e.into_inner()).metadata.clone();
+                out.extend(families.iter().cloned());
+            }
+        }
+        out
+    })
+}
+
+fn start_endpoints(
+    cfg: &Config,
+    storage: Option<&std::path::Path>,
+    targets: &TargetsView,
+) -> anyhow::Result<Vec<Endpoint>> {
     let external = external_labels(cfg);
     let mut out = Vec::new();
     for rw in &cfg.remote_write {
@@ -524,10 +548,10 @@ fn start_endpoints(cfg: &Config, storage: Option<&std::path::Path>) -> anyhow::R
         http.enable_http2.get_or_insert(false);
         let client = crate::http_client::from_config(&http)
             .with_context(|| format!("remote_write {}: building the HTTP client", rw.url))?;
-        out.push(
-            Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)
-                .with_context(|| format!("remote_write {}", rw.url))?,
-        );
+        let mut endpoint = Endpoint::start_with_storage(rw.clone(), external.clone(), client, storage)
+            .with_context(|| format!("remote_write {}", rw.url))?;
+        endpoint.send_metadata_of(metadata_source(targets));
+        out.push(endpoint);
     }
     Ok(out)
 }

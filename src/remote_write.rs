@@ -23,9 +23,11 @@
 //! `record`, `metrics` and `config` import nothing of `remote_write`; `remote_write.rs` imports
 //! its children only. Without `--storage.path` nothing is persisted: what is queued at exit is
 //! flushed up to a deadline, then counted as dropped.
-//! What this is not: 1.0 metadata (`metadata_config` is accepted so Prometheus configs load;
-//! 1.0 sends none, 2.0 sends it inline). Exemplars and native histograms are sent when
-//! `send_exemplars` / `send_native_histograms` say so, as Prometheus' queue manager does.
+//! Beside the queue, `metadata` sends remote write 1.0 metadata (`metadata_config`: the TYPE,
+//! HELP and UNIT of the targets' metric families every `send_interval`, in requests of their
+//! own, as Prometheus' metadata watcher does; 2.0 carries it inline with each series).
+//! Exemplars and native histograms are sent when `send_exemplars` / `send_native_histograms`
+//! say so, as Prometheus' queue manager does.
 //!
 //! # Protocol
 //!
@@ -69,6 +71,7 @@
 
 // Top to bottom: each file imports only the ones listed after it (and `crate::` modules).
 mod queue;
+mod metadata;
 mod request;
 mod retry;
 mod disk;
@@ -80,6 +83,7 @@ pub use config::{
     DiskBufferConfig, MetadataConfig, PROTOBUF_MESSAGE_V1, PROTOBUF_MESSAGE_V2, QueueConfig,
     RemoteWriteConfig, TenantConfig, header,
 };
+pub use metadata::MetadataSource;
 pub use metrics::{DiskMetrics, EndpointsSection, RemoteWriteMetrics};
 
 use std::sync::Arc;
@@ -107,6 +111,8 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Endpoint {
     name: String,
+    /// `metadata_config` (1.0 metadata, sent once [`Endpoint::send_metadata_of`] gives a source).
+    metadata_config: MetadataConfig,
     /// Configured for remote write 1.0, whose messages carry only samples: metadata,
     /// exemplars and created timestamps are dropped on entry instead of travelling through
     /// the queue (carrying them cost ~4 % of trawl's CPU at 1M series, `perf/README.md`).
@@ -200,6 +206,7 @@ impl Endpoint {
         );
         Ok(Endpoint {
             name,
+            metadata_config: cfg.metadata_config.clone(),
             samples_only: !v2,
             send_exemplars: cfg.send_exemplars,
             send_native_histograms: cfg.send_native_histograms,
@@ -207,6 +214,15 @@ impl Endpoint {
             disk_metrics,
             queue,
         })
+    }
+
+    /// Sends the metric metadata of `source` every `metadata_config.send_interval` while the
+    /// endpoint speaks remote write 1.0, unless `metadata_config.send` is false (see
+    /// `remote_write::metadata`).
+    pub fn send_metadata_of(&mut self, source: MetadataSource) {
+        if self.metadata_config.send {
+            self.queue.send_metadata(self.metadata_config.clone(), source);
+        }
     }
 
     /// Enqueues a scrape's batch. Waits when the queue is full (back-pressure on the scraper),

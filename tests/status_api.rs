@@ -66,6 +66,7 @@ remote_write:
     headers: {X-Tenant: a}
     sigv4: {region: eu-west-1, access_key: AKID, secret_key: sigv4-secret}
     queue_config: {capacity: 2500, max_shards: 200, max_samples_per_send: 500, retry_on_http_429: true}
+    metadata_config: {max_samples_per_send: 500}
     write_relabel_configs: [{action: labelkeep, regex: '__name__|job|instance'}]
   - url: http://127.0.0.1:1/write2
     authorization: {credentials: auth-secret}

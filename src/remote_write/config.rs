@@ -105,21 +105,21 @@ impl Default for QueueConfig {
     }
 }
 
-/// `metadata_config`: accepted for compatibility; trawl sends no metadata yet.
+/// `metadata_config`: remote write 1.0 metadata (`super::metadata`); 2.0 sends it inline.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
-    /// Whether metadata would be sent (Prometheus: true).
+    /// Whether metadata is sent (Prometheus: true).
     pub send: bool,
     /// How often (Prometheus: 1m).
     pub send_interval: Duration,
-    /// Most metadata entries per request (Prometheus: 500).
+    /// Most metadata entries per request (Prometheus since 2.44: 2,000; 500 before).
     pub max_samples_per_send: usize,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
-        MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 500 }
+        MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 2_000 }
     }
 }
 
@@ -149,7 +149,7 @@ pub struct RemoteWriteConfig {
     pub send_exemplars: bool,
     /// Whether native histogram samples are sent (Prometheus' default: false).
     pub send_native_histograms: bool,
-    /// Accepted; trawl sends no metadata.
+    /// Remote write 1.0 metadata: whether, how often and how many entries a request.
     pub metadata_config: MetadataConfig,
     /// Caps of the on-disk outage buffer; used only with `--storage.path`.
     pub disk_buffer: DiskBufferConfig,

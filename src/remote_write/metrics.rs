@@ -47,6 +47,12 @@ pub struct RemoteWriteMetrics {
     pub samples_dropped_no_tenant_total: AtomicU64,
     /// Exemplars in requests the receiver accepted.
     pub exemplars_sent_total: AtomicU64,
+    /// Metadata entries in requests the receiver accepted (1.0 `metadata_config`).
+    pub metadata_sent_total: AtomicU64,
+    /// Metadata entries in requests the receiver refused or that could not be encoded.
+    pub metadata_failed_total: AtomicU64,
+    /// Compressed bytes of accepted metadata requests.
+    pub metadata_bytes_total: AtomicU64,
     /// Sum of `X-Prometheus-Remote-Write-Samples-Written` answers.
     pub samples_written_total: AtomicU64,
     /// Sum of `X-Prometheus-Remote-Write-Histograms-Written` answers.
@@ -107,6 +113,24 @@ impl MetricSet for RemoteWriteMetrics {
             kind: Kind::Counter,
             help: "Exemplars in remote-write requests the receiver accepted.",
             series: &[("", |m| float(&m.exemplars_sent_total))],
+        },
+        Family {
+            name: "trawl_remote_write_metadata_sent_total",
+            kind: Kind::Counter,
+            help: "Metadata entries in remote-write 1.0 requests the receiver accepted.",
+            series: &[("", |m| float(&m.metadata_sent_total))],
+        },
+        Family {
+            name: "trawl_remote_write_metadata_failed_total",
+            kind: Kind::Counter,
+            help: "Metadata entries in remote-write 1.0 requests the receiver refused.",
+            series: &[("", |m| float(&m.metadata_failed_total))],
+        },
+        Family {
+            name: "trawl_remote_write_metadata_bytes_total",
+            kind: Kind::Counter,
+            help: "Compressed bytes of remote-write 1.0 metadata requests the receiver accepted.",
+            series: &[("", |m| float(&m.metadata_bytes_total))],
         },
         Family {
             name: "trawl_remote_write_written_total",

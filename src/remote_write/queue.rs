@@ -35,7 +35,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::config::MetadataConfig;
 use super::disk::{self, DiskQueue, Pos};
+use super::metadata::{self, MetadataSource};
 use super::metrics::RemoteWriteMetrics;
 use super::record::{self, Body, RecordMeta};
 use super::request::{self, Encoders};
@@ -181,6 +183,9 @@ pub(crate) struct Queue {
     /// Sends the disk buffer's records; stopped after the shards at shutdown.
     replayer: Option<JoinHandle<()>>,
     replay_stop: CancellationToken,
+    /// Sends 1.0 metadata ([`super::metadata`]); stopped first at shutdown.
+    metadata: Option<JoinHandle<()>>,
+    metadata_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Queue {
@@ -211,7 +216,30 @@ impl Queue {
             let (shared, stop) = (shared.clone(), replay_stop.clone());
             tokio::spawn(async move { replay(d, &shared.settings.receiver, stop).await })
         });
-        Queue { shared, router, resharder, resharder_stop, replayer, replay_stop }
+        Queue {
+            shared,
+            router,
+            resharder,
+            resharder_stop,
+            replayer,
+            replay_stop,
+            metadata: None,
+            metadata_stop: CancellationToken::new(),
+        }
+    }
+
+    /// Starts sending the metadata of `source` (remote write 1.0), replacing a previous source.
+    pub(crate) fn send_metadata(&mut self, cfg: MetadataConfig, source: MetadataSource) {
+        self.metadata_stop.cancel();
+        if let Some(old) = self.metadata.take() {
+            old.abort();
+        }
+        self.metadata_stop = CancellationToken::new();
+        let (shared, stop) = (self.shared.clone(), self.metadata_stop.clone());
+        self.metadata =
+            Some(tokio::spawn(
+                async move { metadata::run(&shared.settings.receiver, cfg, source, stop).await },
+            ));
     }
 
     /// Admits `batch` (waiting for room), then hands it to the shards. `Err(n)`: the queue is
@@ -250,6 +278,10 @@ impl Queue {
     /// Stops admission, lets the shards flush until `deadline`, then stops them hard.
     pub(crate) async fn shutdown(mut self, deadline: Instant) {
         let shared = self.shared.clone();
+        self.metadata_stop.cancel();
+        if let Some(m) = self.metadata.take() {
+            let _ = m.await;
+        }
         shared.permits.close();
         self.resharder_stop.cancel();
         if let Some(mut resharder) = self.resharder.take() {
@@ -292,6 +324,7 @@ impl Drop for Queue {
         // close, and the shards flush in the background.
         self.resharder_stop.cancel();
         self.replay_stop.cancel();
+        self.metadata_stop.cancel();
     }
 }
 
