@@ -66,12 +66,13 @@ remote_write:
     headers: {X-Tenant: a}
     sigv4: {region: eu-west-1, access_key: AKID, secret_key: sigv4-secret}
     queue_config: {capacity: 2500, max_shards: 200, max_samples_per_send: 500, retry_on_http_429: true}
+    # 500: 2.42's default for both (trawl's are 2.44+'s 2000), set so the dumps compare.
     metadata_config: {max_samples_per_send: 500}
     write_relabel_configs: [{action: labelkeep, regex: '__name__|job|instance'}]
   - url: http://127.0.0.1:1/write2
     authorization: {credentials: auth-secret}
     queue_config: {capacity: 2500, max_shards: 200, max_samples_per_send: 500, retry_on_http_429: true}
-    metadata_config: {send: false}
+    metadata_config: {send: false, max_samples_per_send: 500}
 "#;
 
 async fn get_json(url: &str) -> (u16, Value) {
