@@ -664,22 +664,38 @@ fn belongs_to_family(sample: &str, family: &str) -> bool {
     }
 }
 
-/// Seed of [`raw_key`], random per process.
-static RAW_SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-/// Seed of [`final_key`], random per process.
-static FINAL_SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+/// An xxh3 secret, random per process.
+type Secret = xxhash_rust::xxh3::SecretInput<[u8; SECRET_BYTES]>;
+/// xxh3's default secret size.
+const SECRET_BYTES: usize = 192;
+/// The secret of [`raw_key`].
+static RAW_SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+/// The secret of [`final_key`].
+static FINAL_SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
 
-/// A target's table key for a series' raw `name{labels}` bytes: a 64-bit xxh3 hash, seeded
-/// once per process (label values come from scraped pages, so the seed must not be guessable).
-/// Two spellings colliding would give one the other's relabeling verdict (the labels themselves
-/// still come from the page); at 64 bits that is ~10⁻¹² for a 5,000-series target.
+/// The secret in `cell`, made on first use. A random secret, not a random seed: xxh3 derives a
+/// secret from a seed on every call for inputs over 240 bytes (kube-state-metrics lines are),
+/// ~160 instructions a sample (callgrind, the dense-node bench's kube-state-metrics page).
+fn secret(cell: &'static std::sync::OnceLock<Secret>) -> &'static Secret {
+    cell.get_or_init(|| {
+        let mut bytes = [0u8; SECRET_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        Secret::new(bytes)
+    })
+}
+
+/// A target's table key for a series' raw `name{labels}` bytes: a 64-bit xxh3 hash with a
+/// secret random per process (label values come from scraped pages, so the hash must not be
+/// predictable). Two spellings colliding would give one the other's relabeling verdict (the
+/// labels themselves still come from the page); at 64 bits that is ~10⁻¹² for a 5,000-series
+/// target.
 pub(super) fn raw_key(raw: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(raw, *RAW_SEED.get_or_init(rand::random))
+    xxhash_rust::xxh3::xxh3_64_with_secret_input(raw, secret(&RAW_SECRET))
 }
 
 /// The key of a series' final labels (its record), for the staleness pass.
 fn final_key(record: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(record, *FINAL_SEED.get_or_init(rand::random))
+    xxhash_rust::xxh3::xxh3_64_with_secret_input(record, secret(&FINAL_SECRET))
 }
 
 /// Whether a family of this type may have `_created` lines (OpenMetrics: counters,
