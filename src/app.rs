@@ -522,13 +522,16 @@ fn external_labels(cfg: &Config) -> Arc<Labels> {
 fn metadata_source(targets: &TargetsView) -> crate::remote_write::MetadataSource {
     let targets = targets.clone();
     Arc::new(move || {
-        let pools = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // The targets' statuses, taken under the view's lock and read after it is released (no
+        // lock held inside another, and no copy of the whole view).
+        let statuses: Vec<_> = {
+            let pools = targets.lock().unwrap_or_else(|e| e.into_inner());
+            pools.values().flat_map(|p| p.active.iter().map(|t| t.status.clone())).collect()
+        };
         let mut out = Vec::new();
-        for p in pools.values() {
-            for t in &p.active {
-                let families = t.status.lock().unwrap_or_else(|e| e.into_inner()).metadata.clone();
-                out.extend(families.iter().cloned());
-            }
+        for status in statuses {
+            let families = status.lock().unwrap_or_else(|e| e.into_inner()).metadata.clone();
+            out.extend(families.iter().cloned());
         }
         out
     })

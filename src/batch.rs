@@ -59,6 +59,8 @@ use std::sync::Arc;
 
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
+use crate::encode::{DOUBLE_LEN_BYTES, KEY_LEN_BYTES, field as wire, write_point};
+
 use crate::labels::Labels;
 use crate::parse::MetricType;
 
@@ -99,16 +101,10 @@ pub struct MetadataRun {
 
 /// Field numbers of the 1.0 messages a record is made of.
 mod field {
-    /// `WriteRequest.timeseries`.
-    pub const WRITE_REQUEST_TIMESERIES: u32 = 1;
+    // A frame's own fields (`WriteRequest.timeseries`, `TimeSeries.samples`, `Sample`'s) are
+    // the encoder's: `crate::encode::field`.
     /// `TimeSeries.labels`.
     pub const TIMESERIES_LABELS: u32 = 1;
-    /// `TimeSeries.samples`.
-    pub const TIMESERIES_SAMPLES: u32 = 2;
-    /// `Sample.value` (double).
-    pub const SAMPLE_VALUE: u32 = 1;
-    /// `Sample.timestamp` (int64).
-    pub const SAMPLE_TIMESTAMP: u32 = 2;
     /// `Label.name`.
     pub const LABEL_NAME: u32 = 1;
     /// `Label.value`.
@@ -176,41 +172,24 @@ pub fn write_label_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(value);
 }
 
-/// Bytes of a field key (the numbers used here are all below 16).
-const KEY_BYTES: usize = 1;
-
 /// Bytes of a `Sample{value, timestamp}` message: two keys, a double, a varint.
 #[inline]
 pub(crate) fn sample_len(timestamp_ms: i64) -> usize {
-    2 * KEY_BYTES + 8 + encoded_len_varint(timestamp_ms as u64)
+    2 * KEY_LEN_BYTES + DOUBLE_LEN_BYTES + encoded_len_varint(timestamp_ms as u64)
 }
 
 /// Bytes of the `TimeSeries.samples` field a frame ends with (its length always fits one byte).
 #[inline]
 fn sample_field_len(timestamp_ms: i64) -> usize {
-    KEY_BYTES + 1 + sample_len(timestamp_ms)
+    KEY_LEN_BYTES + 1 + sample_len(timestamp_ms)
 }
 
-/// Appends the `TimeSeries.samples` field of one sample. Both point fields are always written,
-/// even at their defaults: prost would skip a value of -0.0 (it equals 0.0) and lose its sign.
+/// Appends the `TimeSeries.samples` field of one sample.
 #[inline]
 fn write_sample_field(value: f64, timestamp_ms: i64, out: &mut Vec<u8>) {
-    out.push(len_key(field::TIMESERIES_SAMPLES));
+    out.push(len_key(wire::TIMESERIES_SAMPLES));
     out.push(sample_len(timestamp_ms) as u8);
-    out.push((field::SAMPLE_VALUE << 3 | 1) as u8);
-    out.extend_from_slice(&value.to_bits().to_le_bytes());
-    out.push((field::SAMPLE_TIMESTAMP << 3) as u8);
-    push_varint(timestamp_ms as u64, out);
-}
-
-/// Writes `v` as a varint filling `out` exactly (`out.len()` is its encoded length).
-#[inline]
-fn write_varint_at(mut v: u64, out: &mut [u8]) {
-    let last = out.len() - 1;
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = if i == last { v as u8 } else { (v as u8 & 0x7f) | 0x80 };
-        v >>= 7;
-    }
+    write_point(wire::SAMPLE_VALUE, value, wire::SAMPLE_TIMESTAMP, timestamp_ms, out);
 }
 
 /// Appends the record of `labels` (already sorted and unique, as a [`Labels`] is).
@@ -341,7 +320,8 @@ impl Rec {
     fn frame(&self) -> std::ops::Range<usize> {
         let r = self.range();
         let inner = r.len() + sample_field_len(self.timestamp_ms);
-        r.start - KEY_BYTES - encoded_len_varint(inner as u64)..r.end + sample_field_len(self.timestamp_ms)
+        r.start - KEY_LEN_BYTES - encoded_len_varint(inner as u64)
+            ..r.end + sample_field_len(self.timestamp_ms)
     }
 }
 
@@ -472,7 +452,7 @@ impl Batch {
         write(&mut self.bytes);
         let len = self.bytes.len() - frame - guess;
         let inner = len + sample_field_len(timestamp_ms);
-        let head = KEY_BYTES + encoded_len_varint(inner as u64);
+        let head = KEY_LEN_BYTES + encoded_len_varint(inner as u64);
         if head != guess {
             if head > guess {
                 self.bytes.resize(frame + head + len, 0);
@@ -481,8 +461,8 @@ impl Batch {
             self.bytes.truncate(frame + head + len);
             self.head_guess = head as u8;
         }
-        self.bytes[frame] = len_key(field::WRITE_REQUEST_TIMESERIES);
-        write_varint_at(inner as u64, &mut self.bytes[frame + 1..frame + head]);
+        self.bytes[frame] = len_key(wire::WRITE_REQUEST_TIMESERIES);
+        encode_varint(inner as u64, &mut &mut self.bytes[frame + 1..frame + head]);
         write_sample_field(value, timestamp_ms, &mut self.bytes);
         let off = frame + head;
         let flag = if tracked { TRACKED } else { 0 };
@@ -536,6 +516,12 @@ impl Batch {
     #[inline]
     pub fn record_of(&self, rec: &Rec) -> &[u8] {
         &self.bytes[rec.range()]
+    }
+
+    /// The frame of `rec` (a sample of this batch): its 1.0 `WriteRequest.timeseries` field.
+    #[inline]
+    pub fn frame_of(&self, rec: &Rec) -> &[u8] {
+        &self.bytes[rec.frame()]
     }
 
     /// Sample `i`.

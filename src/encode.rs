@@ -26,7 +26,7 @@ use crate::labels::{Label, Labels};
 pub mod v2;
 
 /// Field numbers of `prometheus.WriteRequest` and the messages inside it.
-mod field {
+pub(crate) mod field {
     /// `WriteRequest.timeseries`.
     pub const WRITE_REQUEST_TIMESERIES: u32 = 1;
     /// `TimeSeries.samples`.
@@ -125,17 +125,9 @@ impl Encoder {
     /// ([`Slice::frames`]), so they are compressed where they lie; otherwise the request is
     /// written out sample by sample first.
     pub fn encode_slices(&mut self, slices: &[Slice<'_>]) -> Result<&[u8], EncodeError> {
-        let mut frames: smallvec::SmallVec<[&[u8]; 4]> = smallvec::SmallVec::new();
-        for s in slices {
-            match s.frames(self.exemplars) {
-                Some(f) => frames.push(f),
-                None => {
-                    frames.clear();
-                    break;
-                }
-            }
-        }
-        let n = if frames.len() == slices.len() {
+        let frames: Option<smallvec::SmallVec<[&[u8]; 4]>> =
+            slices.iter().map(|s| s.frames(self.exemplars)).collect();
+        let n = if let Some(frames) = frames {
             self.highest_timestamp_ms =
                 slices.iter().flat_map(|s| s.recs()).map(|r| r.timestamp_ms).max().unwrap_or(i64::MIN);
             compress_parts(&mut self.snappy, &frames, &mut self.compressed)?.len()
@@ -185,14 +177,19 @@ impl Encoder {
                     encode_varint(rec.timestamp_ms as u64, buf);
                     continue;
                 }
-                let sample = sample_len(rec.timestamp_ms);
-                // This sample's exemplars (`send_exemplars`), their labels encoded into
+                let mine =
+                    if self.exemplars { side_entries(&batch.exemplars, &mut exemplar, i) } else { &[] };
+                if mine.is_empty() {
+                    // Its frame is its `TimeSeries` field already (see `crate::batch`).
+                    buf.extend_from_slice(batch.frame_of(rec));
+                    continue;
+                }
+                // The sample with its exemplars (`send_exemplars`): their labels encoded into
                 // `scratch` back to back, each run's end recorded after it.
+                let sample = sample_len(rec.timestamp_ms);
                 scratch.clear();
                 lens.clear();
                 let mut exemplars_len = 0;
-                let mine =
-                    if self.exemplars { side_entries(&batch.exemplars, &mut exemplar, i) } else { &[] };
                 for (_, e) in mine {
                     let from = scratch.len();
                     crate::batch::write_labels(&e.labels, scratch);
@@ -267,9 +264,7 @@ pub(crate) fn compress_parts<'a>(
     if out.len() < need {
         out.resize(need, 0);
     }
-    let mut head = Vec::with_capacity(preamble);
-    encode_varint(total as u64, &mut head);
-    out[..preamble].copy_from_slice(&head);
+    encode_varint(total as u64, &mut &mut out[..preamble]);
     let mut at = preamble;
     for part in parts.iter().filter(|p| !p.is_empty()) {
         // Its preamble (at most 5 bytes) goes just before `at`; `at` is past the total's
@@ -288,6 +283,9 @@ pub(crate) fn compress_parts<'a>(
 /// Writes a point: a `double` field and an `int64` timestamp field (a `Sample` or an `Exemplar`,
 /// in 1.0 and 2.0). Both are always written, even at their defaults: prost would skip a value
 /// of -0.0 (it equals 0.0) and lose its sign.
+/// The field numbers must be below 16 (one-byte keys, as all of remote write's point fields are):
+/// the keys are single pushes, not prost's out-of-line varint writer, since the scrape loop
+/// writes one point per sample ([`crate::batch`]).
 #[inline]
 pub(crate) fn write_point(
     value_field: u32,
@@ -296,10 +294,11 @@ pub(crate) fn write_point(
     timestamp_ms: i64,
     buf: &mut Vec<u8>,
 ) {
-    encode_key(value_field, WireType::SixtyFourBit, buf);
+    debug_assert!(value_field < 16 && timestamp_field < 16, "one-byte keys");
+    buf.push((value_field << 3 | WireType::SixtyFourBit as u32) as u8);
     buf.extend_from_slice(&value.to_bits().to_le_bytes());
-    encode_key(timestamp_field, WireType::Varint, buf);
-    encode_varint(timestamp_ms as u64, buf);
+    buf.push((timestamp_field << 3 | WireType::Varint as u32) as u8);
+    push_varint(timestamp_ms as u64, buf);
 }
 
 /// Length of a length-delimited field whose payload is `len` bytes.

@@ -228,18 +228,15 @@ impl Queue {
         }
     }
 
-    /// Starts sending the metadata of `source` (remote write 1.0), replacing a previous source.
+    /// Starts sending the metadata of `source` (remote write 1.0); a second call replaces the
+    /// first's task.
     pub(crate) fn send_metadata(&mut self, cfg: MetadataConfig, source: MetadataSource) {
-        self.metadata_stop.cancel();
-        if let Some(old) = self.metadata.take() {
+        let (shared, stop) = (self.shared.clone(), self.metadata_stop.clone());
+        let task =
+            tokio::spawn(async move { metadata::run(&shared.settings.receiver, cfg, source, stop).await });
+        if let Some(old) = self.metadata.replace(task) {
             old.abort();
         }
-        self.metadata_stop = CancellationToken::new();
-        let (shared, stop) = (self.shared.clone(), self.metadata_stop.clone());
-        self.metadata =
-            Some(tokio::spawn(
-                async move { metadata::run(&shared.settings.receiver, cfg, source, stop).await },
-            ));
     }
 
     /// Admits `batch` (waiting for room), then hands it to the shards. `Err(n)`: the queue is
